@@ -1,0 +1,1 @@
+"""Engage's shared runtime: the only code every service imports."""

@@ -1,0 +1,87 @@
+"""API keys: who is calling (workspace and roles) and whether they may call a method."""
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from engage.errors import PermissionDenied, Unauthenticated
+
+API_KEY_HEADER = "x-api-key"
+ROLES = frozenset({"ingest", "marketer", "support", "admin"})
+
+# Who may call each service's writing methods; reading methods also admit support and marketer.
+WRITER_ROLES: Mapping[str, frozenset[str]] = {
+    "IngestService": frozenset({"ingest"}),
+    "ProfileService": frozenset(),
+    "SegmentService": frozenset({"marketer"}),
+    "CampaignService": frozenset({"marketer"}),
+    "JourneyService": frozenset({"marketer"}),
+    "TemplateService": frozenset({"marketer"}),
+    "MessageService": frozenset({"ingest", "marketer"}),
+    "SubscriptionService": frozenset({"marketer", "support"}),
+    "ReportingService": frozenset(),
+}
+READER_ROLES = frozenset({"support", "marketer"})
+READING_VERBS = ("Get", "List", "Check", "Preview", "Export", "Render")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller, as its API key says."""
+
+    workspace: str
+    roles: frozenset[str]
+
+
+current_principal: ContextVar[Principal] = ContextVar("current_principal")
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class ApiKeys:
+    """Keys kept only as SHA-256 digests, each mapped to its workspace and roles."""
+
+    def __init__(self, principals_by_digest: Mapping[bytes, Principal]) -> None:
+        self._principals = dict(principals_by_digest)
+
+    @classmethod
+    def parse(cls, spec: str) -> "ApiKeys":
+        """Read `key=workspace:role+role,...` (the `ENGAGE_API_KEYS` format)."""
+        principals: dict[bytes, Principal] = {}
+        for entry in filter(None, (part.strip() for part in spec.split(","))):
+            key, _, grant = entry.partition("=")
+            workspace, _, roles_text = grant.partition(":")
+            roles = frozenset(filter(None, roles_text.split("+")))
+            if not key or not workspace or not roles or not roles <= ROLES:
+                raise ValueError(f"bad API key entry for workspace {workspace!r}")
+            principals[_digest(key)] = Principal(workspace, roles)
+        return cls(principals)
+
+    def authenticate(self, metadata: Mapping[str, str]) -> Principal:
+        """The principal of the key in `x-api-key` (or `authorization: Bearer`)."""
+        key = metadata.get(API_KEY_HEADER, "")
+        bearer = metadata.get("authorization", "")
+        if not key and bearer.lower().startswith("bearer "):
+            key = bearer[len("bearer ") :].strip()
+        if not key:
+            raise Unauthenticated(f"missing API key: send it as `{API_KEY_HEADER}` metadata")
+        digest = _digest(key)
+        for known, principal in self._principals.items():
+            if hmac.compare_digest(known, digest):
+                return principal
+        raise Unauthenticated("invalid API key")
+
+
+def authorize(principal: Principal, method: str) -> None:
+    """Raise PermissionDenied unless the principal's roles admit `/engage.v1.Service/Method`."""
+    if "admin" in principal.roles:
+        return
+    service, _, name = method.rpartition("/")
+    writers = WRITER_ROLES.get(service.rpartition(".")[2], frozenset())
+    allowed = writers | READER_ROLES if name.startswith(READING_VERBS) else writers
+    if not principal.roles & allowed:
+        raise PermissionDenied(f"API key may not call {name}: needs one of {sorted(allowed)}")

@@ -1,0 +1,228 @@
+"""The NATS JetStream bus: streams and durable consumers declared in code, protobuf payloads
+published with `Nats-Msg-Id`, and a consumer loop that acks, retries with backoff, or parks a
+poison message on a dead-letter subject.
+"""
+
+import asyncio
+import logging
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TypeVar
+
+import nats
+from google.protobuf.message import Message as ProtoMessage
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from engage import telemetry
+
+log = logging.getLogger(__name__)
+
+WORKSPACE_HEADER = "Engage-Workspace"
+MSG_ID_HEADER = "Nats-Msg-Id"
+DEAD_LETTER_PREFIX = "engage.deadletter"
+
+PayloadT = TypeVar("PayloadT", bound=ProtoMessage)
+
+DAY = timedelta(days=1).total_seconds()
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: list[str]
+    retention: api.RetentionPolicy = api.RetentionPolicy.LIMITS
+    max_age_seconds: float = 7 * DAY
+    duplicate_window_seconds: float = 3600
+
+
+STREAMS = (
+    StreamSpec("EVENTS", ["engage.events.>"]),
+    StreamSpec("PROFILES", ["engage.profiles.>", "engage.memberships.>"]),
+    StreamSpec("SENDS", ["engage.sends.>"], retention=api.RetentionPolicy.WORK_QUEUE),
+    StreamSpec("DELIVERIES", ["engage.deliveries.>"]),
+    StreamSpec("JOURNEYS", ["engage.journeys.>"]),
+    StreamSpec("DEADLETTER", [f"{DEAD_LETTER_PREFIX}.>"], max_age_seconds=30 * DAY),
+)
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """A durable pull consumer, named `<service>-<purpose>`."""
+
+    durable: str
+    stream: str
+    filter_subjects: list[str]
+    # Delays between redeliveries; the last one repeats until max_deliver.
+    backoff_seconds: list[float] = field(default_factory=lambda: [0.2, 1.0, 5.0, 15.0, 30.0])
+    max_deliver: int = 8
+    ack_wait_seconds: float = 30.0
+    fetch_batch: int = 64
+
+
+def events_subject(workspace: str, profile_key: str, partitions: int) -> str:
+    """`engage.events.<workspace>.<partition>`; one profile's events always share a partition."""
+    return f"engage.events.{workspace}.{zlib.crc32(profile_key.encode()) % partitions}"
+
+
+class PermanentError(Exception):
+    """A message that can never succeed (undecodable, invalid): dead-lettered at once."""
+
+
+class Bus:
+    """A NATS connection and its JetStream context, for one service process."""
+
+    def __init__(self, client: NatsClient, replicas: int = 1) -> None:
+        self.client = client
+        self.js: JetStreamContext = client.jetstream()
+        self.replicas = replicas
+
+    @classmethod
+    async def connect(cls, url: str, name: str, replicas: int = 1) -> "Bus":
+        """Connect, retrying until NATS answers; reconnects forever afterwards."""
+        client = await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+        )
+        return cls(client, replicas)
+
+    async def declare_streams(self) -> None:
+        """Create or update every stream of the bus (idempotent)."""
+        for spec in STREAMS:
+            config = api.StreamConfig(
+                name=spec.name,
+                subjects=spec.subjects,
+                retention=spec.retention,
+                storage=api.StorageType.FILE,
+                num_replicas=self.replicas,
+                max_age=spec.max_age_seconds,
+                duplicate_window=spec.duplicate_window_seconds,
+            )
+            try:
+                await self.js.stream_info(spec.name)
+            except NotFoundError:
+                await self.js.add_stream(config)
+            else:
+                await self.js.update_stream(config)
+
+    async def declare_consumer(self, spec: ConsumerSpec) -> None:
+        """Create the durable consumer, or bring an existing one to this configuration."""
+        config = api.ConsumerConfig(
+            durable_name=spec.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=spec.ack_wait_seconds,
+            max_deliver=spec.max_deliver,
+            backoff=spec.backoff_seconds,
+            filter_subjects=spec.filter_subjects,
+            max_ack_pending=10_000,
+        )
+        await self.js.add_consumer(spec.stream, config)
+
+    async def publish(
+        self, subject: str, payload: ProtoMessage, msg_id: str, workspace: str
+    ) -> api.PubAck:
+        """Publish a protobuf payload; JetStream drops a repeat of `msg_id` within its window."""
+        headers = {MSG_ID_HEADER: msg_id, WORKSPACE_HEADER: workspace, **telemetry.inject_headers()}
+        return await self.js.publish(subject, payload.SerializeToString(), headers=headers)
+
+    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> api.PubAck:
+        return await self.js.publish(subject, data, headers=headers)
+
+    async def consume(
+        self, spec: ConsumerSpec, handle: Callable[[Msg], Awaitable[None]]
+    ) -> None:
+        """Run `handle` on every message of the consumer until cancelled.
+
+        Success acks. A failure naks with the consumer's backoff, so it is retried; a
+        `PermanentError`, or a failure on the last allowed delivery, parks the message on
+        `engage.deadletter.<durable>` with the error and terminates it.
+        """
+        await self.declare_consumer(spec)
+        subscription = await self.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+        while True:
+            try:
+                messages = await subscription.fetch(spec.fetch_batch, timeout=1.0)
+            except NatsTimeoutError:
+                continue
+            for message in messages:
+                await self._deliver(spec, message, handle)
+
+    async def _deliver(
+        self, spec: ConsumerSpec, message: Msg, handle: Callable[[Msg], Awaitable[None]]
+    ) -> None:
+        token = otel_context.attach(telemetry.extract_context(message.headers))
+        try:
+            with telemetry.tracer().start_as_current_span(
+                f"{spec.durable} {message.subject}", kind=trace.SpanKind.CONSUMER
+            ):
+                await self._handle_one(spec, message, handle)
+        finally:
+            otel_context.detach(token)
+
+    async def _handle_one(
+        self, spec: ConsumerSpec, message: Msg, handle: Callable[[Msg], Awaitable[None]]
+    ) -> None:
+        delivered = message.metadata.num_delivered
+        try:
+            await handle(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            final = isinstance(error, PermanentError) or delivered >= spec.max_deliver
+            context = {"consumer": spec.durable, "subject": message.subject, "delivered": delivered}
+            if final:
+                log.exception("message dead-lettered", extra=context)
+                await self._dead_letter(spec, message, error)
+                await message.term()
+            else:
+                log.warning("message failed, will retry: %s", error, extra=context)
+                delay = spec.backoff_seconds[min(delivered, len(spec.backoff_seconds)) - 1]
+                await message.nak(delay=delay)
+            return
+        await message.ack()
+
+    async def _dead_letter(self, spec: ConsumerSpec, message: Msg, error: Exception) -> None:
+        headers = {k: v for k, v in (message.headers or {}).items() if k != MSG_ID_HEADER}
+        headers.update(
+            {
+                "Engage-Original-Subject": message.subject,
+                "Engage-Consumer": spec.durable,
+                "Engage-Error": f"{type(error).__name__}: {error}"[:1000],
+                "Engage-Deliveries": str(message.metadata.num_delivered),
+            }
+        )
+        subject = f"{DEAD_LETTER_PREFIX}.{spec.durable}"
+        await self.publish_raw(subject, message.data, headers)
+
+    async def close(self) -> None:
+        """Finish in-flight work and close the connection."""
+        if not self.client.is_closed:
+            await self.client.drain()
+
+
+def decode(message: Msg, payload_type: type[PayloadT]) -> PayloadT:
+    """Parse a message's protobuf payload; an undecodable one can never succeed."""
+    payload = payload_type()
+    try:
+        payload.ParseFromString(message.data)
+    except Exception as error:
+        raise PermanentError(f"undecodable {payload_type.__name__}: {error}") from error
+    return payload
+
+
+def workspace_of(message: Msg) -> str:
+    workspace = (message.headers or {}).get(WORKSPACE_HEADER, "")
+    if not workspace:
+        raise PermanentError(f"message on {message.subject} has no {WORKSPACE_HEADER} header")
+    return workspace

@@ -1,0 +1,110 @@
+"""Transactional outbox: a service writes its state and the bus messages that announce it in one
+transaction; a relay publishes them afterwards (with their `Nats-Msg-Id`, so a relay that crashes
+between publish and delete causes no duplicate) and deletes what JetStream acknowledged.
+"""
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from alembic import op
+from google.protobuf.message import Message as ProtoMessage
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import Field, SQLModel, col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import telemetry
+from engage.bus import MSG_ID_HEADER, WORKSPACE_HEADER, Bus
+
+log = logging.getLogger(__name__)
+
+RELAY_BATCH = 200
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str
+    workspace: str
+    msg_id: str
+    payload: bytes
+    # JSON object of extra headers (trace context).
+    headers: str
+    created_at: datetime
+
+
+def create_outbox_table() -> None:
+    """Migration step shared by every service that publishes through an outbox."""
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("subject", sa.String, nullable=False),
+        sa.Column("workspace", sa.String, nullable=False),
+        sa.Column("msg_id", sa.String, nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column("headers", sa.String, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def enqueue(
+    session: AsyncSession, subject: str, payload: ProtoMessage, msg_id: str, workspace: str
+) -> None:
+    """Add a bus message to the caller's transaction; it is published once that commits."""
+    session.add(
+        OutboxMessage(
+            subject=subject,
+            workspace=workspace,
+            msg_id=msg_id,
+            payload=payload.SerializeToString(),
+            headers=json.dumps(telemetry.inject_headers()),
+            created_at=datetime.now(UTC),
+        )
+    )
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows in order and deletes them once acknowledged."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: Bus) -> None:
+        self.sessions = sessions
+        self.bus = bus
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """Call after committing outbox rows, so they go out without waiting for the poll."""
+        self._wake.set()
+
+    async def run(self, idle_poll_seconds: float = 0.25) -> None:
+        while True:
+            published = await self.publish_pending()
+            if published:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), idle_poll_seconds)
+            except TimeoutError:
+                pass
+
+    async def publish_pending(self) -> int:
+        """Publish up to one batch of pending rows; returns how many went out."""
+        async with self.sessions() as session:
+            rows = (
+                await session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id)).limit(RELAY_BATCH))
+            ).all()
+        if not rows:
+            return 0
+        acks = [self._publish(row) for row in rows]
+        await asyncio.gather(*acks)
+        async with self.sessions() as session, session.begin():
+            ids = [row.id for row in rows]
+            await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
+        return len(rows)
+
+    async def _publish(self, row: OutboxMessage) -> None:
+        headers = json.loads(row.headers)
+        headers.update({MSG_ID_HEADER: row.msg_id, WORKSPACE_HEADER: row.workspace})
+        await self.bus.publish_raw(row.subject, row.payload, headers)

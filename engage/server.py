@@ -1,0 +1,190 @@
+"""Run a service: grpc.aio server with health, reflection and the call interceptor; background
+tasks (bus consumers, outbox relays); graceful shutdown on SIGTERM.
+
+Shutdown order: health NOT_SERVING → `server.stop(grace)` → background tasks stopped → the
+cleanups given (drain NATS, dispose the database engine), in that order.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from engage import telemetry
+from engage.auth import ApiKeys, authorize, current_principal
+from engage.errors import INTERNAL_STATUS, EngageError
+from engage.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# Methods anyone may call: Kubernetes probes and tooling.
+_OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass
+class GrpcService:
+    """A servicer, the generated function that registers it, and its full proto name."""
+
+    servicer: object
+    register: Callable[[Any, grpc.aio.Server], None]
+    name: str
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a service process runs besides its servicers."""
+
+    background: Sequence[Callable[[], Awaitable[None]]] = ()
+    cleanups: Sequence[Callable[[], Awaitable[None]]] = ()
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@contextlib.asynccontextmanager
+async def call_scope(
+    context: grpc.aio.ServicerContext, method: str, keys: ApiKeys
+) -> AsyncIterator[None]:
+    """Around every call: continue the caller's trace, authenticate, map errors to status."""
+    metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    token = otel_context.attach(telemetry.extract_context(metadata))
+    try:
+        with telemetry.tracer().start_as_current_span(method, kind=trace.SpanKind.SERVER):
+            try:
+                principal = keys.authenticate(metadata)
+                authorize(principal, method)
+                current_principal.set(principal)
+                yield
+            except EngageError as error:
+                await context.abort_with_status(rpc_status.to_status(error.to_status()))
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception:
+                log.exception("unhandled error", extra={"method": method})
+                await context.abort_with_status(rpc_status.to_status(INTERNAL_STATUS))
+    finally:
+        otel_context.detach(token)
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str, keys: ApiKeys) -> grpc.RpcMethodHandler:
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary or handler.stream_unary:
+        behavior = handler.unary_unary or handler.stream_unary
+
+        async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with call_scope(context, method, keys):
+                return await behavior(request, context)
+
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return make(single, **codec)
+    streaming = handler.unary_stream or handler.stream_stream
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async with call_scope(context, method, keys):
+            async for response in streaming(request, context):
+                yield response
+
+    make = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return make(stream, **codec)
+
+
+class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Puts every Engage call inside `call_scope`; health and reflection stay open."""
+
+    def __init__(self, keys: ApiKeys) -> None:
+        self.keys = keys
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(_OPEN_SERVICES):
+            return handler
+        return _wrap(handler, details.method, self.keys)
+
+
+async def run(settings: Settings, services: Sequence[GrpcService], runtime: ServiceRuntime) -> None:
+    """Serve until SIGTERM or SIGINT (or a background task fails), then shut down in order."""
+    server = grpc.aio.server(
+        interceptors=[CallInterceptor(ApiKeys.parse(settings.api_keys))],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    health = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    for service in services:
+        service.register(service.servicer, server)
+    names = [s.name for s in services]
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    await server.start()
+    for name in ["", *names]:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    address = f"{settings.grpc_host}:{port}"
+    _announce(settings, address)
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.stopping.set)
+    tasks = [asyncio.create_task(_watched(job(), runtime.stopping)) for job in runtime.background]
+    await runtime.stopping.wait()
+
+    log.info("stopping", extra={"address": address})
+    await health.enter_graceful_shutdown()
+    await server.stop(settings.shutdown_grace)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for cleanup in runtime.cleanups:
+        await cleanup()
+    telemetry.shutdown()
+    log.info("stopped")
+
+
+async def _watched(job: Awaitable[None], stopping: asyncio.Event) -> None:
+    """A background task that ends on its own stops the whole service: Kubernetes restarts it."""
+    try:
+        await job
+        log.error("background task ended")
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task failed")
+    stopping.set()
+
+
+def _announce(settings: Settings, address: str) -> None:
+    log.info("serving", extra={"address": address})
+    if settings.ready_file:
+        tmp = settings.ready_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"service": settings.service_name, "address": address}))
+        tmp.replace(settings.ready_file)

@@ -1,0 +1,48 @@
+"""Settings from `ENGAGE_*` environment variables, with defaults that run on a laptop."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_API_KEY = "engage-dev-key"
+
+
+class Settings(BaseSettings):
+    """What every service reads. Each service subclasses it with its own name and port."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGAGE_", extra="ignore")
+
+    service_name: str = "engage"
+    environment: Literal["development", "production"] = "development"
+    var_dir: Path = Path("var")
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 0
+    # Empty: SQLite (WAL) at `<var_dir>/<service_name>.db`.
+    database_url: str = ""
+    nats_url: str = "nats://127.0.0.1:4222"
+    # `key=workspace:role+role,...`; roles are ingest, marketer, support, admin.
+    api_keys: str = f"{DEVELOPMENT_API_KEY}=demo:admin"
+    # The key this service presents when it calls another service.
+    service_api_key: str = DEVELOPMENT_API_KEY
+    event_partitions: int = 8
+    log_level: str = "INFO"
+    # Where finished spans go: nowhere, or printed to stderr.
+    trace_exporter: Literal["none", "console"] = "none"
+    # Seconds a stopping server lets in-flight calls finish.
+    shutdown_grace: float = 10.0
+    # Written with the bound address once the service is serving (for launchers and tests).
+    ready_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> "Settings":
+        if self.environment == "production" and DEVELOPMENT_API_KEY in self.api_keys:
+            raise ValueError("ENGAGE_API_KEYS still holds the development key in production")
+        return self
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to this service's SQLite file under `var_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.var_dir.resolve() / self.service_name}.db"

@@ -1,0 +1,130 @@
+import datetime
+
+from engage.v1 import common_pb2 as _common_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Journey(_message.Message):
+    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Journey.State]
+        STATE_DRAFT: _ClassVar[Journey.State]
+        STATE_ACTIVE: _ClassVar[Journey.State]
+        STATE_PAUSED: _ClassVar[Journey.State]
+        STATE_ARCHIVED: _ClassVar[Journey.State]
+    STATE_UNSPECIFIED: Journey.State
+    STATE_DRAFT: Journey.State
+    STATE_ACTIVE: Journey.State
+    STATE_PAUSED: Journey.State
+    STATE_ARCHIVED: Journey.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    state: Journey.State
+    version: int
+    trigger: JourneyTrigger
+    steps: _containers.RepeatedCompositeFieldContainer[JourneyStep]
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class JourneyTrigger(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: EventTrigger
+    def __init__(self, event: _Optional[_Union[EventTrigger, _Mapping]] = ...) -> None: ...
+
+class EventTrigger(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    def __init__(self, event: _Optional[str] = ...) -> None: ...
+
+class JourneyStep(_message.Message):
+    __slots__ = ("id", "send", "exit")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SEND_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    send: SendStep
+    exit: ExitStep
+    def __init__(self, id: _Optional[str] = ..., send: _Optional[_Union[SendStep, _Mapping]] = ..., exit: _Optional[_Union[ExitStep, _Mapping]] = ...) -> None: ...
+
+class SendStep(_message.Message):
+    __slots__ = ("channel", "template", "transactional")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONAL_FIELD_NUMBER: _ClassVar[int]
+    channel: _common_pb2.Channel
+    template: str
+    transactional: bool
+    def __init__(self, channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., transactional: _Optional[bool] = ...) -> None: ...
+
+class ExitStep(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateJourneyRequest(_message.Message):
+    __slots__ = ("parent", "journey_id", "journey")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    journey_id: str
+    journey: Journey
+    def __init__(self, parent: _Optional[str] = ..., journey_id: _Optional[str] = ..., journey: _Optional[_Union[Journey, _Mapping]] = ...) -> None: ...
+
+class GetJourneyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListJourneysRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListJourneysResponse(_message.Message):
+    __slots__ = ("journeys", "next_page_token")
+    JOURNEYS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    journeys: _containers.RepeatedCompositeFieldContainer[Journey]
+    next_page_token: str
+    def __init__(self, journeys: _Optional[_Iterable[_Union[Journey, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateJourneyRequest(_message.Message):
+    __slots__ = ("journey", "update_mask")
+    JOURNEY_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    journey: Journey
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, journey: _Optional[_Union[Journey, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteJourneyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

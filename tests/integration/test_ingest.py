@@ -1,0 +1,158 @@
+"""IngestService over real gRPC, storing into a real JetStream."""
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engage.bus import Bus
+from engage.v1 import bus_pb2, common_pb2, ingest_pb2, ingest_pb2_grpc
+from tests.grpc_errors import violated_fields
+from tests.harness import INGEST_KEY, SUPPORT_KEY, WORKSPACE, Suite, auth
+
+
+@pytest.fixture
+async def ingest(bare_suite: Suite) -> AsyncIterator[ingest_pb2_grpc.IngestServiceStub]:
+    bare_suite.start("ingest")
+    async with bare_suite.channel("ingest") as channel:
+        yield ingest_pb2_grpc.IngestServiceStub(channel)
+
+
+async def stored_events(suite: Suite) -> list[common_pb2.Event]:
+    """Every event JetStream holds on the EVENTS stream, in order."""
+    bus = await Bus.connect(suite.nats.url, "test-reader")
+    try:
+        info = await bus.js.stream_info("EVENTS")
+        events: list[common_pb2.Event] = []
+        if info.state.messages == 0:
+            return events
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            raw = await bus.js.get_msg("EVENTS", sequence)
+            batch = bus_pb2.EventBatch.FromString(raw.data or b"")
+            assert batch.workspace == WORKSPACE
+            events.extend(batch.events)
+        return events
+    finally:
+        await bus.close()
+
+
+async def test_track_is_stored_in_jetstream_before_the_answer(
+    ingest: ingest_pb2_grpc.IngestServiceStub, bare_suite: Suite
+) -> None:
+    answer = await ingest.Track(
+        ingest_pb2.TrackRequest(message_id="m-1", user_id="u-1", event="signed_up"),
+        metadata=auth(INGEST_KEY),
+    )
+
+    assert answer.message_id == "m-1" and not answer.duplicate
+    [event] = await stored_events(bare_suite)
+    assert (event.event, event.user_id, event.type) == ("signed_up", "u-1", 1)
+    assert event.received_at.seconds > 0 and event.timestamp.seconds > 0
+
+
+async def test_repeated_message_id_is_reported_duplicate_and_stored_once(
+    ingest: ingest_pb2_grpc.IngestServiceStub, bare_suite: Suite
+) -> None:
+    request = ingest_pb2.TrackRequest(message_id="m-dup", user_id="u-1", event="viewed")
+    first = await ingest.Track(request, metadata=auth(INGEST_KEY))
+    second = await ingest.Track(request, metadata=auth(INGEST_KEY))
+
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert len(await stored_events(bare_suite)) == 1
+
+
+async def test_call_without_a_valid_key_is_unauthenticated(
+    ingest: ingest_pb2_grpc.IngestServiceStub,
+) -> None:
+    request = ingest_pb2.TrackRequest(user_id="u-1", event="signed_up")
+    for metadata in [(), auth("not-a-key")]:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await ingest.Track(request, metadata=metadata)
+        assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_key_without_the_ingest_role_is_denied(
+    ingest: ingest_pb2_grpc.IngestServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await ingest.Track(
+            ingest_pb2.TrackRequest(user_id="u-1", event="signed_up"), metadata=auth(SUPPORT_KEY)
+        )
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"event": "signed_up"}, "user_id"),
+        ({"user_id": "u-1", "event": ""}, "event"),
+        ({"user_id": "u-1", "event": "   "}, "event"),
+        ({"user_id": "u-1", "event": "x" * 201}, "event"),
+        ({"user_id": "u-1", "event": "e", "timestamp": Timestamp(seconds=4_102_444_800)}, "timestamp"),
+    ],
+)
+async def test_malformed_track_is_invalid_argument_naming_the_field(
+    ingest: ingest_pb2_grpc.IngestServiceStub, request_fields: dict[str, object], field: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await ingest.Track(ingest_pb2.TrackRequest(**request_fields), metadata=auth(INGEST_KEY))  # type: ignore[arg-type]
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violated_fields(raised.value) == [field]
+    assert field in (raised.value.details() or "")
+
+
+async def test_batch_accepts_good_events_and_reports_bad_ones_by_index(
+    ingest: ingest_pb2_grpc.IngestServiceStub, bare_suite: Suite
+) -> None:
+    track = common_pb2.EventType.EVENT_TYPE_TRACK
+    events = [
+        common_pb2.Event(message_id="b-1", type=track, user_id="u-1", event="viewed"),
+        common_pb2.Event(message_id="b-2", type=track, event="viewed"),
+        common_pb2.Event(message_id="b-3", type=track, anonymous_id="a-9", event="viewed"),
+        common_pb2.Event(message_id="b-3", type=track, anonymous_id="a-9", event="viewed"),
+        common_pb2.Event(message_id="b-4", type=track, user_id="u-2", event=""),
+    ]
+    answer = await ingest.Batch(ingest_pb2.BatchRequest(events=events), metadata=auth(INGEST_KEY))
+
+    assert (answer.accepted_count, answer.duplicate_count) == (2, 1)
+    assert [(e.index, e.field) for e in answer.errors] == [
+        (1, "events[1].user_id"),
+        (4, "events[4].event"),
+    ]
+    assert sorted(e.message_id for e in await stored_events(bare_suite)) == ["b-1", "b-3"]
+
+
+async def test_batch_over_the_limit_is_refused_whole(
+    ingest: ingest_pb2_grpc.IngestServiceStub, bare_suite: Suite
+) -> None:
+    event = common_pb2.Event(type=common_pb2.EventType.EVENT_TYPE_TRACK, user_id="u", event="e")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await ingest.Batch(ingest_pb2.BatchRequest(events=[event] * 501), metadata=auth(INGEST_KEY))
+
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert await stored_events(bare_suite) == []
+
+
+async def test_stream_acknowledges_each_batch(
+    ingest: ingest_pb2_grpc.IngestServiceStub, bare_suite: Suite
+) -> None:
+    track = common_pb2.EventType.EVENT_TYPE_TRACK
+
+    async def batches() -> AsyncIterator[ingest_pb2.StreamEventsRequest]:
+        for number in range(3):
+            events = [
+                common_pb2.Event(message_id=f"s-{number}-{i}", type=track, user_id=f"u-{i}", event="e")
+                for i in range(10)
+            ]
+            yield ingest_pb2.StreamEventsRequest(batch_id=f"batch-{number}", events=events)
+
+    answers = [a async for a in ingest.StreamEvents(batches(), metadata=auth(INGEST_KEY))]
+
+    assert [(a.batch_id, a.accepted_count) for a in answers] == [
+        ("batch-0", 10),
+        ("batch-1", 10),
+        ("batch-2", 10),
+    ]
+    assert len(await stored_events(bare_suite)) == 30
