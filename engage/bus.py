@@ -15,7 +15,6 @@ import nats
 from google.protobuf.message import Message as ProtoMessage
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from opentelemetry import context as otel_context
@@ -139,9 +138,7 @@ class Bus:
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> api.PubAck:
         return await self.js.publish(subject, data, headers=headers)
 
-    async def consume(
-        self, spec: ConsumerSpec, handle: Callable[[Msg], Awaitable[None]]
-    ) -> None:
+    async def consume(self, spec: ConsumerSpec, handle: Callable[[Msg], Awaitable[None]]) -> None:
         """Run `handle` on every message of the consumer until cancelled.
 
         Success acks. A failure naks with the consumer's backoff, so it is retried; a
@@ -153,7 +150,7 @@ class Bus:
         while True:
             try:
                 messages = await subscription.fetch(spec.fetch_batch, timeout=1.0)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own or asyncio's on an empty fetch
                 continue
             for message in messages:
                 await self._deliver(spec, message, handle)

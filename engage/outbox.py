@@ -4,6 +4,7 @@ between publish and delete causes no duplicate) and deletes what JetStream ackno
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -84,16 +85,16 @@ class OutboxRelay:
             if published:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), idle_poll_seconds)
-            except TimeoutError:
-                pass
 
     async def publish_pending(self) -> int:
         """Publish up to one batch of pending rows; returns how many went out."""
         async with self.sessions() as session:
             rows = (
-                await session.exec(select(OutboxMessage).order_by(col(OutboxMessage.id)).limit(RELAY_BATCH))
+                await session.exec(
+                    select(OutboxMessage).order_by(col(OutboxMessage.id)).limit(RELAY_BATCH)
+                )
             ).all()
         if not rows:
             return 0

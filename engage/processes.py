@@ -71,7 +71,10 @@ class NatsServer:
         )
         output = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)], stdout=output, stderr=output
+            [nats_server_binary(), "-c", str(config)],
+            stdout=output,
+            stderr=output,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops things in order
         )
         wait_until_listening("127.0.0.1", self.port, timeout)
 
@@ -108,6 +111,7 @@ class ServiceProcess:
             env=self.env,
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60.0) -> str:
@@ -137,3 +141,59 @@ class ServiceProcess:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+class LocalSuite:
+    """The five services as separate processes on one machine, sharing one nats-server.
+
+    `env` is given to every service; `service_env(name)` may add per-service variables (its
+    database URL, its port). Channels starts after segments, whose address it needs.
+    """
+
+    def __init__(self, run_dir: Path, env: Mapping[str, str]) -> None:
+        self.run_dir = run_dir
+        self.env = dict(env)
+        self.processes: dict[str, ServiceProcess] = {}
+
+    def service_env(self, name: str) -> dict[str, str]:
+        return {}
+
+    def start(self, *names: str) -> None:
+        """Start the named services together and wait until each is serving."""
+        started = []
+        for name in names:
+            env = {**self.env, **self.service_env(name)}
+            segments = self.processes.get("segments")
+            if segments and segments.address:
+                env["ENGAGE_PROFILE_SERVICE_ADDRESS"] = segments.address
+            process = ServiceProcess(name, env, self.run_dir, self.run_dir / f"{name}.log")
+            process.start()
+            self.processes[name] = process
+            started.append(process)
+        for process in started:
+            process.wait_ready()
+
+    def start_all(self) -> None:
+        self.start(*(name for name in SERVICES if name != "channels"))
+        self.start("channels")
+
+    def address(self, name: str) -> str:
+        return self.processes[name].address
+
+    def kill(self, name: str) -> None:
+        self.processes[name].kill()
+
+    def stop_all(self) -> None:
+        """SIGTERM every service, channels first (it consumes what the others produce)."""
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+
+
+def port_or_free(preferred: int) -> int:
+    """`preferred` if nothing listens there, else a free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return free_port()
+    return preferred

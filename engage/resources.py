@@ -14,7 +14,7 @@ def workspace() -> str:
 
 
 def check_id(field: str, value: str) -> str:
-    """A resource id per AIP-122: lower case letters, digits and hyphens, 1–63 long."""
+    """A resource id per AIP-122: lower case letters, digits and hyphens, 1-63 long."""
     if not _ID.match(value):
         raise InvalidArgument(field, "must be 1-63 lower-case letters, digits or hyphens")
     return value

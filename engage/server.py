@@ -142,7 +142,11 @@ async def run(settings: Settings, services: Sequence[GrpcService], runtime: Serv
         service.register(service.servicer, server)
     names = [s.name for s in services]
     reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")

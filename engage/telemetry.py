@@ -78,7 +78,9 @@ def inject_headers() -> dict[str, str]:
     return carrier
 
 
-def extract_context(headers: Mapping[str, str] | Iterable[tuple[str, Any]] | None) -> otel_context.Context:
+def extract_context(
+    headers: Mapping[str, str] | Iterable[tuple[str, Any]] | None,
+) -> otel_context.Context:
     """The trace context a message or call carried, to parent the spans that handle it."""
     if headers is None:
         carrier: dict[str, str] = {}

@@ -4,6 +4,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ import asyncpg
 import grpc
 from sqlalchemy.engine import make_url
 
-from engage.processes import NatsServer, ServiceProcess
+from engage.processes import LocalSuite, NatsServer
 
 T = TypeVar("T")
 
@@ -41,7 +42,7 @@ def auth(key: str = ADMIN_KEY) -> tuple[tuple[str, str], ...]:
     return (("x-api-key", key),)
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 20.0) -> T:
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 20.0) -> T:
     """Poll `check` until it returns something truthy without raising; fail at the deadline."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -69,14 +70,19 @@ class Databases:
         if self.backend == "sqlite":
             return f"sqlite+aiosqlite:///{self.folder / service}.db"
         name = f"engage_test_{service}_{uuid.uuid4().hex[:10]}"
-        asyncio.run(self._postgres(f'CREATE DATABASE "{name}"'))
+        self._run_on_postgres(f'CREATE DATABASE "{name}"')
         self.created.append(name)
         server = make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg", database=name)
         return server.render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
         for name in self.created:
-            asyncio.run(self._postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            self._run_on_postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _run_on_postgres(self, statement: str) -> None:
+        """Run on a thread of its own: callers may be inside a running event loop or not."""
+        with ThreadPoolExecutor(1) as worker:
+            worker.submit(asyncio.run, self._postgres(statement)).result()
 
     async def _postgres(self, statement: str) -> None:
         admin = make_url(POSTGRES_URL).set(drivername="postgresql")
@@ -87,66 +93,37 @@ class Databases:
             await connection.close()
 
 
-class Suite:
-    """The five services as separate processes on free ports, sharing one nats-server."""
+class Suite(LocalSuite):
+    """The services as separate processes on free ports, each with a fresh database."""
 
     def __init__(
         self, nats: NatsServer, databases: Databases, folder: Path, smtp_port: int
     ) -> None:
+        super().__init__(
+            folder,
+            {
+                "ENGAGE_NATS_URL": nats.url,
+                "ENGAGE_GRPC_PORT": "0",
+                "ENGAGE_API_KEYS": API_KEYS,
+                "ENGAGE_SERVICE_API_KEY": ADMIN_KEY,
+                "ENGAGE_VAR_DIR": str(folder / "var"),
+                "ENGAGE_SMTP_PORT": str(smtp_port),
+            },
+        )
         self.nats = nats
         self.databases = databases
-        self.folder = folder
-        self.smtp_port = smtp_port
-        self.processes: dict[str, ServiceProcess] = {}
         self._urls: dict[str, str] = {}
 
-    def env(self, service: str) -> dict[str, str]:
-        if service not in self._urls:
-            self._urls[service] = self.databases.url(service)
-        env = {
-            "ENGAGE_NATS_URL": self.nats.url,
-            "ENGAGE_DATABASE_URL": self._urls[service],
-            "ENGAGE_GRPC_PORT": "0",
-            "ENGAGE_API_KEYS": API_KEYS,
-            "ENGAGE_SERVICE_API_KEY": ADMIN_KEY,
-            "ENGAGE_VAR_DIR": str(self.folder / "var"),
-            "ENGAGE_SMTP_PORT": str(self.smtp_port),
-            "ENGAGE_LOG_LEVEL": "INFO",
-        }
-        if "segments" in self.processes and self.processes["segments"].address:
-            env["ENGAGE_PROFILE_SERVICE_ADDRESS"] = self.processes["segments"].address
-        return env
-
-    def start(self, *services: str) -> None:
-        started = []
-        for name in services:
-            process = ServiceProcess(name, self.env(name), self.folder, self.folder / f"{name}.log")
-            process.start()
-            self.processes[name] = process
-            started.append(process)
-        for process in started:
-            process.wait_ready()
-
-    def start_all(self) -> None:
-        # channels calls ProfileService, so segments' address must be known first.
-        self.start("ingest", "segments", "scheduler", "reporting")
-        self.start("channels")
-
-    def kill(self, service: str) -> None:
-        self.processes[service].kill()
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            process.stop()
-
-    def address(self, service: str) -> str:
-        return self.processes[service].address
+    def service_env(self, name: str) -> dict[str, str]:
+        if name not in self._urls:
+            self._urls[name] = self.databases.url(name)
+        return {"ENGAGE_DATABASE_URL": self._urls[name]}
 
     def channel(self, service: str) -> grpc.aio.Channel:
         return grpc.aio.insecure_channel(self.address(service))
 
     def log(self, service: str) -> str:
-        return (self.folder / f"{service}.log").read_text(errors="replace")
+        return (self.run_dir / f"{service}.log").read_text(errors="replace")
 
 
 @contextmanager

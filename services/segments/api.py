@@ -1,0 +1,83 @@
+"""ProfileService over gRPC: validate, call the store in one transaction, answer protos."""
+
+from collections.abc import Callable
+
+import grpc
+from google.protobuf import empty_pb2
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import db, resources
+from engage.errors import InvalidArgument
+from engage.v1 import profile_pb2, profile_pb2_grpc
+from services.segments.events import ANONYMOUS_ID, USER_ID
+from services.segments.models import Profile
+from services.segments.profiles import ProfileStore
+from services.segments.traits import page_size
+
+COLLECTION = "profiles"
+
+
+class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], published: Callable[[], None]
+    ) -> None:
+        self.sessions = sessions
+        # Wakes the outbox relay once a transaction with bus messages has committed.
+        self.published = published
+
+    async def GetProfile(
+        self, request: profile_pb2.GetProfileRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.Profile:
+        workspace = resources.workspace()
+        key = request.WhichOneof("key")
+        if key is None:
+            raise InvalidArgument("key", "set one of name, user_id, anonymous_id or email")
+        value: str = getattr(request, key)
+        if not value:
+            raise InvalidArgument(key, "must not be empty")
+        async with db.transaction(self.sessions) as session:
+            store = ProfileStore(session, workspace)
+            profile = await _find(store, key, value)
+            return (await store.to_protos([profile]))[0]
+
+    async def ListProfiles(
+        self, request: profile_pb2.ListProfilesRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ListProfilesResponse:
+        workspace = resources.parse_parent("parent", request.parent)
+        size = page_size(request.page_size)
+        async with db.transaction(self.sessions) as session:
+            store = ProfileStore(session, workspace)
+            profiles, next_token = await store.page(size, request.page_token)
+            return profile_pb2.ListProfilesResponse(
+                profiles=await store.to_protos(profiles), next_page_token=next_token
+            )
+
+    async def DeleteProfile(
+        self, request: profile_pb2.DeleteProfileRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        profile_id = resources.parse_name("name", request.name, COLLECTION)
+        async with db.transaction(self.sessions) as session:
+            await ProfileStore(session, resources.workspace()).erase(profile_id)
+        self.published()
+        return empty_pb2.Empty()
+
+    async def ExportProfile(
+        self, request: profile_pb2.ExportProfileRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ExportProfileResponse:
+        profile_id = resources.parse_name("name", request.name, COLLECTION)
+        async with db.transaction(self.sessions) as session:
+            store = ProfileStore(session, resources.workspace())
+            profile = await store.by_id(profile_id)
+            return profile_pb2.ExportProfileResponse(
+                profile=(await store.to_protos([profile]))[0],
+                events=await store.events(profile_id),
+            )
+
+
+async def _find(store: ProfileStore, key: str, value: str) -> Profile:
+    if key == "name":
+        return await store.by_id(resources.parse_name("name", value, COLLECTION))
+    if key == "email":
+        return await store.by_email(value)
+    return await store.by_identity(USER_ID if key == "user_id" else ANONYMOUS_ID, value)

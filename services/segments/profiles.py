@@ -1,0 +1,146 @@
+"""The profile store: finding, listing, exporting and erasing profiles of one workspace, and
+turning them into their `engage.v1.Profile` form. The caller owns the transaction.
+"""
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlmodel import col, delete
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage.db import in_workspace
+from engage.errors import NotFound
+from engage.resources import name_of
+from engage.v1 import bus_pb2, common_pb2, profile_pb2
+from services.segments.events import ANONYMOUS_ID, announce
+from services.segments.models import EventCounter, Identity, Profile, ProfileEvent
+from services.segments.traits import as_utc, decode_page_token, encode_page_token
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(as_utc(moment))
+    return stamp
+
+
+class ProfileStore:
+    """Profiles of one workspace, on one session."""
+
+    def __init__(self, session: AsyncSession, workspace: str) -> None:
+        self.session = session
+        self.workspace = workspace
+
+    async def by_id(self, profile_id: str) -> Profile:
+        found = (
+            await self.session.exec(
+                in_workspace(Profile, self.workspace).where(Profile.id == profile_id)
+            )
+        ).first()
+        if found is None:
+            raise NotFound(f"profile {profile_id!r} not found")
+        return found
+
+    async def by_identity(self, kind: str, value: str) -> Profile:
+        identity = (
+            await self.session.exec(
+                in_workspace(Identity, self.workspace).where(
+                    Identity.kind == kind, Identity.value == value
+                )
+            )
+        ).first()
+        if identity is None:
+            raise NotFound(f"no profile has {kind} {value!r}")
+        return await self.by_id(identity.profile_id)
+
+    async def by_email(self, email: str) -> Profile:
+        found = (
+            await self.session.exec(
+                in_workspace(Profile, self.workspace)
+                .where(Profile.email == email)
+                .order_by(col(Profile.updated_at).desc())
+            )
+        ).first()
+        if found is None:
+            raise NotFound("no profile has that email")
+        return found
+
+    async def page(self, size: int, token: str) -> tuple[list[Profile], str]:
+        """Profiles in id order after the token's position, and the next page's token."""
+        after = decode_page_token(token)
+        query = in_workspace(Profile, self.workspace).order_by(col(Profile.id)).limit(size + 1)
+        if after:
+            query = query.where(col(Profile.id) > after)
+        rows = list((await self.session.exec(query)).all())
+        if len(rows) > size:
+            rows = rows[:size]
+            return rows, encode_page_token(rows[-1].id)
+        return rows, ""
+
+    async def events(self, profile_id: str) -> list[common_pb2.Event]:
+        rows = await self.session.exec(
+            in_workspace(ProfileEvent, self.workspace)
+            .where(ProfileEvent.profile_id == profile_id)
+            .order_by(col(ProfileEvent.timestamp), col(ProfileEvent.message_id))
+        )
+        return [common_pb2.Event.FromString(row.payload) for row in rows.all()]
+
+    async def erase(self, profile_id: str) -> None:
+        """Delete the profile and everything kept about it; announce it in the same transaction."""
+        profile = await self.by_id(profile_id)
+        for model in (EventCounter, ProfileEvent, Identity):
+            await self.session.exec(
+                delete(model).where(
+                    col(model.workspace) == self.workspace, col(model.profile_id) == profile_id
+                )
+            )
+        await self.session.delete(profile)
+        announce(self.session, self.workspace, bus_pb2.ProfileChanged.KIND_ERASED, profile)
+
+    async def to_protos(self, profiles: Sequence[Profile]) -> list[profile_pb2.Profile]:
+        """Profiles with their identities and counters, in three queries whatever the count."""
+        ids = [profile.id for profile in profiles]
+        if not ids:
+            return []
+        anonymous: dict[str, list[str]] = defaultdict(list)
+        identities = await self.session.exec(
+            in_workspace(Identity, self.workspace)
+            .where(col(Identity.profile_id).in_(ids), Identity.kind == ANONYMOUS_ID)
+            .order_by(col(Identity.value))
+        )
+        for identity in identities.all():
+            anonymous[identity.profile_id].append(identity.value)
+        counters: dict[str, list[EventCounter]] = defaultdict(list)
+        rows = await self.session.exec(
+            in_workspace(EventCounter, self.workspace).where(col(EventCounter.profile_id).in_(ids))
+        )
+        for counter in rows.all():
+            counters[counter.profile_id].append(counter)
+        return [
+            _profile_proto(self.workspace, p, anonymous[p.id], counters[p.id]) for p in profiles
+        ]
+
+
+def _profile_proto(
+    workspace: str, profile: Profile, anonymous_ids: list[str], counters: list[EventCounter]
+) -> profile_pb2.Profile:
+    message = profile_pb2.Profile(
+        name=name_of("profiles", profile.id, workspace),
+        user_id=profile.user_id or "",
+        anonymous_ids=anonymous_ids,
+        time_zone=profile.time_zone,
+        locale=profile.locale,
+    )
+    message.traits.update(json.loads(profile.traits))
+    if profile.first_seen is not None:
+        message.first_seen_time.CopyFrom(_timestamp(profile.first_seen))
+    if profile.last_seen is not None:
+        message.last_seen_time.CopyFrom(_timestamp(profile.last_seen))
+    for counter in counters:
+        stats = message.event_stats[counter.event_name]
+        stats.count = counter.count
+        stats.first_time.CopyFrom(_timestamp(counter.first_time))
+        stats.last_time.CopyFrom(_timestamp(counter.last_time))
+    return message

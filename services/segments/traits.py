@@ -1,0 +1,100 @@
+"""Pure rules of the profile: trait merging by event time, event times, page tokens."""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engage.errors import InvalidArgument
+
+# Pseudo-keys in the per-key times, for the profile fields that are not traits.
+TIME_ZONE_KEY = "$time_zone"
+LOCALE_KEY = "$locale"
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time this service keeps is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass
+class TraitState:
+    """A profile's traits and, per key, the time of the event that set it."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    times: dict[str, datetime] = field(default_factory=dict)
+
+    def apply(self, incoming: dict[str, Any], at: datetime) -> dict[str, Any]:
+        """Take each incoming key unless an event later than `at` already set it.
+
+        Returns the keys whose value changed. Ties go to the newer arrival, so a replayed
+        identify with the same time is harmless and a correction at the same time wins.
+        """
+        changed: dict[str, Any] = {}
+        for key, value in incoming.items():
+            previous = self.times.get(key)
+            if previous is not None and previous > at:
+                continue
+            self.times[key] = at
+            if key not in self.values or self.values[key] != value:
+                self.values[key] = value
+                changed[key] = value
+        return changed
+
+    def claim(self, key: str, at: datetime) -> bool:
+        """Whether an event at `at` may set `key` (no later event did); records it if so."""
+        previous = self.times.get(key)
+        if previous is not None and previous > at:
+            return False
+        self.times[key] = at
+        return True
+
+    def merge(self, other: "TraitState") -> None:
+        """Fold another profile's traits in, key by key, the later event winning."""
+        for key, value in other.values.items():
+            at = other.times.get(key)
+            if at is not None:
+                self.apply({key: value}, at)
+            elif key not in self.values:
+                self.values[key] = value
+
+    def dump_times(self) -> str:
+        return json.dumps({key: at.isoformat() for key, at in self.times.items()}, sort_keys=True)
+
+    @classmethod
+    def load(cls, values: str, times: str) -> "TraitState":
+        stored_times: dict[str, str] = json.loads(times)
+        return cls(
+            values=json.loads(values),
+            times={key: as_utc(datetime.fromisoformat(at)) for key, at in stored_times.items()},
+        )
+
+
+def encode_page_token(last_id: str) -> str:
+    """An opaque token: where the next page starts (after this profile id)."""
+    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode()
+
+
+def decode_page_token(token: str) -> str:
+    """The profile id a page token continues after; "" for the first page."""
+    if not token:
+        return ""
+    try:
+        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise InvalidArgument("page_token", "is not a token from a previous page") from None
+    if not isinstance(after, str) or not after:
+        raise InvalidArgument("page_token", "is not a token from a previous page")
+    return after
+
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)

@@ -1,0 +1,50 @@
+"""API keys: parsing, authentication and what each role may call."""
+
+import pytest
+
+from engage.auth import ApiKeys, Principal, authorize
+from engage.errors import PermissionDenied, Unauthenticated
+
+KEYS = ApiKeys.parse("k-admin=acme:admin, k-ingest=acme:ingest, k-support=acme:support+marketer")
+
+
+def test_key_maps_to_its_workspace_and_roles() -> None:
+    assert KEYS.authenticate({"x-api-key": "k-ingest"}) == Principal("acme", frozenset({"ingest"}))
+    assert KEYS.authenticate({"authorization": "Bearer k-admin"}).roles == {"admin"}
+
+
+@pytest.mark.parametrize("metadata", [{}, {"x-api-key": "wrong"}, {"authorization": "Basic x"}])
+def test_missing_or_unknown_key_is_unauthenticated(metadata: dict[str, str]) -> None:
+    with pytest.raises(Unauthenticated):
+        KEYS.authenticate(metadata)
+
+
+@pytest.mark.parametrize("spec", ["k=acme", "k=acme:", "=acme:admin", "k=acme:superuser"])
+def test_malformed_key_spec_is_refused(spec: str) -> None:
+    with pytest.raises(ValueError, match="bad API key"):
+        ApiKeys.parse(spec)
+
+
+@pytest.mark.parametrize(
+    ("roles", "method", "allowed"),
+    [
+        ({"ingest"}, "/engage.v1.IngestService/Track", True),
+        ({"support"}, "/engage.v1.IngestService/Track", False),
+        ({"support"}, "/engage.v1.ReportingService/GetJourneyReport", True),
+        ({"ingest"}, "/engage.v1.ReportingService/GetJourneyReport", False),
+        ({"marketer"}, "/engage.v1.JourneyService/CreateJourney", True),
+        ({"support"}, "/engage.v1.JourneyService/CreateJourney", False),
+        ({"support"}, "/engage.v1.JourneyService/ListJourneys", True),
+        ({"marketer"}, "/engage.v1.ProfileService/DeleteProfile", False),
+        ({"admin"}, "/engage.v1.ProfileService/DeleteProfile", True),
+    ],
+)
+def test_roles_decide_which_methods_a_key_may_call(
+    roles: set[str], method: str, allowed: bool
+) -> None:
+    principal = Principal("acme", frozenset(roles))
+    if allowed:
+        authorize(principal, method)
+    else:
+        with pytest.raises(PermissionDenied):
+            authorize(principal, method)

@@ -1,0 +1,88 @@
+"""Pure profile rules: traits merge by event time, page tokens and sizes."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from engage.errors import InvalidArgument
+from services.segments.traits import (
+    MAX_PAGE_SIZE,
+    TraitState,
+    as_utc,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+)
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+LATER = T0 + timedelta(hours=1)
+
+
+def test_newer_identify_overwrites_and_reports_changes() -> None:
+    state = TraitState()
+    assert state.apply({"plan": "free", "age": 30}, T0) == {"plan": "free", "age": 30}
+    assert state.apply({"plan": "pro", "age": 30}, LATER) == {"plan": "pro"}
+    assert state.values == {"plan": "pro", "age": 30}
+
+
+def test_older_identify_loses_per_key_but_fills_new_keys() -> None:
+    state = TraitState()
+    state.apply({"plan": "pro"}, LATER)
+    assert state.apply({"plan": "free", "city": "Osaka"}, T0) == {"city": "Osaka"}
+    assert state.values == {"plan": "pro", "city": "Osaka"}
+
+
+def test_same_time_identify_wins_so_replays_are_harmless() -> None:
+    state = TraitState()
+    state.apply({"plan": "pro"}, T0)
+    assert state.apply({"plan": "pro"}, T0) == {}
+    assert state.apply({"plan": "team"}, T0) == {"plan": "team"}
+
+
+def test_merge_keeps_the_later_value_of_each_key() -> None:
+    user = TraitState()
+    user.apply({"plan": "pro", "name": "Ann"}, T0)
+    anonymous = TraitState()
+    anonymous.apply({"plan": "trial", "name": "A."}, LATER)
+    anonymous.times["name"] = T0 - timedelta(days=1)
+    user.merge(anonymous)
+    assert user.values == {"plan": "trial", "name": "Ann"}
+
+
+def test_trait_state_round_trips_through_storage() -> None:
+    state = TraitState()
+    state.apply({"a": [1, 2], "b": {"c": True}}, T0)
+    loaded = TraitState.load('{"a": [1, 2], "b": {"c": true}}', state.dump_times())
+    assert loaded == state
+
+
+def test_claim_refuses_older_times() -> None:
+    state = TraitState()
+    assert state.claim("$time_zone", LATER)
+    assert not state.claim("$time_zone", T0)
+    assert state.claim("$time_zone", LATER)
+
+
+def test_naive_times_from_sqlite_are_utc() -> None:
+    assert as_utc(datetime(2025, 3, 1)) == T0
+
+
+def test_page_token_round_trip_and_first_page() -> None:
+    assert decode_page_token(encode_page_token("abc123")) == "abc123"
+    assert decode_page_token("") == ""
+
+
+@pytest.mark.parametrize("token", ["not base64!", "e30=", "bnVsbA==", "W10="])
+def test_forged_page_token_is_invalid_argument(token: str) -> None:
+    with pytest.raises(InvalidArgument) as error:
+        decode_page_token(token)
+    assert error.value.field == "page_token"
+
+
+def test_page_size_defaults_caps_and_refuses_negative() -> None:
+    assert page_size(0) == 50
+    assert page_size(10) == 10
+    assert page_size(10**6) == MAX_PAGE_SIZE
+    with pytest.raises(InvalidArgument) as error:
+        page_size(-1)
+    assert error.value.field == "page_size"
