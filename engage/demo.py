@@ -44,7 +44,7 @@ async def play(addresses: dict[str, str], api_key: str, mail_dir: Path) -> bool:
     address = f"{user_id}@example.com"
     channels = {name: grpc.aio.insecure_channel(addr) for name, addr in addresses.items()}
     try:
-        await _ensure_welcome_journey(channels, metadata)
+        await ensure_welcome_journey(channels, metadata)
         print(f"1. journey {JOURNEY}: on `signed_up`, send the welcome email")
 
         traits = Struct()
@@ -83,7 +83,7 @@ async def play(addresses: dict[str, str], api_key: str, mail_dir: Path) -> bool:
             await channel.close()
 
 
-async def _ensure_welcome_journey(
+async def ensure_welcome_journey(
     channels: dict[str, grpc.aio.Channel], metadata: tuple[tuple[str, str], ...]
 ) -> None:
     templates = template_pb2_grpc.TemplateServiceStub(channels["channels"])

@@ -1,0 +1,81 @@
+"""Reporting keeps one fact per delivery and journey event, whatever the redeliveries."""
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from nats.aio.msg import Msg
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage.bus import ConsumerSpec, PermanentError, decode, workspace_of
+from engage.db import transaction
+from engage.v1 import bus_pb2
+from services.reporting import store
+from services.reporting.models import DeliveryFact, JourneyFact
+
+log = logging.getLogger(__name__)
+
+DELIVERIES = ConsumerSpec("reporting-deliveries", "DELIVERIES", ["engage.deliveries.>"])
+JOURNEYS = ConsumerSpec("reporting-journeys", "JOURNEYS", ["engage.journeys.>"])
+
+
+class FactConsumer:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def handle_delivery(self, message: Msg) -> None:
+        event = decode(message, bus_pb2.DeliveryEvent)
+        workspace = _checked_workspace(message, event.id, event.workspace)
+        row = {
+            "workspace": workspace,
+            "event_id": event.id,
+            "kind": int(event.kind),
+            "channel": int(event.channel),
+            "journey": event.journey,
+            "journey_version": event.journey_version,
+            "step_id": event.step_id,
+            "campaign": event.campaign,
+            "idempotency_key": event.idempotency_key,
+            "occurred_at": _time(event.occurred_at),
+        }
+        await self._record(DeliveryFact, row)
+
+    async def handle_journey(self, message: Msg) -> None:
+        event = decode(message, bus_pb2.JourneyEvent)
+        workspace = _checked_workspace(message, event.id, event.workspace)
+        row = {
+            "workspace": workspace,
+            "event_id": event.id,
+            "kind": int(event.kind),
+            "journey": event.journey,
+            "journey_version": event.journey_version,
+            "enrollment_id": event.enrollment_id,
+            "step_id": event.step_id,
+            "occurred_at": _time(event.occurred_at),
+        }
+        await self._record(JourneyFact, row)
+
+    async def _record(self, model: type[SQLModel], row: dict[str, Any]) -> None:
+        async with transaction(self.sessions) as session:
+            new = await store.insert_fact(session, model, row)
+        if not new:
+            log.info(
+                "duplicate fact ignored",
+                extra={"workspace": row["workspace"], "event_id": row["event_id"]},
+            )
+
+
+def _checked_workspace(message: Msg, event_id: str, payload_workspace: str) -> str:
+    workspace = workspace_of(message)
+    if payload_workspace and payload_workspace != workspace:
+        raise PermanentError(f"event of workspace {payload_workspace!r} under {workspace!r}")
+    if not event_id:
+        raise PermanentError(f"event on {message.subject} has no id")
+    return workspace
+
+
+def _time(timestamp: Timestamp) -> datetime:
+    return timestamp.ToDatetime(tzinfo=UTC)

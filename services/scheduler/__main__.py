@@ -1,0 +1,52 @@
+"""`python -m services.scheduler`: journeys and the sends they trigger."""
+
+import asyncio
+from pathlib import Path
+
+from engage import db, server, telemetry
+from engage.bus import Bus
+from engage.outbox import OutboxRelay
+from engage.server import GrpcService, ServiceRuntime
+from engage.settings import Settings
+from engage.v1 import journey_pb2_grpc
+from services.scheduler.api import JourneyApi
+from services.scheduler.consumers import EVENTS, EventConsumer
+
+
+class SchedulerSettings(Settings):
+    service_name: str = "scheduler"
+    grpc_port: int = 50053
+
+
+async def serve(settings: SchedulerSettings) -> None:
+    engine = db.create_engine(settings.resolved_database_url())
+    await db.migrate(engine, Path(__file__).parent / "migrations")
+    sessions = db.session_factory(engine)
+    bus = await Bus.connect(settings.nats_url, settings.service_name)
+    await bus.declare_streams()
+    relay = OutboxRelay(sessions, bus)
+    events = EventConsumer(sessions, relay)
+    await server.run(
+        settings,
+        [
+            GrpcService(
+                JourneyApi(sessions),
+                journey_pb2_grpc.add_JourneyServiceServicer_to_server,
+                "engage.v1.JourneyService",
+            )
+        ],
+        ServiceRuntime(
+            background=[lambda: bus.consume(EVENTS, events.handle), relay.run],
+            cleanups=[bus.close, engine.dispose],
+        ),
+    )
+
+
+def main() -> None:
+    settings = SchedulerSettings()
+    telemetry.setup(settings)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""What the scheduler does with bus messages: trigger events enroll profiles in journeys."""
+
+import logging
+
+from nats.aio.msg import Msg
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage.bus import ConsumerSpec, PermanentError, decode, workspace_of
+from engage.db import transaction
+from engage.outbox import OutboxRelay, enqueue
+from engage.v1 import bus_pb2, common_pb2
+from services.scheduler import journeys, store
+from services.scheduler.journeys import Clock, TrackedEvent
+
+log = logging.getLogger(__name__)
+
+EVENTS = ConsumerSpec("scheduler-events", "EVENTS", ["engage.events.>"])
+
+
+class EventConsumer:
+    """Enrolls the profiles of TRACK events in the active journeys they trigger.
+
+    One transaction per bus message: the enrollments and the messages announcing them (through
+    the outbox) commit together, and a redelivered batch finds its enrollments already there.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        relay: OutboxRelay,
+        clock: Clock = journeys.utc_now,
+    ) -> None:
+        self.sessions = sessions
+        self.relay = relay
+        self.clock = clock
+
+    async def handle(self, message: Msg) -> None:
+        batch = decode(message, bus_pb2.EventBatch)
+        workspace = workspace_of(message)
+        if batch.workspace and batch.workspace != workspace:
+            raise PermanentError(f"batch of workspace {batch.workspace!r} under {workspace!r}")
+        tracked = [
+            TrackedEvent(event.event, event.user_id, event.anonymous_id)
+            for event in batch.events
+            if event.type == common_pb2.EVENT_TYPE_TRACK and event.event
+        ]
+        if not tracked:
+            return
+        now = self.clock()
+        async with transaction(self.sessions) as session:
+            active = await store.active_journeys_triggered_by(
+                session, workspace, {event.event for event in tracked}
+            )
+            planned = journeys.plan_enrollments(workspace, tracked, active)
+            created = await store.enroll(session, workspace, planned, now)
+            for enrollment in created:
+                for outgoing in journeys.enrollment_messages(workspace, enrollment, now):
+                    enqueue(session, outgoing.subject, outgoing.payload, outgoing.msg_id, workspace)
+        if created:
+            self.relay.notify()
+            log.info(
+                "enrolled",
+                extra={
+                    "workspace": workspace,
+                    "batch_id": batch.id,
+                    "enrollment_ids": [enrollment.enrollment_id for enrollment in created],
+                },
+            )

@@ -1,0 +1,255 @@
+"""The scheduler on real parts: nats-server, its database, gRPC; journeys enrolling on events."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+
+from engage.bus import Bus, events_subject
+from engage.v1 import bus_pb2, common_pb2, journey_pb2, journey_pb2_grpc
+from tests.grpc_errors import violated_fields
+from tests.harness import MARKETER_KEY, SUPPORT_KEY, WORKSPACE, Suite, auth, eventually
+
+PARENT = f"workspaces/{WORKSPACE}"
+TEMPLATE = f"{PARENT}/templates/welcome"
+
+
+@pytest.fixture
+async def bus(bare_suite: Suite) -> AsyncIterator[Bus]:
+    # `start` blocks (and creates PostgreSQL databases with asyncio.run): off the event loop.
+    await asyncio.to_thread(bare_suite.start, "scheduler")
+    connection = await Bus.connect(bare_suite.nats.url, "test")
+    await connection.declare_streams()
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def stub(bare_suite: Suite, bus: Bus) -> AsyncIterator[journey_pb2_grpc.JourneyServiceStub]:
+    async with bare_suite.channel("scheduler") as channel:
+        yield journey_pb2_grpc.JourneyServiceStub(channel)
+
+
+def a_journey(
+    event: str = "signed_up",
+    state: "journey_pb2.Journey.State" = journey_pb2.Journey.STATE_ACTIVE,
+    steps: tuple[str, ...] = ("welcome-email",),
+) -> journey_pb2.Journey:
+    return journey_pb2.Journey(
+        display_name="Welcome",
+        state=state,
+        trigger=journey_pb2.JourneyTrigger(event=journey_pb2.EventTrigger(event=event)),
+        steps=[
+            journey_pb2.JourneyStep(
+                id=step_id,
+                send=journey_pb2.SendStep(channel=common_pb2.CHANNEL_EMAIL, template=TEMPLATE),
+            )
+            for step_id in steps
+        ],
+    )
+
+
+async def create(
+    stub: journey_pb2_grpc.JourneyServiceStub, journey_id: str, journey: journey_pb2.Journey
+) -> journey_pb2.Journey:
+    created: journey_pb2.Journey = await stub.CreateJourney(
+        journey_pb2.CreateJourneyRequest(parent=PARENT, journey_id=journey_id, journey=journey),
+        metadata=auth(),
+    )
+    return created
+
+
+async def track(bus: Bus, event: str, user_id: str = "", anonymous_id: str = "") -> None:
+    """Publish one TRACK event as ingest would, under a fresh message id."""
+    batch = bus_pb2.EventBatch(
+        id=uuid.uuid4().hex,
+        workspace=WORKSPACE,
+        events=[
+            common_pb2.Event(
+                message_id=uuid.uuid4().hex,
+                type=common_pb2.EVENT_TYPE_TRACK,
+                event=event,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+            )
+        ],
+    )
+    subject = events_subject(WORKSPACE, user_id or anonymous_id, 8)
+    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
+
+
+async def sends(bus: Bus) -> list[bus_pb2.SendRequested]:
+    """Every SendRequested on the SENDS stream (read without consuming)."""
+    state = (await bus.js.stream_info("SENDS")).state
+    found = []
+    for sequence in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+        message = await bus.js.get_msg("SENDS", sequence)
+        assert message.subject == "engage.sends.email"
+        request = bus_pb2.SendRequested()
+        request.ParseFromString(message.data or b"")
+        found.append(request)
+    return found
+
+
+async def sends_to(bus: Bus, user_id: str) -> list[bus_pb2.SendRequested]:
+    return [request for request in await sends(bus) if request.user_id == user_id]
+
+
+async def test_a_matching_event_requests_one_send_even_when_repeated(
+    bus: Bus, stub: journey_pb2_grpc.JourneyServiceStub
+) -> None:
+    await create(stub, "welcome", a_journey())
+
+    await track(bus, "signed_up", user_id="u1")
+    [send] = await eventually(lambda: sends_to(bus, "u1"))
+    assert send.id == f"welcome:v1:{send.enrollment_id}:welcome-email"
+    assert (send.workspace, send.channel, send.template) == (
+        WORKSPACE,
+        common_pb2.CHANNEL_EMAIL,
+        TEMPLATE,
+    )
+    assert (send.journey, send.journey_version, send.step_id) == (
+        f"{PARENT}/journeys/welcome",
+        1,
+        "welcome-email",
+    )
+
+    # The same event again (a new message id, so JetStream does not drop it), then a marker:
+    # once the marker's send is out, the repeat has been handled.
+    await track(bus, "signed_up", user_id="u1")
+    await track(bus, "signed_up", anonymous_id="marker")
+    await eventually(lambda: sends_to(bus, ""))
+    assert [s.id for s in await sends_to(bus, "u1")] == [send.id]
+
+    enrolled = await bus.js.get_last_msg("JOURNEYS", f"engage.journeys.{WORKSPACE}")
+    assert enrolled.data is not None
+    event = bus_pb2.JourneyEvent.FromString(enrolled.data)
+    assert event.kind == bus_pb2.JourneyEvent.KIND_ENROLLED
+    marker_send = (await sends_to(bus, ""))[0]
+    assert marker_send.anonymous_id == "marker"
+    assert event.enrollment_id == marker_send.enrollment_id
+
+
+async def test_drafts_and_other_events_send_nothing(
+    bus: Bus, stub: journey_pb2_grpc.JourneyServiceStub
+) -> None:
+    await create(stub, "draft", a_journey("drafted", state=journey_pb2.Journey.STATE_DRAFT))
+    await create(stub, "welcome", a_journey("signed_up"))
+
+    await track(bus, "drafted", user_id="u1")
+    await track(bus, "viewed_page", user_id="u2")
+    await track(bus, "signed_up", user_id="marker")
+    await eventually(lambda: sends_to(bus, "marker"))
+    assert [s.user_id for s in await sends(bus)] == ["marker"]
+
+
+async def test_each_send_step_is_requested_in_order(
+    bus: Bus, stub: journey_pb2_grpc.JourneyServiceStub
+) -> None:
+    await create(stub, "two-steps", a_journey(steps=("first", "second")))
+    await track(bus, "signed_up", user_id="u1")
+    requests = await eventually(lambda: _at_least(bus, "u1", 2))
+    assert [r.step_id for r in requests] == ["first", "second"]
+    assert len({r.id for r in requests}) == 2
+
+
+async def _at_least(bus: Bus, user_id: str, count: int) -> list[bus_pb2.SendRequested]:
+    found = await sends_to(bus, user_id)
+    return found if len(found) >= count else []
+
+
+async def test_invalid_journeys_are_refused_naming_the_field(
+    stub: journey_pb2_grpc.JourneyServiceStub,
+) -> None:
+    cases = {
+        "journey.trigger.event.event": a_journey(event=""),
+        "journey.steps": a_journey(steps=()),
+        "journey.steps[1].id": a_journey(steps=("a", "a")),
+    }
+    sms = a_journey()
+    sms.steps[0].send.channel = common_pb2.CHANNEL_SMS
+    cases["journey.steps[0].send.channel"] = sms
+    for field, journey in cases.items():
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await create(stub, "bad", journey)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert violated_fields(raised.value) == [field]
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await create(stub, "Not_An_Id", a_journey())
+    assert violated_fields(raised.value) == ["journey_id"]
+
+    await create(stub, "welcome", a_journey())
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await create(stub, "welcome", a_journey())
+    assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_callers_need_a_key_and_a_marketer_role_to_write(
+    stub: journey_pb2_grpc.JourneyServiceStub,
+) -> None:
+    request = journey_pb2.CreateJourneyRequest(
+        parent=PARENT, journey_id="welcome", journey=a_journey()
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateJourney(request)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateJourney(request, metadata=auth(SUPPORT_KEY))
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    created = await stub.CreateJourney(request, metadata=auth(MARKETER_KEY))
+    assert created.name == f"{PARENT}/journeys/welcome"
+    got = await stub.GetJourney(
+        journey_pb2.GetJourneyRequest(name=created.name), metadata=auth(SUPPORT_KEY)
+    )
+    assert got == created
+
+
+async def test_updates_version_what_a_journey_does_and_list_pages_through(
+    stub: journey_pb2_grpc.JourneyServiceStub,
+) -> None:
+    created = await create(stub, "welcome", a_journey(state=journey_pb2.Journey.STATE_DRAFT))
+    assert (created.version, created.state) == (1, journey_pb2.Journey.STATE_DRAFT)
+
+    renamed = await stub.UpdateJourney(
+        journey_pb2.UpdateJourneyRequest(
+            journey=journey_pb2.Journey(name=created.name, display_name="Hello"),
+            update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+        ),
+        metadata=auth(),
+    )
+    assert (renamed.display_name, renamed.version) == ("Hello", 1)
+    changed = a_journey(steps=("one", "two"))
+    changed.name = created.name
+    updated = await stub.UpdateJourney(
+        journey_pb2.UpdateJourneyRequest(
+            journey=changed, update_mask=field_mask_pb2.FieldMask(paths=["steps", "state"])
+        ),
+        metadata=auth(),
+    )
+    assert updated.version == 2
+    assert updated.state == journey_pb2.Journey.STATE_ACTIVE
+    assert [step.id for step in updated.steps] == ["one", "two"]
+    assert updated.display_name == "Hello"
+
+    for journey_id in ("b-journey", "c-journey"):
+        await create(stub, journey_id, a_journey())
+    first = await stub.ListJourneys(
+        journey_pb2.ListJourneysRequest(parent=PARENT, page_size=2), metadata=auth()
+    )
+    assert [j.name.rsplit("/", 1)[1] for j in first.journeys] == ["b-journey", "c-journey"]
+    second = await stub.ListJourneys(
+        journey_pb2.ListJourneysRequest(
+            parent=PARENT, page_size=2, page_token=first.next_page_token
+        ),
+        metadata=auth(),
+    )
+    assert [j.name for j in second.journeys] == [created.name]
+    assert not second.next_page_token
+
+    await stub.DeleteJourney(journey_pb2.DeleteJourneyRequest(name=created.name), metadata=auth())
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetJourney(journey_pb2.GetJourneyRequest(name=created.name), metadata=auth())
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
