@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from engage.errors import PermissionDenied, Unauthenticated
 
 API_KEY_HEADER = "x-api-key"
+# The workspace a platform key (granted workspace `*`) acts on, e.g. a service calling another.
+WORKSPACE_HEADER = "x-engage-workspace"
+ALL_WORKSPACES = "*"
 ROLES = frozenset({"ingest", "marketer", "support", "admin"})
 
 # Who may call each service's writing methods; reading methods also admit support and marketer.
@@ -72,8 +75,18 @@ class ApiKeys:
         digest = _digest(key)
         for known, principal in self._principals.items():
             if hmac.compare_digest(known, digest):
-                return principal
+                return _acting_principal(principal, metadata)
         raise Unauthenticated("invalid API key")
+
+
+def _acting_principal(principal: Principal, metadata: Mapping[str, str]) -> Principal:
+    """A platform key acts on the workspace its call names; any other key on its own."""
+    if principal.workspace != ALL_WORKSPACES:
+        return principal
+    workspace = metadata.get(WORKSPACE_HEADER, "")
+    if not workspace or workspace == ALL_WORKSPACES:
+        raise PermissionDenied(f"a platform key must name the workspace in `{WORKSPACE_HEADER}`")
+    return Principal(workspace, principal.roles)
 
 
 def authorize(principal: Principal, method: str) -> None:

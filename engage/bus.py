@@ -92,6 +92,7 @@ class Bus:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             allow_reconnect=True,
+            drain_timeout=5,
         )
         return cls(client, replicas)
 
@@ -204,8 +205,13 @@ class Bus:
 
     async def close(self) -> None:
         """Finish in-flight work and close the connection."""
-        if not self.client.is_closed:
+        if self.client.is_closed:
+            return
+        try:
             await self.client.drain()
+        except Exception:
+            log.warning("drain did not finish; closing", exc_info=True)
+            await self.client.close()
 
 
 def decode(message: Msg, payload_type: type[PayloadT]) -> PayloadT:

@@ -7,6 +7,8 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_API_KEY = "engage-dev-key"
+# What services present to each other on a laptop: a platform key, for any workspace.
+DEVELOPMENT_SERVICE_KEY = "engage-dev-service-key"
 
 
 class Settings(BaseSettings):
@@ -22,10 +24,11 @@ class Settings(BaseSettings):
     # Empty: SQLite (WAL) at `<var_dir>/<service_name>.db`.
     database_url: str = ""
     nats_url: str = "nats://127.0.0.1:4222"
-    # `key=workspace:role+role,...`; roles are ingest, marketer, support, admin.
-    api_keys: str = f"{DEVELOPMENT_API_KEY}=demo:admin"
+    # `key=workspace:role+role,...`; roles are ingest, marketer, support, admin. Workspace `*`
+    # makes a platform key, which names the workspace of each call in `x-engage-workspace`.
+    api_keys: str = f"{DEVELOPMENT_API_KEY}=demo:admin,{DEVELOPMENT_SERVICE_KEY}=*:admin"
     # The key this service presents when it calls another service.
-    service_api_key: str = DEVELOPMENT_API_KEY
+    service_api_key: str = DEVELOPMENT_SERVICE_KEY
     event_partitions: int = 8
     log_level: str = "INFO"
     # Where finished spans go: nowhere, or printed to stderr.
@@ -37,8 +40,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
-        if self.environment == "production" and DEVELOPMENT_API_KEY in self.api_keys:
-            raise ValueError("ENGAGE_API_KEYS still holds the development key in production")
+        development_keys = (DEVELOPMENT_API_KEY, DEVELOPMENT_SERVICE_KEY)
+        if self.environment == "production" and any(
+            key in self.api_keys or key == self.service_api_key for key in development_keys
+        ):
+            raise ValueError("a development API key is still configured in production")
         return self
 
     def resolved_database_url(self) -> str:

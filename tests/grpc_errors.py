@@ -7,7 +7,7 @@ from grpc_status import rpc_status
 
 def violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
     """Fields named by the BadRequest detail of an INVALID_ARGUMENT status."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     assert status is not None, "status carries no google.rpc details"
     fields = []
     for detail in status.details:

@@ -23,6 +23,7 @@ INGEST_KEY = "test-ingest-key"
 MARKETER_KEY = "test-marketer-key"
 SUPPORT_KEY = "test-support-key"
 OTHER_WORKSPACE_KEY = "test-other-workspace-key"
+SERVICE_KEY = "test-service-key"
 API_KEYS = ",".join(
     [
         f"{ADMIN_KEY}={WORKSPACE}:admin",
@@ -30,6 +31,7 @@ API_KEYS = ",".join(
         f"{MARKETER_KEY}={WORKSPACE}:marketer",
         f"{SUPPORT_KEY}={WORKSPACE}:support",
         f"{OTHER_WORKSPACE_KEY}=globex:admin",
+        f"{SERVICE_KEY}=*:admin",
     ]
 )
 
@@ -105,7 +107,7 @@ class Suite(LocalSuite):
                 "ENGAGE_NATS_URL": nats.url,
                 "ENGAGE_GRPC_PORT": "0",
                 "ENGAGE_API_KEYS": API_KEYS,
-                "ENGAGE_SERVICE_API_KEY": ADMIN_KEY,
+                "ENGAGE_SERVICE_API_KEY": SERVICE_KEY,
                 "ENGAGE_VAR_DIR": str(folder / "var"),
                 "ENGAGE_SMTP_PORT": str(smtp_port),
             },

@@ -88,7 +88,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ingest_pb2.StreamEventsResponse]:
         async for request in requests:
-            accepted, duplicates, errors = await self._accept_many(request.events, request.ByteSize())
+            accepted, duplicates, errors = await self._accept_many(
+                request.events, request.ByteSize()
+            )
             yield ingest_pb2.StreamEventsResponse(
                 batch_id=request.batch_id,
                 accepted_count=accepted,

@@ -81,7 +81,9 @@ def _check_name(event: common_pb2.Event) -> None:
 def _check_payload(event: common_pb2.Event) -> None:
     size = sum(s.ByteSize() for s in (event.properties, event.traits, event.context))
     if size > MAX_PAYLOAD_BYTES:
-        raise InvalidArgument("properties", f"properties, traits and context exceed {MAX_PAYLOAD_BYTES} bytes")
+        raise InvalidArgument(
+            "properties", f"properties, traits and context exceed {MAX_PAYLOAD_BYTES} bytes"
+        )
     for field in ("properties", "traits", "context"):
         if _depth(getattr(event, field)) > MAX_NESTING:
             raise InvalidArgument(field, f"nested more than {MAX_NESTING} levels")

@@ -28,7 +28,9 @@ class EventPublisher:
         batch.occurred_at.FromDatetime(now)
         subject = events_subject(workspace, profile_key(event), self.partitions)
         try:
-            ack = await self.bus.publish(subject, batch, f"{workspace}:{event.message_id}", workspace)
+            ack = await self.bus.publish(
+                subject, batch, f"{workspace}:{event.message_id}", workspace
+            )
         except PUBLISH_TIMEOUT_ERRORS as error:
             raise Unavailable(f"event bus unavailable: {type(error).__name__}") from error
         return bool(ack.duplicate)

@@ -40,7 +40,6 @@ async def dead_letters(bus: Bus, durable: str) -> list[Msg]:
         await subscription.unsubscribe()
 
 
-
 async def test_declaring_streams_again_changes_nothing(bus: Bus) -> None:
     await bus.js.publish("engage.journeys.acme", b"kept", headers={"Nats-Msg-Id": "x"})
     await bus.declare_streams()
@@ -110,7 +109,8 @@ async def test_outbox_rows_are_published_once_committed_then_deleted(
     engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
     async with engine.begin() as connection:
         await connection.run_sync(
-            SQLModel.metadata.create_all, tables=[OutboxMessage.__table__]  # type: ignore[attr-defined]
+            SQLModel.metadata.create_all,
+            tables=[OutboxMessage.__table__],  # type: ignore[attr-defined]
         )
     sessions = db.session_factory(engine)
     relay = OutboxRelay(sessions, bus)

@@ -89,7 +89,10 @@ async def test_key_without_the_ingest_role_is_denied(
         ({"user_id": "u-1", "event": ""}, "event"),
         ({"user_id": "u-1", "event": "   "}, "event"),
         ({"user_id": "u-1", "event": "x" * 201}, "event"),
-        ({"user_id": "u-1", "event": "e", "timestamp": Timestamp(seconds=4_102_444_800)}, "timestamp"),
+        (
+            {"user_id": "u-1", "event": "e", "timestamp": Timestamp(seconds=4_102_444_800)},
+            "timestamp",
+        ),
     ],
 )
 async def test_malformed_track_is_invalid_argument_naming_the_field(
@@ -143,7 +146,9 @@ async def test_stream_acknowledges_each_batch(
     async def batches() -> AsyncIterator[ingest_pb2.StreamEventsRequest]:
         for number in range(3):
             events = [
-                common_pb2.Event(message_id=f"s-{number}-{i}", type=track, user_id=f"u-{i}", event="e")
+                common_pb2.Event(
+                    message_id=f"s-{number}-{i}", type=track, user_id=f"u-{i}", event="e"
+                )
                 for i in range(10)
             ]
             yield ingest_pb2.StreamEventsRequest(batch_id=f"batch-{number}", events=events)

@@ -48,3 +48,27 @@ def test_roles_decide_which_methods_a_key_may_call(
     else:
         with pytest.raises(PermissionDenied):
             authorize(principal, method)
+
+
+PLATFORM = ApiKeys.parse("k-service=*:admin")
+
+
+def test_platform_key_acts_on_the_workspace_its_call_names() -> None:
+    metadata = {"x-api-key": "k-service", "x-engage-workspace": "globex"}
+
+    assert PLATFORM.authenticate(metadata) == Principal("globex", frozenset({"admin"}))
+
+
+@pytest.mark.parametrize("workspace", [None, "", "*"])
+def test_platform_key_without_a_workspace_is_denied(workspace: str | None) -> None:
+    metadata = {"x-api-key": "k-service"}
+    if workspace is not None:
+        metadata["x-engage-workspace"] = workspace
+    with pytest.raises(PermissionDenied):
+        PLATFORM.authenticate(metadata)
+
+
+def test_a_workspace_key_ignores_the_workspace_header() -> None:
+    metadata = {"x-api-key": "k-ingest", "x-engage-workspace": "globex"}
+
+    assert KEYS.authenticate(metadata).workspace == "acme"

@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+import pytest
+
 from services.channels.adapters.email import (
     OutgoingEmail,
     address_is_valid,
@@ -87,3 +89,11 @@ async def test_address_validation() -> None:
     assert address_is_valid("ada@example.com")
     for bad in ["", "ada", "ada@localhost", "Ada <ada@example.com>", "a b@example.com"]:
         assert not address_is_valid(bad), bad
+
+
+@pytest.mark.parametrize(
+    "bad", [outgoing(sender="not an address"), outgoing(subject="a\nBcc: x@example.com")]
+)
+async def test_sender_and_headers_that_cannot_be_carried_are_refused(bad: OutgoingEmail) -> None:
+    with pytest.raises(ValueError):
+        build_message(bad, NOW)

@@ -78,3 +78,11 @@ async def test_syntax_error_names_the_part() -> None:
     with pytest.raises(TemplateProblem) as problem:
         check_email_syntax(email(text_body="fine", html_body="{% if %}"))
     assert problem.value.part == "html_body"
+
+
+async def test_preview_shows_missing_values_but_stays_sandboxed() -> None:
+    content = email(text_body="Hi {{ profile.traits.first_name }} {{ data.plan }}")
+    rendered = render_email(content, profile_context("u1", {"first_name": "Ada"}, {}), preview=True)
+    assert rendered.text_body == "Hi Ada {{ plan }}"
+    unsafe = render_email(email(text_body="{{ ''.__class__.__mro__ }}"), ada(), preview=True)
+    assert unsafe.text_body == "{{ __class__ }}"

@@ -7,6 +7,7 @@ import email
 import email.policy
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,21 +25,46 @@ class ReceivedMail:
     mail_from: str
     recipients: list[str]
     message: EmailMessage
+    # time.monotonic() when the sink accepted it.
+    arrived_at: float
+
+
+# Recipients whose local part starts with these get the provider errors tests need.
+REJECTED_PREFIX = "reject"  # 550: the mailbox does not exist (a permanent failure)
+DEFERRED_PREFIX = "defer"  # 451: try again later (a transient failure)
 
 
 class KeepingHandler:
-    """aiosmtpd handler: parse, keep, answer 250."""
+    """aiosmtpd handler: parse, keep, answer 250 (or 550 / 451 for the test addresses)."""
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self.received: list[ReceivedMail] = []
         self._numbers = itertools.count(1)
 
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        local_part = address.partition("@")[0].lower()
+        if local_part.startswith(REJECTED_PREFIX):
+            return "550 5.1.1 Mailbox unavailable"
+        if local_part.startswith(DEFERRED_PREFIX):
+            return "451 4.3.0 Mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
-        mail = ReceivedMail(str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos], parsed)
+        recipients = [str(r) for r in envelope.rcpt_tos]
+        mail = ReceivedMail(str(envelope.mail_from), recipients, parsed, time.monotonic())
         self.received.append(mail)
         if self.folder:
             self.folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,84 @@
+"""`python -m services.channels`: templates, message records, and the sends consumer."""
+
+import asyncio
+from pathlib import Path
+
+import grpc
+
+from engage import db, server, telemetry
+from engage.bus import Bus
+from engage.outbox import OutboxRelay
+from engage.server import GrpcService, ServiceRuntime
+from engage.settings import Settings
+from engage.v1 import message_pb2, message_pb2_grpc, template_pb2, template_pb2_grpc
+from services.channels.adapters.email import SmtpEmailAdapter
+from services.channels.api import MessageApi, TemplateApi
+from services.channels.consumers import SendsConsumer
+from services.channels.messages import MessageStore
+from services.channels.profiles import ProfileDirectory
+from services.channels.sends import EmailOptions, SendProcessor
+from services.channels.templates import TemplateStore
+
+
+class ChannelsSettings(Settings):
+    service_name: str = "channels"
+    grpc_port: int = 50054
+    profile_service_address: str = "127.0.0.1:50052"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    email_from: str = "Engage <no-reply@engage.localhost>"
+    # Where the links in messages (unsubscribe) point.
+    public_url: str = "http://127.0.0.1:8080"
+
+
+async def serve(settings: ChannelsSettings) -> None:
+    engine = db.create_engine(settings.resolved_database_url())
+    await db.migrate(engine, Path(__file__).parent / "migrations")
+    sessions = db.session_factory(engine)
+    bus = await Bus.connect(settings.nats_url, settings.service_name)
+    await bus.declare_streams()
+    relay = OutboxRelay(sessions, bus)
+    profiles_channel = grpc.aio.insecure_channel(settings.profile_service_address)
+    template_store = TemplateStore(sessions)
+    processor = SendProcessor(
+        sessions,
+        template_store,
+        ProfileDirectory(profiles_channel, settings.service_api_key),
+        SmtpEmailAdapter(settings.smtp_host, settings.smtp_port),
+        EmailOptions(default_sender=settings.email_from, public_url=settings.public_url),
+        relay.notify,
+    )
+    sends = SendsConsumer(bus, processor)
+
+    async def close_profiles_channel() -> None:
+        await profiles_channel.close()
+
+    await server.run(
+        settings,
+        [
+            GrpcService(
+                TemplateApi(template_store),
+                template_pb2_grpc.add_TemplateServiceServicer_to_server,
+                template_pb2.DESCRIPTOR.services_by_name["TemplateService"].full_name,
+            ),
+            GrpcService(
+                MessageApi(MessageStore(sessions)),
+                message_pb2_grpc.add_MessageServiceServicer_to_server,
+                message_pb2.DESCRIPTOR.services_by_name["MessageService"].full_name,
+            ),
+        ],
+        ServiceRuntime(
+            background=[relay.run, sends.run],
+            cleanups=[bus.close, close_profiles_channel, engine.dispose],
+        ),
+    )
+
+
+def main() -> None:
+    settings = ChannelsSettings()
+    telemetry.setup(settings)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Message records: one per idempotency key, read through MessageService."""
+
+import hashlib
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import db
+from engage.errors import NotFound
+from engage.resources import name_of
+from engage.v1 import common_pb2, message_pb2
+from services.channels.models import MessageRow
+from services.channels.paging import decode_token, encode_token
+from services.channels.templates import utc
+
+COLLECTION = "messages"
+SENDING, SENT, SKIPPED, FAILED = "SENDING", "SENT", "SKIPPED", "FAILED"
+FINAL_STATES = frozenset({SENT, SKIPPED, FAILED})
+
+
+def message_id_for(idempotency_key: str) -> str:
+    """The record's resource id, derived from the key so a send's name is known in advance."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def mask_address(address: str) -> str:
+    """`a***@example.com`: enough for support to recognise, not to harvest."""
+    if not address:
+        return ""
+    local, at, domain = address.partition("@")
+    return f"{local[:1]}***{at}{domain}" if at else f"{address[:2]}***"
+
+
+def to_proto(row: MessageRow, reveal_recipient: bool) -> message_pb2.Message:
+    message = message_pb2.Message(
+        name=name_of(COLLECTION, row.message_id, row.workspace),
+        idempotency_key=row.idempotency_key,
+        channel=common_pb2.Channel.Name(row.channel),
+        state=f"STATE_{row.state}",
+        profile=row.profile,
+        template=row.template,
+        recipient=row.recipient if reveal_recipient else mask_address(row.recipient),
+        reason=row.reason,
+        journey=row.journey,
+    )
+    message.create_time.FromDatetime(utc(row.create_time))
+    if row.send_time:
+        message.send_time.FromDatetime(utc(row.send_time))
+    return message
+
+
+async def find_by_key(session: AsyncSession, workspace: str, key: str) -> MessageRow | None:
+    query = db.in_workspace(MessageRow, workspace).where(col(MessageRow.idempotency_key) == key)
+    return (await session.exec(query)).first()
+
+
+class MessageStore:
+    """Reading message records; the send path writes them (see `sends.py`)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def get(self, workspace: str, message_id: str) -> MessageRow:
+        query = db.in_workspace(MessageRow, workspace).where(
+            col(MessageRow.message_id) == message_id
+        )
+        async with self.sessions() as session:
+            row = (await session.exec(query)).first()
+        if row is None:
+            raise NotFound(f"message {message_id!r} not found")
+        return row
+
+    async def list(
+        self, workspace: str, size: int, token: str, profile: str = ""
+    ) -> tuple[list[MessageRow], str]:
+        """Newest first; only those to `profile` when given."""
+        before = decode_token(token)
+        query = (
+            db.in_workspace(MessageRow, workspace)
+            .order_by(col(MessageRow.id).desc())
+            .limit(size + 1)
+        )
+        if before is not None:
+            query = query.where(col(MessageRow.id) < before)
+        if profile:
+            query = query.where(col(MessageRow.profile) == profile)
+        async with self.sessions() as session:
+            rows = list((await session.exec(query)).all())
+        next_token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            next_token = encode_token(rows[-1].id or 0)
+        return rows, next_token
