@@ -96,6 +96,13 @@ class Bus:
         )
         return cls(client, replicas)
 
+    @classmethod
+    async def open(cls, url: str, name: str, replicas: int = 1) -> "Bus":
+        """Connect and make sure every stream exists as declared."""
+        bus = await cls.connect(url, name, replicas)
+        await bus.declare_streams()
+        return bus
+
     async def declare_streams(self) -> None:
         """Create or update every stream of the bus (idempotent)."""
         for spec in STREAMS:
@@ -148,13 +155,17 @@ class Bus:
         """
         await self.declare_consumer(spec)
         subscription = await self.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
-        while True:
-            try:
-                messages = await subscription.fetch(spec.fetch_batch, timeout=1.0)
-            except TimeoutError:  # nats-py raises its own or asyncio's on an empty fetch
-                continue
-            for message in messages:
-                await self._deliver(spec, message, handle)
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(spec.fetch_batch, timeout=1.0)
+                except TimeoutError:  # nats-py raises its own or asyncio's on an empty fetch
+                    continue
+                for message in messages:
+                    await self._deliver(spec, message, handle)
+        finally:
+            # An open pull request would hold up the connection's drain at shutdown.
+            await subscription.unsubscribe()
 
     async def _deliver(
         self, spec: ConsumerSpec, message: Msg, handle: Callable[[Msg], Awaitable[None]]

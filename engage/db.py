@@ -42,6 +42,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+async def open_database(
+    url: str, migrations: Path
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """The service's engine, its schema brought to head, and its session factory."""
+    engine = create_engine(url)
+    await migrate(engine, migrations)
+    return engine, session_factory(engine)
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions whose objects stay readable after commit; the caller owns the transaction."""
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

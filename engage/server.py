@@ -10,9 +10,9 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -125,6 +125,15 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler is None or details.method.startswith(_OPEN_SERVICES):
             return handler
         return _wrap(handler, details.method, self.keys)
+
+
+SettingsT = TypeVar("SettingsT", bound=Settings)
+
+
+def launch(settings: SettingsT, serve: Callable[[SettingsT], Coroutine[Any, Any, None]]) -> None:
+    """A service's `main()`: set up logs and tracing, then serve until told to stop."""
+    telemetry.setup(settings)
+    asyncio.run(serve(settings))
 
 
 async def run(settings: Settings, services: Sequence[GrpcService], runtime: ServiceRuntime) -> None:

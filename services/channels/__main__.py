@@ -1,11 +1,10 @@
 """`python -m services.channels`: templates, message records, and the sends consumer."""
 
-import asyncio
 from pathlib import Path
 
 import grpc
 
-from engage import db, server, telemetry
+from engage import db, server
 from engage.bus import Bus
 from engage.outbox import OutboxRelay
 from engage.server import GrpcService, ServiceRuntime
@@ -32,11 +31,10 @@ class ChannelsSettings(Settings):
 
 
 async def serve(settings: ChannelsSettings) -> None:
-    engine = db.create_engine(settings.resolved_database_url())
-    await db.migrate(engine, Path(__file__).parent / "migrations")
-    sessions = db.session_factory(engine)
-    bus = await Bus.connect(settings.nats_url, settings.service_name)
-    await bus.declare_streams()
+    engine, sessions = await db.open_database(
+        settings.resolved_database_url(), Path(__file__).parent / "migrations"
+    )
+    bus = await Bus.open(settings.nats_url, settings.service_name)
     relay = OutboxRelay(sessions, bus)
     profiles_channel = grpc.aio.insecure_channel(settings.profile_service_address)
     template_store = TemplateStore(sessions)
@@ -75,9 +73,7 @@ async def serve(settings: ChannelsSettings) -> None:
 
 
 def main() -> None:
-    settings = ChannelsSettings()
-    telemetry.setup(settings)
-    asyncio.run(serve(settings))
+    server.launch(ChannelsSettings(), serve)
 
 
 if __name__ == "__main__":

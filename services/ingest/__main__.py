@@ -1,8 +1,6 @@
 """`python -m services.ingest`: the stateless front door for events."""
 
-import asyncio
-
-from engage import server, telemetry
+from engage import server
 from engage.bus import Bus
 from engage.settings import Settings
 from engage.v1 import ingest_pb2_grpc
@@ -16,8 +14,7 @@ class IngestSettings(Settings):
 
 
 async def serve(settings: IngestSettings) -> None:
-    bus = await Bus.connect(settings.nats_url, settings.service_name)
-    await bus.declare_streams()
+    bus = await Bus.open(settings.nats_url, settings.service_name)
     servicer = IngestServicer(EventPublisher(bus, settings.event_partitions))
     await server.run(
         settings,
@@ -33,9 +30,7 @@ async def serve(settings: IngestSettings) -> None:
 
 
 def main() -> None:
-    settings = IngestSettings()
-    telemetry.setup(settings)
-    asyncio.run(serve(settings))
+    server.launch(IngestSettings(), serve)
 
 
 if __name__ == "__main__":

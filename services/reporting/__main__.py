@@ -1,9 +1,8 @@
 """`python -m services.reporting`: facts of what happened, and the reports built from them."""
 
-import asyncio
 from pathlib import Path
 
-from engage import db, server, telemetry
+from engage import db, server
 from engage.bus import Bus
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
@@ -18,11 +17,10 @@ class ReportingSettings(Settings):
 
 
 async def serve(settings: ReportingSettings) -> None:
-    engine = db.create_engine(settings.resolved_database_url())
-    await db.migrate(engine, Path(__file__).parent / "migrations")
-    sessions = db.session_factory(engine)
-    bus = await Bus.connect(settings.nats_url, settings.service_name)
-    await bus.declare_streams()
+    engine, sessions = await db.open_database(
+        settings.resolved_database_url(), Path(__file__).parent / "migrations"
+    )
+    bus = await Bus.open(settings.nats_url, settings.service_name)
     facts = FactConsumer(sessions)
     await server.run(
         settings,
@@ -44,9 +42,7 @@ async def serve(settings: ReportingSettings) -> None:
 
 
 def main() -> None:
-    settings = ReportingSettings()
-    telemetry.setup(settings)
-    asyncio.run(serve(settings))
+    server.launch(ReportingSettings(), serve)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """`python -m services.scheduler`: journeys and the sends they trigger."""
 
-import asyncio
 from pathlib import Path
 
-from engage import db, server, telemetry
+from engage import db, server
 from engage.bus import Bus
 from engage.outbox import OutboxRelay
 from engage.server import GrpcService, ServiceRuntime
@@ -19,11 +18,10 @@ class SchedulerSettings(Settings):
 
 
 async def serve(settings: SchedulerSettings) -> None:
-    engine = db.create_engine(settings.resolved_database_url())
-    await db.migrate(engine, Path(__file__).parent / "migrations")
-    sessions = db.session_factory(engine)
-    bus = await Bus.connect(settings.nats_url, settings.service_name)
-    await bus.declare_streams()
+    engine, sessions = await db.open_database(
+        settings.resolved_database_url(), Path(__file__).parent / "migrations"
+    )
+    bus = await Bus.open(settings.nats_url, settings.service_name)
     relay = OutboxRelay(sessions, bus)
     events = EventConsumer(sessions, relay)
     await server.run(
@@ -43,9 +41,7 @@ async def serve(settings: SchedulerSettings) -> None:
 
 
 def main() -> None:
-    settings = SchedulerSettings()
-    telemetry.setup(settings)
-    asyncio.run(serve(settings))
+    server.launch(SchedulerSettings(), serve)
 
 
 if __name__ == "__main__":
