@@ -42,8 +42,11 @@ class StreamSpec:
     duplicate_window_seconds: float = 3600
 
 
+EVENTS_STREAM = "EVENTS"
+
 STREAMS = (
-    StreamSpec("EVENTS", ["engage.events.>"]),
+    # A day unless ingest, which publishes events, configures longer (`dedupe_window_hours`).
+    StreamSpec(EVENTS_STREAM, ["engage.events.>"], duplicate_window_seconds=DAY),
     StreamSpec("PROFILES", ["engage.profiles.>", "engage.memberships.>"]),
     StreamSpec("SENDS", ["engage.sends.>"], retention=api.RetentionPolicy.WORK_QUEUE),
     StreamSpec("DELIVERIES", ["engage.deliveries.>"]),
@@ -59,11 +62,14 @@ class ConsumerSpec:
     durable: str
     stream: str
     filter_subjects: list[str]
-    # Delays between redeliveries; the last one repeats until max_deliver.
+    # Delays before retrying a failed message (nak); the last one repeats until max_deliver.
     backoff_seconds: list[float] = field(default_factory=lambda: [0.2, 1.0, 5.0, 15.0, 30.0])
     max_deliver: int = 8
     ack_wait_seconds: float = 30.0
     fetch_batch: int = 64
+    # Messages of one fetch handled at once. Keep 1 where order matters (per-profile events);
+    # independent work (one send each) gains throughput from overlapping I/O waits.
+    concurrency: int = 1
 
 
 def events_subject(workspace: str, profile_key: str, partitions: int) -> str:
@@ -78,14 +84,24 @@ class PermanentError(Exception):
 class Bus:
     """A NATS connection and its JetStream context, for one service process."""
 
-    def __init__(self, client: NatsClient, replicas: int = 1) -> None:
+    def __init__(
+        self, client: NatsClient, replicas: int = 1, dedupe_window_hours: float | None = None
+    ) -> None:
         self.client = client
         self.js: JetStreamContext = client.jetstream()
         self.replicas = replicas
+        self.dedupe_window_hours = dedupe_window_hours
 
     @classmethod
-    async def connect(cls, url: str, name: str, replicas: int = 1) -> "Bus":
-        """Connect, retrying until NATS answers; reconnects forever afterwards."""
+    async def connect(
+        cls, url: str, name: str, replicas: int = 1, dedupe_window_hours: float | None = None
+    ) -> "Bus":
+        """Connect, retrying until NATS answers; reconnects forever afterwards.
+
+        `dedupe_window_hours` is the EVENTS stream's duplicate window, set by the service that
+        publishes events (ingest). Left None, `declare_streams` keeps the window the stream has
+        (24 h when it creates it), so a consumer starting later never undoes ingest's setting.
+        """
         client = await nats.connect(
             url,
             name=name,
@@ -94,18 +110,24 @@ class Bus:
             allow_reconnect=True,
             drain_timeout=5,
         )
-        return cls(client, replicas)
+        return cls(client, replicas, dedupe_window_hours)
 
     @classmethod
-    async def open(cls, url: str, name: str, replicas: int = 1) -> "Bus":
+    async def open(
+        cls, url: str, name: str, replicas: int = 1, dedupe_window_hours: float | None = None
+    ) -> "Bus":
         """Connect and make sure every stream exists as declared."""
-        bus = await cls.connect(url, name, replicas)
+        bus = await cls.connect(url, name, replicas, dedupe_window_hours)
         await bus.declare_streams()
         return bus
 
     async def declare_streams(self) -> None:
         """Create or update every stream of the bus (idempotent)."""
         for spec in STREAMS:
+            try:
+                existing: api.StreamInfo | None = await self.js.stream_info(spec.name)
+            except NotFoundError:
+                existing = None
             config = api.StreamConfig(
                 name=spec.name,
                 subjects=spec.subjects,
@@ -113,14 +135,21 @@ class Bus:
                 storage=api.StorageType.FILE,
                 num_replicas=self.replicas,
                 max_age=spec.max_age_seconds,
-                duplicate_window=spec.duplicate_window_seconds,
+                duplicate_window=self._duplicate_window(spec, existing),
             )
-            try:
-                await self.js.stream_info(spec.name)
-            except NotFoundError:
+            if existing is None:
                 await self.js.add_stream(config)
             else:
                 await self.js.update_stream(config)
+
+    def _duplicate_window(self, spec: StreamSpec, existing: api.StreamInfo | None) -> float:
+        if spec.name != EVENTS_STREAM:
+            return spec.duplicate_window_seconds
+        if self.dedupe_window_hours is not None:
+            return self.dedupe_window_hours * 3600
+        if existing is not None and existing.config.duplicate_window:
+            return existing.config.duplicate_window
+        return spec.duplicate_window_seconds
 
     async def declare_consumer(self, spec: ConsumerSpec) -> None:
         """Create the durable consumer, or bring an existing one to this configuration."""
@@ -130,7 +159,9 @@ class Bus:
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=spec.ack_wait_seconds,
             max_deliver=spec.max_deliver,
-            backoff=spec.backoff_seconds,
+            # No server-side backoff: NATS would use its first step as the ack wait of every
+            # first delivery and redeliver any message still being worked on after 0.2 s.
+            # Failures are retried by an explicit nak with the backoff delay instead.
             filter_subjects=spec.filter_subjects,
             max_ack_pending=10_000,
         )
@@ -161,11 +192,25 @@ class Bus:
                     messages = await subscription.fetch(spec.fetch_batch, timeout=1.0)
                 except TimeoutError:  # nats-py raises its own or asyncio's on an empty fetch
                     continue
-                for message in messages:
-                    await self._deliver(spec, message, handle)
+                if spec.concurrency == 1:
+                    for message in messages:
+                        await self._deliver(spec, message, handle)
+                else:
+                    await self._deliver_concurrently(spec, messages, handle)
         finally:
             # An open pull request would hold up the connection's drain at shutdown.
             await subscription.unsubscribe()
+
+    async def _deliver_concurrently(
+        self, spec: ConsumerSpec, messages: list[Msg], handle: Callable[[Msg], Awaitable[None]]
+    ) -> None:
+        slots = asyncio.Semaphore(spec.concurrency)
+
+        async def deliver_in_slot(message: Msg) -> None:
+            async with slots:
+                await self._deliver(spec, message, handle)
+
+        await asyncio.gather(*(deliver_in_slot(message) for message in messages))
 
     async def _deliver(
         self, spec: ConsumerSpec, message: Msg, handle: Callable[[Msg], Awaitable[None]]

@@ -10,8 +10,9 @@ SENDS_CONSUMER = ConsumerSpec(
     durable="channels-sends",
     stream="SENDS",
     filter_subjects=["engage.sends.>"],
-    # Sends wait on the provider; keep the batch small so acks are not held back long.
+    # Sends wait on the provider: overlap eight of them (each is independent of the others).
     fetch_batch=16,
+    concurrency=8,
 )
 
 

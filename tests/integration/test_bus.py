@@ -103,6 +103,24 @@ async def test_transient_failure_is_retried_until_it_succeeds(bus: Bus) -> None:
     assert await dead_letters(bus, spec.durable) == []
 
 
+async def test_slow_handler_is_not_handed_the_same_message_again(bus: Bus) -> None:
+    spec = ConsumerSpec("test-slow", "JOURNEYS", ["engage.journeys.>"], concurrency=4)
+    handled: list[str] = []
+
+    async def handle(message: Msg) -> None:
+        await asyncio.sleep(0.6)  # longer than the first backoff step, well inside ack wait
+        handled.append(bus_pb2.JourneyEvent.FromString(message.data).id)
+
+    task = asyncio.create_task(bus.consume(spec, handle))
+    for number in range(6):
+        await bus.publish("engage.journeys.acme", journey_event(f"s{number}"), f"s{number}", "acme")
+    await eventually(lambda: _as_future(len(handled) >= 6))
+    await asyncio.sleep(1.0)  # room for a wrong redelivery to show
+    task.cancel()
+
+    assert sorted(handled) == [f"s{number}" for number in range(6)]
+
+
 async def test_outbox_rows_are_published_once_committed_then_deleted(
     bus: Bus, tmp_path: Path
 ) -> None:
