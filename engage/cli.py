@@ -17,7 +17,7 @@ from pathlib import Path
 from engage.processes import SERVICES, LocalSuite, NatsServer, port_or_free
 from engage.settings import DEVELOPMENT_API_KEY
 
-DEFAULT_PORTS = {"nats": 4322, "smtp": 2525} | {
+DEFAULT_PORTS = {"nats": 4322, "smtp": 2525, "ingest-http": 8088} | {
     name: 50051 + index for index, name in enumerate(SERVICES)
 }
 
@@ -51,6 +51,7 @@ def local_suite(var_dir: Path) -> Iterator[dict[str, str]]:
         sink.start()
         suite.start_all()
         addresses = {name: suite.address(name) for name in SERVICES}
+        addresses["ingest-http"] = f"http://{suite.processes['ingest'].http_address}"
         addresses |= {"nats": nats.url, "smtp": f"127.0.0.1:{sink.port}"}
         (run_dir / "suite.json").write_text(json.dumps(addresses))
         yield addresses
@@ -75,7 +76,10 @@ class PortedSuite(LocalSuite):
         )
 
     def service_env(self, name: str) -> dict[str, str]:
-        return {"ENGAGE_GRPC_PORT": str(port_or_free(DEFAULT_PORTS[name]))}
+        env = {"ENGAGE_GRPC_PORT": str(port_or_free(DEFAULT_PORTS[name]))}
+        if name == "ingest":
+            env["ENGAGE_HTTP_PORT"] = str(port_or_free(DEFAULT_PORTS["ingest-http"]))
+        return env
 
 
 def run_up(var_dir: Path, play_demo: bool) -> int:

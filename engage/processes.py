@@ -101,6 +101,8 @@ class ServiceProcess:
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None
         self.address = ""
+        # Where the service's HTTP listener is, for a service that has one (ingest).
+        self.http_address = ""
 
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +124,9 @@ class ServiceProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} not ready after {timeout}s")
             time.sleep(0.05)
-        self.address = json.loads(self.ready_file.read_text())["address"]
+        ready = json.loads(self.ready_file.read_text())
+        self.address = ready["address"]
+        self.http_address = ready.get("http_address", "")
         return self.address
 
     def stop(self, timeout: float = 20.0) -> int | None:

@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -50,6 +50,9 @@ class ServiceRuntime:
     background: Sequence[Callable[[], Awaitable[None]]] = ()
     cleanups: Sequence[Callable[[], Awaitable[None]]] = ()
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Listeners besides gRPC, already bound, e.g. `{"http_address": "127.0.0.1:8088"}`: written
+    # into the ready file beside `address`, so launchers and tests find them.
+    listeners: Mapping[str, str] = field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager
@@ -163,7 +166,7 @@ async def run(settings: Settings, services: Sequence[GrpcService], runtime: Serv
     for name in ["", *names]:
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     address = f"{settings.grpc_host}:{port}"
-    _announce(settings, address)
+    _announce(settings, {"address": address, **runtime.listeners})
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -195,9 +198,9 @@ async def _watched(job: Awaitable[None], stopping: asyncio.Event) -> None:
     stopping.set()
 
 
-def _announce(settings: Settings, address: str) -> None:
-    log.info("serving", extra={"address": address})
+def _announce(settings: Settings, addresses: Mapping[str, str]) -> None:
+    log.info("serving", extra=dict(addresses))
     if settings.ready_file:
         tmp = settings.ready_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"service": settings.service_name, "address": address}))
+        tmp.write_text(json.dumps({"service": settings.service_name, **addresses}))
         tmp.replace(settings.ready_file)

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_API_KEY = "engage-dev-key"
@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # The key this service presents when it calls another service.
     service_api_key: str = DEVELOPMENT_SERVICE_KEY
     event_partitions: int = 8
+    # How long JetStream remembers an event's message id to drop a repeat: at least a day, so a
+    # client retrying after an outage is still deduped; at most the EVENTS stream's 7-day age.
+    dedupe_window_hours: float = Field(default=24.0, ge=24.0, le=7 * 24.0)
     log_level: str = "INFO"
     # Where finished spans go: nowhere, or printed to stderr.
     trace_exporter: Literal["none", "console"] = "none"

@@ -13,7 +13,9 @@ import asyncpg
 import grpc
 from sqlalchemy.engine import make_url
 
+from engage.bus import Bus
 from engage.processes import LocalSuite, NatsServer
+from engage.v1 import bus_pb2, common_pb2
 
 T = TypeVar("T")
 
@@ -106,6 +108,7 @@ class Suite(LocalSuite):
             {
                 "ENGAGE_NATS_URL": nats.url,
                 "ENGAGE_GRPC_PORT": "0",
+                "ENGAGE_HTTP_PORT": "0",
                 "ENGAGE_API_KEYS": API_KEYS,
                 "ENGAGE_SERVICE_API_KEY": SERVICE_KEY,
                 "ENGAGE_VAR_DIR": str(folder / "var"),
@@ -126,6 +129,24 @@ class Suite(LocalSuite):
 
     def log(self, service: str) -> str:
         return (self.run_dir / f"{service}.log").read_text(errors="replace")
+
+
+async def stored_events(suite: Suite) -> list[common_pb2.Event]:
+    """Every event JetStream holds on the EVENTS stream, in order."""
+    bus = await Bus.connect(suite.nats.url, "test-reader")
+    try:
+        info = await bus.js.stream_info("EVENTS")
+        events: list[common_pb2.Event] = []
+        if info.state.messages == 0:
+            return events
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            raw = await bus.js.get_msg("EVENTS", sequence)
+            batch = bus_pb2.EventBatch.FromString(raw.data or b"")
+            assert batch.workspace == WORKSPACE
+            events.extend(batch.events)
+        return events
+    finally:
+        await bus.close()
 
 
 @contextmanager

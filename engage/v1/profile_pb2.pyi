@@ -5,6 +5,7 @@ from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -13,14 +14,23 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EventStats(_message.Message):
-    __slots__ = ("count", "first_time", "last_time")
+    __slots__ = ("count", "first_time", "last_time", "property_totals")
+    class PropertyTotalsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     COUNT_FIELD_NUMBER: _ClassVar[int]
     FIRST_TIME_FIELD_NUMBER: _ClassVar[int]
     LAST_TIME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTY_TOTALS_FIELD_NUMBER: _ClassVar[int]
     count: int
     first_time: _timestamp_pb2.Timestamp
     last_time: _timestamp_pb2.Timestamp
-    def __init__(self, count: _Optional[int] = ..., first_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    property_totals: _containers.ScalarMap[str, float]
+    def __init__(self, count: _Optional[int] = ..., first_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., property_totals: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Profile(_message.Message):
     __slots__ = ("name", "user_id", "anonymous_ids", "traits", "first_seen_time", "last_seen_time", "time_zone", "locale", "event_stats")
@@ -94,9 +104,33 @@ class ExportProfileRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ExportProfileResponse(_message.Message):
-    __slots__ = ("profile", "events")
+    __slots__ = ("profile", "events", "merges")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    MERGES_FIELD_NUMBER: _ClassVar[int]
     profile: Profile
     events: _containers.RepeatedCompositeFieldContainer[_common_pb2.Event]
-    def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ..., events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ...) -> None: ...
+    merges: _containers.RepeatedCompositeFieldContainer[ProfileMerge]
+    def __init__(self, profile: _Optional[_Union[Profile, _Mapping]] = ..., events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ..., merges: _Optional[_Iterable[_Union[ProfileMerge, _Mapping]]] = ...) -> None: ...
+
+class ProfileMerge(_message.Message):
+    __slots__ = ("merged_profile", "into_profile", "reason", "message_id", "merge_time")
+    class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        REASON_UNSPECIFIED: _ClassVar[ProfileMerge.Reason]
+        REASON_IDENTIFY: _ClassVar[ProfileMerge.Reason]
+        REASON_ALIAS: _ClassVar[ProfileMerge.Reason]
+    REASON_UNSPECIFIED: ProfileMerge.Reason
+    REASON_IDENTIFY: ProfileMerge.Reason
+    REASON_ALIAS: ProfileMerge.Reason
+    MERGED_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    INTO_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    merged_profile: str
+    into_profile: str
+    reason: ProfileMerge.Reason
+    message_id: str
+    merge_time: _timestamp_pb2.Timestamp
+    def __init__(self, merged_profile: _Optional[str] = ..., into_profile: _Optional[str] = ..., reason: _Optional[_Union[ProfileMerge.Reason, str]] = ..., message_id: _Optional[str] = ..., merge_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

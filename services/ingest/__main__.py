@@ -1,31 +1,48 @@
-"""`python -m services.ingest`: the stateless front door for events."""
+"""`python -m services.ingest`: the stateless front door for events, over gRPC and over
+Segment's HTTP Tracking API.
+"""
 
 from engage import server
+from engage.auth import ApiKeys
 from engage.bus import Bus
 from engage.settings import Settings
 from engage.v1 import ingest_pb2_grpc
 from services.ingest.api import IngestServicer
+from services.ingest.http import TrackingApi, TrackingHttpServer
+from services.ingest.intake import Intake
 from services.ingest.publisher import EventPublisher
 
 
 class IngestSettings(Settings):
     service_name: str = "ingest"
     grpc_port: int = 50051
+    # The Segment-compatible HTTP listener; port 0 takes any free port.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8088
 
 
 async def serve(settings: IngestSettings) -> None:
-    bus = await Bus.open(settings.nats_url, settings.service_name)
-    servicer = IngestServicer(EventPublisher(bus, settings.event_partitions))
+    bus = await Bus.open(
+        settings.nats_url, settings.service_name, dedupe_window_hours=settings.dedupe_window_hours
+    )
+    intake = Intake(EventPublisher(bus, settings.event_partitions))
+    http = TrackingHttpServer(
+        TrackingApi(intake, ApiKeys.parse(settings.api_keys)), settings.shutdown_grace
+    )
+    http_address = await http.start(settings.http_host, settings.http_port)
     await server.run(
         settings,
         [
             server.GrpcService(
-                servicer,
+                IngestServicer(intake),
                 ingest_pb2_grpc.add_IngestServiceServicer_to_server,
                 "engage.v1.IngestService",
             )
         ],
-        server.ServiceRuntime(cleanups=[bus.close]),
+        # The HTTP listener stops after gRPC and before the bus, so its last events get out.
+        server.ServiceRuntime(
+            cleanups=[http.stop, bus.close], listeners={"http_address": http_address}
+        ),
     )
 
 

@@ -1,27 +1,25 @@
-"""IngestService: validate, stamp, publish; answer once JetStream has stored the events."""
+"""IngestService: requests in, events through `Intake`, answers out once JetStream has stored
+the events.
+"""
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from engage.errors import InvalidArgument, ResourceExhausted
+from engage.errors import ResourceExhausted
 from engage.resources import workspace
 from engage.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
-from services.ingest.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, EventType, normalize
-from services.ingest.publisher import EventPublisher
+from services.ingest.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, EventType
+from services.ingest.intake import BatchOutcome, Intake
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+# Batches of one stream published at once.
+STREAM_WINDOW = 8
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, publisher: EventPublisher, clock: Clock = utc_now) -> None:
-        self.publisher = publisher
-        self.clock = clock
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
 
     async def Track(
         self, request: ingest_pb2.TrackRequest, context: grpc.aio.ServicerContext
@@ -36,7 +34,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             context=request.context,
             timestamp=request.timestamp if request.HasField("timestamp") else None,
         )
-        accepted, duplicate = await self._accept_one(event)
+        accepted, duplicate = await self.intake.accept_one(workspace(), event)
         return ingest_pb2.TrackResponse(
             message_id=accepted.message_id, duplicate=duplicate, received_at=accepted.received_at
         )
@@ -53,7 +51,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             context=request.context,
             timestamp=request.timestamp if request.HasField("timestamp") else None,
         )
-        accepted, duplicate = await self._accept_one(event)
+        accepted, duplicate = await self.intake.accept_one(workspace(), event)
         return ingest_pb2.IdentifyResponse(
             message_id=accepted.message_id, duplicate=duplicate, received_at=accepted.received_at
         )
@@ -69,7 +67,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             context=request.context,
             timestamp=request.timestamp if request.HasField("timestamp") else None,
         )
-        accepted, duplicate = await self._accept_one(event)
+        accepted, duplicate = await self.intake.accept_one(workspace(), event)
         return ingest_pb2.AliasResponse(
             message_id=accepted.message_id, duplicate=duplicate, received_at=accepted.received_at
         )
@@ -77,9 +75,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def Batch(
         self, request: ingest_pb2.BatchRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.BatchResponse:
-        accepted, duplicates, errors = await self._accept_many(request.events, request.ByteSize())
+        outcome = await self._accept_batch(request.events, request.ByteSize())
         return ingest_pb2.BatchResponse(
-            accepted_count=accepted, duplicate_count=duplicates, errors=errors
+            accepted_count=outcome.accepted,
+            duplicate_count=outcome.duplicates,
+            errors=_event_errors(outcome),
         )
 
     async def StreamEvents(
@@ -87,55 +87,59 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         requests: AsyncIterator[ingest_pb2.StreamEventsRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ingest_pb2.StreamEventsResponse]:
-        async for request in requests:
-            accepted, duplicates, errors = await self._accept_many(
-                request.events, request.ByteSize()
-            )
-            yield ingest_pb2.StreamEventsResponse(
-                batch_id=request.batch_id,
-                accepted_count=accepted,
-                duplicate_count=duplicates,
-                errors=errors,
-            )
-
-    async def _accept_one(self, event: common_pb2.Event) -> tuple[common_pb2.Event, bool]:
-        now = self.clock()
-        accepted = normalize(event, now)
-        duplicate = await self.publisher.publish_one(workspace(), accepted, now)
-        return accepted, duplicate
-
-    async def _accept_many(
-        self, events: Sequence[common_pb2.Event], request_bytes: int
-    ) -> tuple[int, int, list[common_pb2.EventError]]:
-        """Publish the valid events of a batch; report each invalid one by index and field.
-
-        Repeats of a message id within the batch count as duplicates; repeats across calls are
-        dropped downstream, where each event id counts once.
+        """Up to STREAM_WINDOW batches of a stream are published at once, as waiting for
+        JetStream's acknowledgements is the slow part; answers keep the order of the batches.
         """
+        in_flight: asyncio.Queue[asyncio.Task[ingest_pb2.StreamEventsResponse] | None] = (
+            asyncio.Queue(maxsize=STREAM_WINDOW)
+        )
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await in_flight.put(asyncio.create_task(self._answer(request)))
+            finally:
+                await in_flight.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (answer := await in_flight.get()) is not None:
+                yield await answer
+            await reader
+        finally:
+            reader.cancel()
+            while not in_flight.empty():
+                if leftover := in_flight.get_nowait():
+                    leftover.cancel()
+
+    async def _answer(
+        self, request: ingest_pb2.StreamEventsRequest
+    ) -> ingest_pb2.StreamEventsResponse:
+        outcome = await self._accept_batch(request.events, request.ByteSize())
+        return ingest_pb2.StreamEventsResponse(
+            batch_id=request.batch_id,
+            accepted_count=outcome.accepted,
+            duplicate_count=outcome.duplicates,
+            errors=_event_errors(outcome),
+        )
+
+    async def _accept_batch(
+        self, events: Sequence[common_pb2.Event], request_bytes: int
+    ) -> BatchOutcome:
+        # Bounded as a whole first: one batch must fit one bus message per partition.
         if len(events) > MAX_BATCH_EVENTS:
             raise ResourceExhausted(f"events: at most {MAX_BATCH_EVENTS} per batch", "events")
         if request_bytes > MAX_BATCH_BYTES:
             raise ResourceExhausted(f"events: at most {MAX_BATCH_BYTES} bytes per batch", "events")
-        now = self.clock()
-        accepted: list[common_pb2.Event] = []
-        errors: list[common_pb2.EventError] = []
-        seen: set[str] = set()
-        duplicates = 0
-        for index, event in enumerate(events):
-            try:
-                checked = normalize(event, now, f"events[{index}].")
-            except InvalidArgument as error:
-                errors.append(
-                    common_pb2.EventError(
-                        index=index, field=error.field, description=error.description
-                    )
-                )
-                continue
-            if checked.message_id in seen:
-                duplicates += 1
-                continue
-            seen.add(checked.message_id)
-            accepted.append(checked)
-        if accepted:
-            await self.publisher.publish_many(workspace(), accepted, now)
-        return len(accepted), duplicates, errors
+        return await self.intake.accept_many(workspace(), events)
+
+
+def _event_errors(outcome: BatchOutcome) -> list[common_pb2.EventError]:
+    return [
+        common_pb2.EventError(
+            index=refused.index,
+            field=f"events[{refused.index}].{refused.field}",
+            description=refused.description,
+        )
+        for refused in outcome.refused
+    ]

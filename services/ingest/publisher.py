@@ -54,6 +54,8 @@ class EventPublisher:
     ) -> None:
         # The same events resent as the same batch (a client retry) are stored once.
         digest = hashlib.sha256("\n".join(e.message_id for e in events).encode()).hexdigest()
-        batch = bus_pb2.EventBatch(id=f"batch:{digest}", workspace=workspace, events=events)
+        batch = bus_pb2.EventBatch(id=f"batch:{digest}", workspace=workspace)
+        # extend() copies events faster than the constructor does (upb), on the hot path.
+        batch.events.extend(events)
         batch.occurred_at.FromDatetime(now)
         await self.bus.publish(subject, batch, f"{workspace}:{batch.id}", workspace)

@@ -7,9 +7,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engage.bus import Bus
-from engage.v1 import bus_pb2, common_pb2, ingest_pb2, ingest_pb2_grpc
+from engage.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
 from tests.grpc_errors import violated_fields
-from tests.harness import INGEST_KEY, SUPPORT_KEY, WORKSPACE, Suite, auth
+from tests.harness import INGEST_KEY, SUPPORT_KEY, Suite, auth, stored_events
 
 
 @pytest.fixture
@@ -17,24 +17,6 @@ async def ingest(bare_suite: Suite) -> AsyncIterator[ingest_pb2_grpc.IngestServi
     bare_suite.start("ingest")
     async with bare_suite.channel("ingest") as channel:
         yield ingest_pb2_grpc.IngestServiceStub(channel)
-
-
-async def stored_events(suite: Suite) -> list[common_pb2.Event]:
-    """Every event JetStream holds on the EVENTS stream, in order."""
-    bus = await Bus.connect(suite.nats.url, "test-reader")
-    try:
-        info = await bus.js.stream_info("EVENTS")
-        events: list[common_pb2.Event] = []
-        if info.state.messages == 0:
-            return events
-        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
-            raw = await bus.js.get_msg("EVENTS", sequence)
-            batch = bus_pb2.EventBatch.FromString(raw.data or b"")
-            assert batch.workspace == WORKSPACE
-            events.extend(batch.events)
-        return events
-    finally:
-        await bus.close()
 
 
 async def test_track_is_stored_in_jetstream_before_the_answer(
@@ -161,3 +143,49 @@ async def test_stream_acknowledges_each_batch(
         ("batch-2", 10),
     ]
     assert len(await stored_events(bare_suite)) == 30
+
+
+async def test_events_stream_remembers_message_ids_as_long_as_ingest_is_configured(
+    bare_suite: Suite,
+) -> None:
+    bare_suite.env["ENGAGE_DEDUPE_WINDOW_HOURS"] = "48"
+    bare_suite.start("ingest")
+    # A consumer service declaring the streams later keeps the window ingest set.
+    consumer = await Bus.open(bare_suite.nats.url, "test-consumer")
+    try:
+        info = await consumer.js.stream_info("EVENTS")
+    finally:
+        await consumer.close()
+
+    assert info.config.duplicate_window == 48 * 3600
+
+
+async def test_events_stream_remembers_message_ids_for_a_day_by_default(
+    ingest: ingest_pb2_grpc.IngestServiceStub, bare_suite: Suite
+) -> None:
+    bus = await Bus.connect(bare_suite.nats.url, "test-reader")
+    try:
+        info = await bus.js.stream_info("EVENTS")
+    finally:
+        await bus.close()
+
+    assert info.config.duplicate_window == 24 * 3600
+
+
+async def test_stream_ends_with_the_error_of_a_batch_over_the_limit(
+    ingest: ingest_pb2_grpc.IngestServiceStub,
+) -> None:
+    event = common_pb2.Event(type=common_pb2.EventType.EVENT_TYPE_TRACK, user_id="u", event="e")
+
+    async def batches() -> AsyncIterator[ingest_pb2.StreamEventsRequest]:
+        yield ingest_pb2.StreamEventsRequest(batch_id="ok", events=[event])
+        yield ingest_pb2.StreamEventsRequest(batch_id="too-big", events=[event] * 501)
+        yield ingest_pb2.StreamEventsRequest(batch_id="after", events=[event])
+
+    answers: list[str] = []
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        async for answer in ingest.StreamEvents(batches(), metadata=auth(INGEST_KEY)):
+            answers.append(answer.batch_id)
+
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert answers == ["ok"]

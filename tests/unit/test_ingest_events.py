@@ -77,3 +77,15 @@ def test_oversized_properties_are_rejected() -> None:
 
     with pytest.raises(InvalidArgument, match="exceed"):
         normalize(track(user_id="u", event="e", properties=properties), NOW)
+
+
+@pytest.mark.parametrize("field", ["properties", "traits", "context"])
+def test_non_finite_numbers_are_rejected(field: str) -> None:
+    payload = Struct()
+    payload.update({"price": {"amounts": [1.0, float("nan")]}})
+    event = track(user_id="u", event="e")
+    getattr(event, field).CopyFrom(payload)
+
+    with pytest.raises(InvalidArgument) as raised:
+        normalize(event, NOW)
+    assert raised.value.field == field
