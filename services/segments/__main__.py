@@ -1,20 +1,40 @@
-"""`python -m services.segments`: profiles (and, later, segments) of every workspace."""
+"""`python -m services.segments`: profiles and segments of every workspace."""
 
+from datetime import UTC, datetime
 from pathlib import Path
+
+from pydantic import field_validator
 
 from engage import db, server
 from engage.bus import Bus
 from engage.outbox import OutboxRelay
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
-from engage.v1 import profile_pb2_grpc
+from engage.v1 import profile_pb2_grpc, segment_pb2_grpc
 from services.segments.api import ProfileApi
 from services.segments.consumers import EVENTS_CONSUMER, EventsConsumer
+from services.segments.segments_api import SegmentApi
+from services.segments.timed import TimedSweeper
+from services.segments.traits import SummedProperties, parse_summed_properties
 
 
 class SegmentsSettings(Settings):
     service_name: str = "segments"
     grpc_port: int = 50052
+    # Numeric event properties totalled per profile, `event.property` comma-separated, e.g.
+    # `order_completed.revenue`; off by default, since every total is a row per profile.
+    summed_properties: str = ""
+    # How often segments relative to now ("in the last 18 days") are re-evaluated in SQL.
+    timed_sweep_seconds: float = 30.0
+
+    @field_validator("summed_properties")
+    @classmethod
+    def _summed_properties_parse(cls, value: str) -> str:
+        parse_summed_properties("ENGAGE_SUMMED_PROPERTIES", value)
+        return value
+
+    def summed(self) -> SummedProperties:
+        return parse_summed_properties("ENGAGE_SUMMED_PROPERTIES", self.summed_properties)
 
 
 async def serve(settings: SegmentsSettings) -> None:
@@ -23,7 +43,10 @@ async def serve(settings: SegmentsSettings) -> None:
     )
     bus = await Bus.open(settings.nats_url, settings.service_name)
     relay = OutboxRelay(sessions, bus)
-    consumer = EventsConsumer(sessions, relay.notify)
+    consumer = EventsConsumer(sessions, relay.notify, settings.summed())
+    sweeper = TimedSweeper(
+        sessions, relay.notify, lambda: datetime.now(UTC), settings.timed_sweep_seconds
+    )
     await server.run(
         settings,
         [
@@ -31,10 +54,19 @@ async def serve(settings: SegmentsSettings) -> None:
                 ProfileApi(sessions, relay.notify),
                 profile_pb2_grpc.add_ProfileServiceServicer_to_server,
                 "engage.v1.ProfileService",
-            )
+            ),
+            GrpcService(
+                SegmentApi(sessions, relay.notify),
+                segment_pb2_grpc.add_SegmentServiceServicer_to_server,
+                "engage.v1.SegmentService",
+            ),
         ],
         ServiceRuntime(
-            background=[lambda: bus.consume(EVENTS_CONSUMER, consumer.handle), relay.run],
+            background=[
+                lambda: bus.consume(EVENTS_CONSUMER, consumer.handle),
+                relay.run,
+                sweeper.run,
+            ],
             cleanups=[bus.close, engine.dispose],
         ),
     )

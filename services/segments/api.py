@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import db, resources
 from engage.errors import InvalidArgument
 from engage.v1 import profile_pb2, profile_pb2_grpc
-from services.segments.events import ANONYMOUS_ID, USER_ID
+from services.segments.identity import ANONYMOUS_ID, USER_ID
 from services.segments.models import Profile
 from services.segments.profiles import ProfileStore
 from services.segments.traits import page_size
@@ -72,6 +72,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             return profile_pb2.ExportProfileResponse(
                 profile=(await store.to_protos([profile]))[0],
                 events=await store.events(profile_id),
+                merges=await store.merge_protos(profile_id),
             )
 
 

@@ -2,10 +2,15 @@
 profile's event history and per-event-name counters. Every row carries its workspace.
 """
 
+import json
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlmodel import Field, SQLModel
+
+from services.segments.rules import date_index, stable_bucket
 
 
 class Profile(SQLModel, table=True):
@@ -26,6 +31,26 @@ class Profile(SQLModel, table=True):
     locale: str = ""
     created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    # Derived, for segment rules in SQL (set by the listeners below, never by hand): the traits
+    # that are ISO-8601 dates as microseconds since the epoch (JSON object), because PostgreSQL
+    # cannot parse an arbitrary string as a date without failing the query; and the profile's
+    # 0..9999 bucket for percentage samples, because SQLite has no hash function.
+    trait_dates: str = "{}"
+    sample_bucket: int = 0
+
+
+@event.listens_for(Profile, "before_insert")
+def _derive_on_insert(_mapper: Any, _connection: Any, profile: Profile) -> None:
+    profile.sample_bucket = stable_bucket(profile.id)
+    profile.trait_dates = json.dumps(date_index(json.loads(profile.traits)), sort_keys=True)
+
+
+@event.listens_for(Profile, "before_update")
+def _derive_on_update(_mapper: Any, _connection: Any, profile: Profile) -> None:
+    # Every writer of traits (events, merges, erasure) goes through the ORM, so this keeps the
+    # index right without each of them knowing about it.
+    if sa.inspect(profile).attrs.traits.history.has_changes():
+        profile.trait_dates = json.dumps(date_index(json.loads(profile.traits)), sort_keys=True)
 
 
 class Identity(SQLModel, table=True):
@@ -52,6 +77,8 @@ class ProfileEvent(SQLModel, table=True):
     timestamp: datetime = Field(sa_type=sa.DateTime(timezone=True))
     # The serialised engage.v1.Event, returned by ExportProfile.
     payload: bytes
+    # JSON object of the event's properties, for segment rules' `where` filters in SQL.
+    properties: str = "{}"
 
 
 class EventCounter(SQLModel, table=True):
@@ -63,3 +90,30 @@ class EventCounter(SQLModel, table=True):
     count: int
     first_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
     last_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
+
+
+class PropertySum(SQLModel, table=True):
+    """The running total of one numeric property of one event name (configured sums only)."""
+
+    __tablename__ = "property_sums"
+
+    workspace: str = Field(primary_key=True)
+    profile_id: str = Field(primary_key=True)
+    event_name: str = Field(primary_key=True)
+    property: str = Field(primary_key=True)
+    total: float
+
+
+class ProfileMerge(SQLModel, table=True):
+    """A profile merged into another by an identify or alias event; kept for export (GDPR)."""
+
+    __tablename__ = "profile_merges"
+
+    workspace: str = Field(primary_key=True)
+    # A merged profile is deleted, so it is merged once.
+    merged_profile_id: str = Field(primary_key=True)
+    into_profile_id: str
+    # "identify" or "alias".
+    reason: str
+    message_id: str
+    merged_at: datetime = Field(sa_type=sa.DateTime(timezone=True))

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
+import sqlalchemy as sa
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlmodel import col, delete
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -15,9 +16,20 @@ from engage.db import in_workspace
 from engage.errors import NotFound
 from engage.resources import name_of
 from engage.v1 import bus_pb2, common_pb2, profile_pb2
-from services.segments.events import ANONYMOUS_ID, announce
-from services.segments.models import EventCounter, Identity, Profile, ProfileEvent
+from services.segments.identity import ANONYMOUS_ID
+from services.segments.models import (
+    EventCounter,
+    Identity,
+    Profile,
+    ProfileEvent,
+    ProfileMerge,
+    PropertySum,
+)
 from services.segments.traits import as_utc, decode_page_token, encode_page_token
+from services.segments.writes import announce
+
+# Kept by the segment half of the service; erased with the profile when it exists.
+MEMBERSHIPS = sa.table("segment_memberships", sa.column("workspace"), sa.column("profile_id"))
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -87,17 +99,62 @@ class ProfileStore:
         )
         return [common_pb2.Event.FromString(row.payload) for row in rows.all()]
 
+    async def merges(self, profile_id: str) -> list[ProfileMerge]:
+        """Every merge that led into the profile, through earlier merges too, oldest first."""
+        found: list[ProfileMerge] = []
+        frontier = {profile_id}
+        while frontier:
+            rows = (
+                await self.session.exec(
+                    in_workspace(ProfileMerge, self.workspace).where(
+                        col(ProfileMerge.into_profile_id).in_(frontier)
+                    )
+                )
+            ).all()
+            found += rows
+            frontier = {row.merged_profile_id for row in rows}
+        return sorted(found, key=lambda row: (as_utc(row.merged_at), row.merged_profile_id))
+
+    async def property_sums(self, profile_id: str) -> dict[str, dict[str, float]]:
+        """Configured property totals: event name -> property -> total."""
+        totals: dict[str, dict[str, float]] = defaultdict(dict)
+        rows = await self.session.exec(
+            in_workspace(PropertySum, self.workspace).where(PropertySum.profile_id == profile_id)
+        )
+        for row in rows.all():
+            totals[row.event_name][row.property] = row.total
+        return dict(totals)
+
     async def erase(self, profile_id: str) -> None:
-        """Delete the profile and everything kept about it; announce it in the same transaction."""
+        """Delete the profile and everything kept about it (its anonymous ids, history,
+        counters, sums, merges, segment memberships); announce it in the same transaction."""
         profile = await self.by_id(profile_id)
-        for model in (EventCounter, ProfileEvent, Identity):
+        merged = [row.merged_profile_id for row in await self.merges(profile_id)]
+        await self.session.exec(
+            delete(ProfileMerge).where(
+                col(ProfileMerge.workspace) == self.workspace,
+                col(ProfileMerge.merged_profile_id).in_(merged),
+            )
+        )
+        for model in (EventCounter, PropertySum, ProfileEvent, Identity):
             await self.session.exec(
                 delete(model).where(
                     col(model.workspace) == self.workspace, col(model.profile_id) == profile_id
                 )
             )
+        if await self._has_memberships():
+            await self.session.exec(
+                sa.delete(MEMBERSHIPS).where(
+                    MEMBERSHIPS.c.workspace == self.workspace,
+                    MEMBERSHIPS.c.profile_id == profile_id,
+                )
+            )
         await self.session.delete(profile)
         announce(self.session, self.workspace, bus_pb2.ProfileChanged.KIND_ERASED, profile)
+
+    async def _has_memberships(self) -> bool:
+        connection = await self.session.connection()
+        return await connection.run_sync(lambda sync: sa.inspect(sync).has_table(MEMBERSHIPS.name))
 
     async def to_protos(self, profiles: Sequence[Profile]) -> list[profile_pb2.Profile]:
         """Profiles with their identities and counters, in three queries whatever the count."""
@@ -118,13 +175,42 @@ class ProfileStore:
         )
         for counter in rows.all():
             counters[counter.profile_id].append(counter)
+        sums: dict[str, list[PropertySum]] = defaultdict(list)
+        totals = await self.session.exec(
+            in_workspace(PropertySum, self.workspace).where(col(PropertySum.profile_id).in_(ids))
+        )
+        for total in totals.all():
+            sums[total.profile_id].append(total)
         return [
-            _profile_proto(self.workspace, p, anonymous[p.id], counters[p.id]) for p in profiles
+            _profile_proto(self.workspace, p, anonymous[p.id], counters[p.id], sums[p.id])
+            for p in profiles
+        ]
+
+    async def merge_protos(self, profile_id: str) -> list[profile_pb2.ProfileMerge]:
+        return [
+            profile_pb2.ProfileMerge(
+                merged_profile=name_of("profiles", row.merged_profile_id, self.workspace),
+                into_profile=name_of("profiles", row.into_profile_id, self.workspace),
+                reason=_MERGE_REASONS.get(row.reason, profile_pb2.ProfileMerge.REASON_UNSPECIFIED),
+                message_id=row.message_id,
+                merge_time=_timestamp(row.merged_at),
+            )
+            for row in await self.merges(profile_id)
         ]
 
 
+_MERGE_REASONS = {
+    "identify": profile_pb2.ProfileMerge.REASON_IDENTIFY,
+    "alias": profile_pb2.ProfileMerge.REASON_ALIAS,
+}
+
+
 def _profile_proto(
-    workspace: str, profile: Profile, anonymous_ids: list[str], counters: list[EventCounter]
+    workspace: str,
+    profile: Profile,
+    anonymous_ids: list[str],
+    counters: list[EventCounter],
+    sums: list[PropertySum],
 ) -> profile_pb2.Profile:
     message = profile_pb2.Profile(
         name=name_of("profiles", profile.id, workspace),
@@ -143,4 +229,6 @@ def _profile_proto(
         stats.count = counter.count
         stats.first_time.CopyFrom(_timestamp(counter.first_time))
         stats.last_time.CopyFrom(_timestamp(counter.last_time))
+    for total in sums:
+        message.event_stats[total.event_name].property_totals[total.property] = total.total
     return message

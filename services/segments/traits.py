@@ -1,4 +1,5 @@
-"""Pure rules of the profile: trait merging by event time, event times, page tokens."""
+"""Pure rules of the profile: trait merging by event time, configured property sums, page
+tokens."""
 
 import base64
 import binascii
@@ -60,6 +61,19 @@ class TraitState:
             elif key not in self.values:
                 self.values[key] = value
 
+    def merge_field(self, other: "TraitState", key: str, mine: str, theirs: str) -> str:
+        """A merge's choice between two profiles' values of a non-trait field (time zone,
+        locale) whose setting time is kept under `key`: the later event's value, or the one set.
+        """
+        if not theirs:
+            return mine
+        at = other.times.get(key)
+        if not mine:
+            if at is not None:
+                self.times[key] = at
+            return theirs
+        return theirs if at is not None and self.claim(key, at) else mine
+
     def dump_times(self) -> str:
         return json.dumps({key: at.isoformat() for key, at in self.times.items()}, sort_keys=True)
 
@@ -70,6 +84,40 @@ class TraitState:
             values=json.loads(values),
             times={key: as_utc(datetime.fromisoformat(at)) for key, at in stored_times.items()},
         )
+
+
+SummedProperties = frozenset[tuple[str, str]]
+
+
+def parse_summed_properties(setting: str, text: str) -> SummedProperties:
+    """`order_completed.revenue,cart_viewed.value` as (event name, property) pairs.
+
+    The property is what follows the last dot, so event names may contain dots.
+    """
+    pairs: set[tuple[str, str]] = set()
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        event_name, dot, name = item.rpartition(".")
+        if not dot or not event_name or not name:
+            raise ValueError(f"{setting}: {item!r} is not `event.property`")
+        pairs.add((event_name, name))
+    return frozenset(pairs)
+
+
+def summed_amounts(
+    event_name: str, properties: dict[str, Any], summed: SummedProperties
+) -> dict[str, float]:
+    """The configured properties of one event that carry a number, by property name.
+
+    Booleans are numbers to Python but not amounts; strings are not parsed, so a malformed
+    client cannot shift a total.
+    """
+    amounts: dict[str, float] = {}
+    for (name, key), value in ((pair, properties.get(pair[1])) for pair in summed):
+        if name == event_name and isinstance(value, int | float) and not isinstance(value, bool):
+            amounts[key] = float(value)
+    return amounts
 
 
 def encode_page_token(last_id: str) -> str:

@@ -51,6 +51,8 @@ def event(
     context: dict[str, Any] | None = None,
     at: datetime = T0,
     message_id: str = "",
+    previous_id: str = "",
+    properties: dict[str, Any] | None = None,
 ) -> common_pb2.Event:
     made = common_pb2.Event(
         message_id=message_id or uuid.uuid4().hex,
@@ -58,12 +60,15 @@ def event(
         event=name,
         user_id=user_id,
         anonymous_id=anonymous_id,
+        previous_id=previous_id,
     )
     made.timestamp.FromDatetime(at)
     if traits:
         made.traits.update(traits)
     if context:
         made.context.update(context)
+    if properties:
+        made.properties.update(properties)
     return made
 
 

@@ -1,4 +1,4 @@
-"""Pure profile rules: traits merge by event time, page tokens and sizes."""
+"""Pure profile rules: traits merge by event time, property sums, page tokens and sizes."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +12,8 @@ from services.segments.traits import (
     decode_page_token,
     encode_page_token,
     page_size,
+    parse_summed_properties,
+    summed_amounts,
 )
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -86,3 +88,35 @@ def test_page_size_defaults_caps_and_refuses_negative() -> None:
     with pytest.raises(InvalidArgument) as error:
         page_size(-1)
     assert error.value.field == "page_size"
+
+
+def test_merged_time_zone_is_the_one_set_by_the_later_event() -> None:
+    user, anonymous = TraitState(), TraitState()
+    user.claim("$time_zone", T0)
+    anonymous.claim("$time_zone", LATER)
+    assert user.merge_field(anonymous, "$time_zone", "Asia/Tokyo", "Europe/Paris") == "Europe/Paris"
+    assert user.times["$time_zone"] == LATER
+    older = TraitState()
+    older.claim("$time_zone", T0 - timedelta(days=1))
+    assert user.merge_field(older, "$time_zone", "Europe/Paris", "UTC") == "Europe/Paris"
+    assert user.merge_field(older, "$locale", "", "ja-JP") == "ja-JP"
+    assert user.merge_field(older, "$locale", "ja-JP", "") == "ja-JP"
+
+
+def test_summed_properties_setting_parses_event_and_property() -> None:
+    parsed = parse_summed_properties("S", " order_completed.revenue, app.opened.seconds ,")
+    assert parsed == {("order_completed", "revenue"), ("app.opened", "seconds")}
+    assert parse_summed_properties("S", "") == frozenset()
+
+
+@pytest.mark.parametrize("text", ["revenue", ".revenue", "order_completed."])
+def test_summed_property_without_event_or_property_names_the_setting(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^ENGAGE_SUMMED_PROPERTIES: "):
+        parse_summed_properties("ENGAGE_SUMMED_PROPERTIES", text)
+
+
+def test_only_configured_numbers_are_summed() -> None:
+    summed = frozenset({("order", "revenue"), ("order", "items"), ("order", "paid")})
+    properties = {"revenue": 9.5, "items": "3", "paid": True, "tax": 1}
+    assert summed_amounts("order", properties, summed) == {"revenue": 9.5}
+    assert summed_amounts("refund", {"revenue": 1}, summed) == {}

@@ -1,0 +1,410 @@
+"""Segment definitions, their versions and their memberships, in the caller's transaction.
+
+Membership changes leave as `MembershipChanged` on `engage.memberships.<workspace>` through the
+outbox, in the transaction that makes them. A message id names the transition: segment,
+version, profile, change and the membership's `entered_at` (the episode it opens or closes), so
+it is unique per actual transition and the same on every relay of the committed row.
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, SQLModel, col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import telemetry
+from engage.db import in_workspace
+from engage.errors import AlreadyExists, NotFound
+from engage.outbox import OutboxMessage
+from engage.resources import name_of
+from engage.v1 import bus_pb2
+from services.segments.models import Profile
+from services.segments.traits import as_utc, decode_page_token, encode_page_token
+
+ENTERED = bus_pb2.MembershipChanged.CHANGE_ENTERED
+EXITED = bus_pb2.MembershipChanged.CHANGE_EXITED
+# Rows per multi-row INSERT and per page of a batch evaluation's changes.
+CHUNK = 500
+WHEN = sa.DateTime(timezone=True)
+
+
+class Segment(SQLModel, table=True):
+    __tablename__ = "segments"
+
+    workspace: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    display_name: str = ""
+    description: str = ""
+    version: int
+    # The serialised engage.v1.Rule of the current version.
+    rule: bytes
+    time_dependent: bool = False
+    create_time: datetime = Field(sa_type=WHEN)
+    update_time: datetime = Field(sa_type=WHEN)
+
+
+class SegmentVersion(SQLModel, table=True):
+    """Every saved version of a segment, kept so a journey can say which one a profile met."""
+
+    __tablename__ = "segment_versions"
+
+    workspace: str = Field(primary_key=True)
+    segment_id: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    display_name: str = ""
+    description: str = ""
+    rule: bytes
+    create_time: datetime = Field(sa_type=WHEN)
+
+
+class SegmentMembership(SQLModel, table=True):
+    __tablename__ = "segment_memberships"
+
+    workspace: str = Field(primary_key=True)
+    segment_id: str = Field(primary_key=True)
+    profile_id: str = Field(primary_key=True)
+    entered_at: datetime = Field(sa_type=WHEN)
+
+
+class MembershipChange(SQLModel, table=True):
+    """Staging of one batch evaluation, emptied before its transaction commits."""
+
+    __tablename__ = "segment_membership_changes"
+
+    workspace: str = Field(primary_key=True)
+    segment_id: str = Field(primary_key=True)
+    profile_id: str = Field(primary_key=True)
+    change: int
+    entered_at: datetime = Field(sa_type=WHEN)
+
+
+def table_of(model: type[Any]) -> sa.Table:
+    return cast(sa.Table, model.__table__)
+
+
+MEMBERSHIPS = table_of(SegmentMembership)
+CHANGES = table_of(MembershipChange)
+PROFILES = table_of(Profile)
+
+
+def memberships_subject(workspace: str) -> str:
+    return f"engage.memberships.{workspace}"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One profile entering or leaving one segment."""
+
+    segment_id: str
+    version: int
+    profile_id: str
+    user_id: str
+    change: "bus_pb2.MembershipChanged.Change"
+    # When the membership episode this transition opens (ENTERED) or closes (EXITED) began.
+    entered_at: datetime
+
+
+def transition_id(workspace: str, transition: Transition) -> str:
+    kind = "entered" if transition.change == ENTERED else "exited"
+    episode = int(as_utc(transition.entered_at).timestamp() * 1_000_000)
+    return (
+        f"{workspace}:{transition.segment_id}:{transition.version}:"
+        f"{transition.profile_id}:{kind}:{episode}"
+    )
+
+
+async def enqueue_transitions(
+    session: AsyncSession, workspace: str, transitions: Sequence[Transition], now: datetime
+) -> None:
+    """Put one MembershipChanged per transition in the outbox, one executemany per chunk (a
+    statement compiled once and cached, where a multi-row VALUES would be compiled each time)."""
+    headers = json.dumps(telemetry.inject_headers())
+    subject = memberships_subject(workspace)
+    for start in range(0, len(transitions), CHUNK):
+        rows = []
+        for transition in transitions[start : start + CHUNK]:
+            msg_id = transition_id(workspace, transition)
+            message = bus_pb2.MembershipChanged(
+                id=msg_id,
+                workspace=workspace,
+                segment=name_of("segments", transition.segment_id, workspace),
+                segment_version=transition.version,
+                profile=name_of("profiles", transition.profile_id, workspace),
+                user_id=transition.user_id,
+                change=transition.change,
+            )
+            message.occurred_at.FromDatetime(now)
+            rows.append(
+                {
+                    "subject": subject,
+                    "workspace": workspace,
+                    "msg_id": msg_id,
+                    "payload": message.SerializeToString(),
+                    "headers": headers,
+                    "created_at": now,
+                }
+            )
+        await session.exec(sa.insert(table_of(OutboxMessage)), params=rows)
+
+
+class SegmentStore:
+    """Segments of one workspace, on one session."""
+
+    def __init__(self, session: AsyncSession, workspace: str) -> None:
+        self.session = session
+        self.workspace = workspace
+
+    # -- definitions -------------------------------------------------------------------------
+
+    async def create(self, segment: Segment) -> Segment:
+        existing = await self.session.get(Segment, (self.workspace, segment.id))
+        if existing is not None:
+            raise AlreadyExists(f"segment {segment.id!r} already exists", "segment_id")
+        self.session.add(segment)
+        self._keep_version(segment)
+        await self.session.flush()
+        return segment
+
+    async def get(self, segment_id: str, *, lock: bool = False) -> Segment:
+        """The segment; `lock` holds its row until commit, serialising its evaluations."""
+        query = in_workspace(Segment, self.workspace).where(Segment.id == segment_id)
+        found = (await self.session.exec(query.with_for_update() if lock else query)).first()
+        if found is None:
+            raise NotFound(f"segment {segment_id!r} not found")
+        return found
+
+    async def all(self) -> list[Segment]:
+        return list((await self.session.exec(in_workspace(Segment, self.workspace))).all())
+
+    async def time_dependent(self) -> list[Segment]:
+        query = in_workspace(Segment, self.workspace).where(col(Segment.time_dependent))
+        return list((await self.session.exec(query.order_by(col(Segment.id)))).all())
+
+    async def page(self, size: int, token: str) -> tuple[list[Segment], str]:
+        after = decode_page_token(token)
+        query = in_workspace(Segment, self.workspace).order_by(col(Segment.id)).limit(size + 1)
+        if after:
+            query = query.where(col(Segment.id) > after)
+        rows = list((await self.session.exec(query)).all())
+        if len(rows) > size:
+            rows = rows[:size]
+            return rows, encode_page_token(rows[-1].id)
+        return rows, ""
+
+    async def save_version(self, segment: Segment) -> None:
+        """Store an updated segment (its version already advanced) and keep that version."""
+        self.session.add(segment)
+        self._keep_version(segment)
+        await self.session.flush()
+
+    def _keep_version(self, segment: Segment) -> None:
+        self.session.add(
+            SegmentVersion(
+                workspace=self.workspace,
+                segment_id=segment.id,
+                version=segment.version,
+                display_name=segment.display_name,
+                description=segment.description,
+                rule=segment.rule,
+                create_time=segment.update_time,
+            )
+        )
+
+    async def delete(self, segment: Segment) -> None:
+        """Delete the segment and its versions; memberships must have been emptied first."""
+        await self.session.exec(
+            delete(SegmentVersion).where(
+                col(SegmentVersion.workspace) == self.workspace,
+                col(SegmentVersion.segment_id) == segment.id,
+            )
+        )
+        await self.session.delete(segment)
+
+    # -- memberships -------------------------------------------------------------------------
+
+    async def member_counts(self, segment_ids: Sequence[str]) -> dict[str, int]:
+        if not segment_ids:
+            return {}
+        query = (
+            select(MEMBERSHIPS.c.segment_id, sa.func.count())
+            .where(
+                MEMBERSHIPS.c.workspace == self.workspace,
+                MEMBERSHIPS.c.segment_id.in_(segment_ids),
+            )
+            .group_by(MEMBERSHIPS.c.segment_id)
+        )
+        rows = (await self.session.exec(query)).all()
+        return {segment_id: int(count) for segment_id, count in rows}
+
+    async def members_after(self, segment_id: str, after: str, limit: int) -> list[str]:
+        """Member profile ids in id order after `after`: one keyset page."""
+        query = (
+            select(MEMBERSHIPS.c.profile_id)
+            .where(
+                MEMBERSHIPS.c.workspace == self.workspace,
+                MEMBERSHIPS.c.segment_id == segment_id,
+                MEMBERSHIPS.c.profile_id > after,
+            )
+            .order_by(MEMBERSHIPS.c.profile_id)
+            .limit(limit)
+        )
+        return list((await self.session.exec(query)).all())
+
+    async def entered_at(self, segment_id: str, profile_id: str) -> datetime | None:
+        found = await self.session.get(SegmentMembership, (self.workspace, segment_id, profile_id))
+        return None if found is None else as_utc(found.entered_at)
+
+    async def memberships_of(self, profile_ids: Sequence[str]) -> list[tuple[str, str, datetime]]:
+        """(profile id, segment id, entered at) of every membership of these profiles."""
+        if not profile_ids:
+            return []
+        query = select(
+            MEMBERSHIPS.c.profile_id, MEMBERSHIPS.c.segment_id, MEMBERSHIPS.c.entered_at
+        ).where(
+            MEMBERSHIPS.c.workspace == self.workspace,
+            MEMBERSHIPS.c.profile_id.in_(profile_ids),
+        )
+        rows = (await self.session.exec(query)).all()
+        return [(profile_id, segment_id, as_utc(at)) for profile_id, segment_id, at in rows]
+
+    async def record(self, transitions: Sequence[Transition], now: datetime) -> None:
+        """Write a few transitions found in Python (real time) and announce them."""
+        if not transitions:
+            return
+        entered = [t for t in transitions if t.change == ENTERED]
+        exited = [t for t in transitions if t.change == EXITED]
+        for start in range(0, len(entered), CHUNK):
+            rows = [
+                {
+                    "workspace": self.workspace,
+                    "segment_id": t.segment_id,
+                    "profile_id": t.profile_id,
+                    "entered_at": t.entered_at,
+                }
+                for t in entered[start : start + CHUNK]
+            ]
+            await self.session.exec(self._insert_new_memberships(), params=rows)
+        if exited:
+            leave = sa.delete(MEMBERSHIPS).where(
+                MEMBERSHIPS.c.workspace == sa.bindparam("ws"),
+                MEMBERSHIPS.c.segment_id == sa.bindparam("segment"),
+                MEMBERSHIPS.c.profile_id == sa.bindparam("profile"),
+            )
+            pairs = [
+                {"ws": self.workspace, "segment": t.segment_id, "profile": t.profile_id}
+                for t in exited
+            ]
+            await self.session.exec(leave, params=pairs)
+        await enqueue_transitions(self.session, self.workspace, transitions, now)
+
+    def _insert_new_memberships(self) -> sa.Insert:
+        """An INSERT that leaves an existing membership (and its entered_at) alone."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            return postgresql.insert(MEMBERSHIPS).on_conflict_do_nothing()
+        return sqlite.insert(MEMBERSHIPS).prefix_with("OR IGNORE")
+
+    async def reconcile(
+        self, segment: Segment, members: sa.Select[Any] | None, now: datetime
+    ) -> tuple[int, int]:
+        """Make the stored members of `segment` those of `members` (a one-column SELECT of
+        profile ids; None for nobody), in SQL, and announce the difference in chunks.
+
+        Returns (entered, exited). The caller holds the segment's row lock.
+        """
+        ws, seg = self.workspace, segment.id
+        stored = MEMBERSHIPS.c
+        mine = sa.and_(stored.workspace == ws, stored.segment_id == seg)
+        columns = ["workspace", "segment_id", "profile_id", "change", "entered_at"]
+        if members is None:
+            staged: sa.Select[Any] = sa.select(
+                sa.literal(ws), sa.literal(seg), stored.profile_id, sa.literal(int(EXITED)),
+                stored.entered_at,
+            ).where(mine)  # fmt: skip
+        else:
+            rule_members = members.cte("rule_members")
+            member_id = rule_members.c[0]
+            entering = sa.select(
+                sa.literal(ws), sa.literal(seg), member_id, sa.literal(int(ENTERED)),
+                sa.literal(now, WHEN),
+            ).where(~sa.exists().where(mine, stored.profile_id == member_id))  # fmt: skip
+            leaving = sa.select(
+                sa.literal(ws), sa.literal(seg), stored.profile_id, sa.literal(int(EXITED)),
+                stored.entered_at,
+            ).where(mine, ~sa.exists().where(member_id == stored.profile_id))  # fmt: skip
+            staged = sa.select(sa.union_all(entering, leaving).subquery())
+        await self.session.exec(sa.insert(CHANGES).from_select(columns, staged))
+        await self._apply_staged(seg)
+        counts = await self._announce_staged(segment, now)
+        await self.session.exec(
+            sa.delete(CHANGES).where(CHANGES.c.workspace == ws, CHANGES.c.segment_id == seg)
+        )
+        return counts
+
+    async def _apply_staged(self, segment_id: str) -> None:
+        ws = self.workspace
+        staged = sa.and_(CHANGES.c.workspace == ws, CHANGES.c.segment_id == segment_id)
+        await self.session.exec(
+            sa.delete(MEMBERSHIPS).where(
+                MEMBERSHIPS.c.workspace == ws,
+                MEMBERSHIPS.c.segment_id == segment_id,
+                MEMBERSHIPS.c.profile_id.in_(
+                    sa.select(CHANGES.c.profile_id).where(staged, CHANGES.c.change == int(EXITED))
+                ),
+            )
+        )
+        entering = sa.select(
+            CHANGES.c.workspace, CHANGES.c.segment_id, CHANGES.c.profile_id, CHANGES.c.entered_at
+        ).where(staged, CHANGES.c.change == int(ENTERED))
+        await self.session.exec(
+            self._insert_new_memberships().from_select(
+                ["workspace", "segment_id", "profile_id", "entered_at"], entering
+            )
+        )
+
+    async def _announce_staged(self, segment: Segment, now: datetime) -> tuple[int, int]:
+        """Page through the staged changes by profile id, one outbox INSERT per page."""
+        entered = exited = 0
+        after = ""
+        profile = sa.and_(
+            PROFILES.c.workspace == CHANGES.c.workspace, PROFILES.c.id == CHANGES.c.profile_id
+        )
+        while True:
+            query = (
+                select(
+                    CHANGES.c.profile_id,
+                    CHANGES.c.change,
+                    CHANGES.c.entered_at,
+                    PROFILES.c.user_id,
+                )
+                .select_from(CHANGES.outerjoin(PROFILES, profile))
+                .where(
+                    CHANGES.c.workspace == self.workspace,
+                    CHANGES.c.segment_id == segment.id,
+                    CHANGES.c.profile_id > after,
+                )
+                .order_by(CHANGES.c.profile_id)
+                .limit(CHUNK)
+            )
+            rows = (await self.session.exec(query)).all()
+            if not rows:
+                return entered, exited
+            transitions = [
+                Transition(
+                    segment.id,
+                    segment.version,
+                    profile_id,
+                    user_id or "",
+                    ENTERED if change == ENTERED else EXITED,
+                    as_utc(at),
+                )
+                for profile_id, change, at, user_id in rows
+            ]
+            await enqueue_transitions(self.session, self.workspace, transitions, now)
+            entered += sum(1 for t in transitions if t.change == ENTERED)
+            exited += len(transitions) - sum(1 for t in transitions if t.change == ENTERED)
+            after = rows[-1][0]

@@ -1,0 +1,234 @@
+"""SegmentService over gRPC: validate, call the segment store in one transaction, answer protos.
+
+Deleting a segment announces an EXITED for each of its members before the segment goes, so
+every downstream copy of a membership (journeys, reports) sees each ENTERED closed; a segment
+that another segment references cannot be deleted (FAILED_PRECONDITION naming them).
+"""
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf import empty_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import db, resources
+from engage.errors import InvalidArgument
+from engage.v1 import segment_pb2, segment_pb2_grpc
+from services.segments import batch, rules_sql
+from services.segments.batch import SegmentGraph
+from services.segments.segment_store import Segment, SegmentStore
+from services.segments.traits import as_utc, page_size
+
+COLLECTION = "segments"
+DEFAULT_SAMPLE = 10
+MAX_SAMPLE = 100
+# Profile names per streamed ListSegmentMembers message; each chunk is one keyset query.
+MEMBERS_CHUNK = 1000
+UPDATABLE = ("display_name", "description", "rule")
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(as_utc(moment))
+    return stamp
+
+
+def to_proto(segment: Segment, member_count: int) -> segment_pb2.Segment:
+    return segment_pb2.Segment(
+        name=resources.name_of(COLLECTION, segment.id, segment.workspace),
+        display_name=segment.display_name,
+        description=segment.description,
+        rule=segment_pb2.Rule.FromString(segment.rule),
+        version=segment.version,
+        member_count=member_count,
+        create_time=_timestamp(segment.create_time),
+        update_time=_timestamp(segment.update_time),
+    )
+
+
+class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        published: Callable[[], None],
+        clock: Clock = utc_now,
+    ) -> None:
+        self.sessions = sessions
+        # Wakes the outbox relay once a transaction with bus messages has committed.
+        self.published = published
+        self.clock = clock
+
+    async def CreateSegment(
+        self, request: segment_pb2.CreateSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.Segment:
+        workspace = resources.parse_parent("parent", request.parent)
+        segment_id = resources.check_id("segment_id", request.segment_id)
+        rule, stored = batch.parse_rule(request.segment.rule, "segment.rule")
+        now = self.clock()
+        async with db.transaction(self.sessions) as session:
+            store = SegmentStore(session, workspace)
+            graph = SegmentGraph(await store.all())
+            reads = batch.Compiled.of(rule)
+            graph.check_references(segment_id, reads.segments, "segment.rule")
+            segment = await store.create(
+                Segment(
+                    workspace=workspace,
+                    id=segment_id,
+                    display_name=request.segment.display_name,
+                    description=request.segment.description,
+                    version=1,
+                    rule=stored,
+                    time_dependent=reads.time_dependent,
+                    create_time=now,
+                    update_time=now,
+                )
+            )
+            entered, _ = await batch.evaluate_in_sql(session, store, segment, now)
+        self.published()
+        return to_proto(segment, entered)
+
+    async def GetSegment(
+        self, request: segment_pb2.GetSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.Segment:
+        segment_id = resources.parse_name("name", request.name, COLLECTION)
+        async with db.transaction(self.sessions) as session:
+            store = SegmentStore(session, resources.workspace())
+            segment = await store.get(segment_id)
+            counts = await store.member_counts([segment_id])
+        return to_proto(segment, counts.get(segment_id, 0))
+
+    async def ListSegments(
+        self, request: segment_pb2.ListSegmentsRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.ListSegmentsResponse:
+        workspace = resources.parse_parent("parent", request.parent)
+        size = page_size(request.page_size)
+        async with db.transaction(self.sessions) as session:
+            store = SegmentStore(session, workspace)
+            segments, next_token = await store.page(size, request.page_token)
+            counts = await store.member_counts([s.id for s in segments])
+        return segment_pb2.ListSegmentsResponse(
+            segments=[to_proto(s, counts.get(s.id, 0)) for s in segments],
+            next_page_token=next_token,
+        )
+
+    async def UpdateSegment(
+        self, request: segment_pb2.UpdateSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.Segment:
+        segment_id = resources.parse_name("segment.name", request.segment.name, COLLECTION)
+        paths = _mask(request)
+        new_rule = None
+        if "rule" in paths:
+            new_rule = batch.parse_rule(request.segment.rule, "segment.rule")
+        now = self.clock()
+        async with db.transaction(self.sessions) as session:
+            store = SegmentStore(session, resources.workspace())
+            segment = await store.get(segment_id, lock=True)
+            if "display_name" in paths:
+                segment.display_name = request.segment.display_name
+            if "description" in paths:
+                segment.description = request.segment.description
+            rule_changed = new_rule is not None and new_rule[1] != segment.rule
+            if new_rule is not None and rule_changed:
+                reads = batch.Compiled.of(new_rule[0])
+                graph = SegmentGraph(s for s in await store.all() if s.id != segment_id)
+                graph.check_references(segment_id, reads.segments, "segment.rule")
+                segment.rule = new_rule[1]
+                segment.time_dependent = reads.time_dependent
+            segment.version += 1
+            segment.update_time = now
+            await store.save_version(segment)
+            if rule_changed:
+                await batch.evaluate_in_sql(session, store, segment, now)
+            counts = await store.member_counts([segment_id])
+        self.published()
+        return to_proto(segment, counts.get(segment_id, 0))
+
+    async def DeleteSegment(
+        self, request: segment_pb2.DeleteSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        segment_id = resources.parse_name("name", request.name, COLLECTION)
+        now = self.clock()
+        async with db.transaction(self.sessions) as session:
+            store = SegmentStore(session, resources.workspace())
+            segment = await store.get(segment_id, lock=True)
+            await batch.empty(store, segment, now)
+            await store.delete(segment)
+        self.published()
+        return empty_pb2.Empty()
+
+    async def PreviewSegment(
+        self, request: segment_pb2.PreviewSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.PreviewSegmentResponse:
+        workspace = resources.parse_parent("parent", request.parent)
+        if request.sample_size < 0:
+            raise InvalidArgument("sample_size", "must not be negative")
+        # Like page_size (AIP-158), a larger request is coerced to the maximum.
+        sample_size = min(request.sample_size or DEFAULT_SAMPLE, MAX_SAMPLE)
+        rule, _ = batch.parse_rule(request.rule, "rule")
+        now = self.clock()
+        async with db.transaction(self.sessions) as session:
+            graph = SegmentGraph(await SegmentStore(session, workspace).all())
+            # "" is never a segment id, so only the references themselves are checked.
+            graph.check_references("", batch.Compiled.of(rule).segments, "rule")
+            count = await rules_sql.count_members(session, workspace, rule, now)
+            sample = await rules_sql.member_ids(session, workspace, rule, now, limit=sample_size)
+        return segment_pb2.PreviewSegmentResponse(
+            member_count=count,
+            sample_profiles=[resources.name_of("profiles", p, workspace) for p in sample],
+        )
+
+    async def ListSegmentMembers(
+        self, request: segment_pb2.ListSegmentMembersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[segment_pb2.ListSegmentMembersResponse]:
+        segment_id = resources.parse_name("segment", request.segment, COLLECTION)
+        workspace = resources.workspace()
+        async with db.transaction(self.sessions) as session:
+            await SegmentStore(session, workspace).get(segment_id)
+        after = ""
+        while True:
+            # One short transaction per chunk: memory stays flat and no snapshot is held open
+            # while a slow reader drains the stream.
+            async with db.transaction(self.sessions) as session:
+                store = SegmentStore(session, workspace)
+                chunk = await store.members_after(segment_id, after, MEMBERS_CHUNK)
+            if not chunk:
+                return
+            yield segment_pb2.ListSegmentMembersResponse(
+                profiles=[resources.name_of("profiles", p, workspace) for p in chunk]
+            )
+            if len(chunk) < MEMBERS_CHUNK:
+                return
+            after = chunk[-1]
+
+    async def CheckMembership(
+        self, request: segment_pb2.CheckMembershipRequest, context: grpc.aio.ServicerContext
+    ) -> segment_pb2.CheckMembershipResponse:
+        segment_id = resources.parse_name("segment", request.segment, COLLECTION)
+        profile_id = resources.parse_name("profile", request.profile, "profiles")
+        async with db.transaction(self.sessions) as session:
+            store = SegmentStore(session, resources.workspace())
+            await store.get(segment_id)
+            entered_at = await store.entered_at(segment_id, profile_id)
+        if entered_at is None:
+            return segment_pb2.CheckMembershipResponse(member=False)
+        return segment_pb2.CheckMembershipResponse(member=True, entered_time=_timestamp(entered_at))
+
+
+def _mask(request: segment_pb2.UpdateSegmentRequest) -> set[str]:
+    """The fields to update: the mask's paths, or every updatable field without one (AIP-134)."""
+    paths = list(request.update_mask.paths) or list(UPDATABLE)
+    for path in paths:
+        if path not in UPDATABLE:
+            raise InvalidArgument(
+                "update_mask", f"cannot update {path!r}; updatable: {', '.join(UPDATABLE)}"
+            )
+    return set(paths)
