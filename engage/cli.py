@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
+
 from engage.processes import SERVICES, LocalSuite, NatsServer, port_or_free
 from engage.settings import DEVELOPMENT_API_KEY
 
@@ -28,12 +30,42 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="run the suite here until Ctrl-C")
     up.add_argument("--demo", action="store_true", help="play the demo once everything is up")
     demo = commands.add_parser("demo", help="play the demo on the running suite, or a fresh one")
-    for command in (up, demo):
+    apply = commands.add_parser("apply", help="create or update segments from YAML files")
+    apply.add_argument("files", type=Path, nargs="+", help="segment YAML files")
+    apply.add_argument("--address", help="SegmentService address (default: the running suite)")
+    apply.add_argument("--api-key", default=DEVELOPMENT_API_KEY, help="a marketer or admin key")
+    apply.add_argument("--workspace", default="demo")
+    for command in (up, demo, apply):
         command.add_argument("--var-dir", type=Path, default=Path("var"), help="state folder")
     args = parser.parse_args(argv)
     if args.command == "up":
         return run_up(args.var_dir.resolve(), play_demo=args.demo)
+    if args.command == "apply":
+        return run_apply(args)
     return run_demo(args.var_dir.resolve())
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    from engage.apply import apply_segments
+
+    address = args.address or _running_address(args.var_dir.resolve(), "segments")
+    try:
+        lines = asyncio.run(apply_segments(args.files, address, args.api_key, args.workspace))
+    except ValueError as error:
+        print(f"engage apply: {error}", file=sys.stderr)
+        return 2
+    except grpc.aio.AioRpcError as error:
+        print(f"engage apply: {error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+def _running_address(var_dir: Path, service: str) -> str:
+    suite_file = var_dir / "run" / "suite.json"
+    if suite_file.exists():
+        return str(json.loads(suite_file.read_text())[service])
+    return f"127.0.0.1:{DEFAULT_PORTS[service]}"
 
 
 @contextlib.contextmanager
