@@ -25,7 +25,7 @@ class EventBatch(_message.Message):
     def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ...) -> None: ...
 
 class ProfileChanged(_message.Message):
-    __slots__ = ("id", "occurred_at", "workspace", "kind", "profile", "user_id", "changed_traits", "merged_profile")
+    __slots__ = ("id", "occurred_at", "workspace", "kind", "profile", "user_id", "changed_traits", "merged_profile", "anonymous_ids")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[ProfileChanged.Kind]
@@ -46,6 +46,7 @@ class ProfileChanged(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     CHANGED_TRAITS_FIELD_NUMBER: _ClassVar[int]
     MERGED_PROFILE_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_IDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     occurred_at: _timestamp_pb2.Timestamp
     workspace: str
@@ -54,7 +55,8 @@ class ProfileChanged(_message.Message):
     user_id: str
     changed_traits: _struct_pb2.Struct
     merged_profile: str
-    def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., kind: _Optional[_Union[ProfileChanged.Kind, str]] = ..., profile: _Optional[str] = ..., user_id: _Optional[str] = ..., changed_traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., merged_profile: _Optional[str] = ...) -> None: ...
+    anonymous_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., kind: _Optional[_Union[ProfileChanged.Kind, str]] = ..., profile: _Optional[str] = ..., user_id: _Optional[str] = ..., changed_traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., merged_profile: _Optional[str] = ..., anonymous_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MembershipChanged(_message.Message):
     __slots__ = ("id", "occurred_at", "workspace", "segment", "segment_version", "profile", "user_id", "change")

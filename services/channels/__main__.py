@@ -6,6 +6,7 @@ import grpc
 
 from engage import db, server
 from engage.bus import Bus
+from engage.erasure import erasure_consumer, erasure_handler
 from engage.outbox import OutboxRelay
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
@@ -13,7 +14,7 @@ from engage.v1 import message_pb2, message_pb2_grpc, template_pb2, template_pb2_
 from services.channels.adapters.email import SmtpEmailAdapter
 from services.channels.api import MessageApi, TemplateApi
 from services.channels.consumers import SendsConsumer
-from services.channels.messages import MessageStore
+from services.channels.messages import MessageStore, erase_person
 from services.channels.profiles import ProfileDirectory
 from services.channels.sends import EmailOptions, SendProcessor
 from services.channels.templates import TemplateStore
@@ -47,6 +48,7 @@ async def serve(settings: ChannelsSettings) -> None:
         relay.notify,
     )
     sends = SendsConsumer(bus, processor)
+    erasures = erasure_handler(lambda erasure: erase_person(sessions, erasure))
 
     async def close_profiles_channel() -> None:
         await profiles_channel.close()
@@ -66,7 +68,11 @@ async def serve(settings: ChannelsSettings) -> None:
             ),
         ],
         ServiceRuntime(
-            background=[relay.run, sends.run],
+            background=[
+                relay.run,
+                sends.run,
+                lambda: bus.consume(erasure_consumer("channels"), erasures),
+            ],
             cleanups=[bus.close, close_profiles_channel, engine.dispose],
         ),
     )

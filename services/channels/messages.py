@@ -2,11 +2,13 @@
 
 import hashlib
 
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db
+from engage.erasure import Erasure
 from engage.errors import NotFound
 from engage.resources import name_of
 from engage.v1 import common_pb2, message_pb2
@@ -92,3 +94,27 @@ class MessageStore:
             rows = rows[:size]
             next_token = encode_token(rows[-1].id or 0)
         return rows, next_token
+
+
+async def erase_person(sessions: async_sessionmaker[AsyncSession], erasure: Erasure) -> int:
+    """GDPR erasure: anonymise, not delete, the person's message records.
+
+    A record is what makes a send happen at most once: a replayed `SendRequested` with the same
+    idempotency key finds it final and changes nothing. Deleting it would let a replay reach
+    the person again, so the row keeps its key, state, template, journey and times (none of
+    them personal: keys are built from journey, version, a one-way enrollment digest and step)
+    and loses every personal field: user id, profile name, recipient address, provider id.
+    Matched by user id and by profile name, so a profile without a user id is erased too (its
+    records carry the profile name once channels resolved it). Idempotent.
+    """
+    who = [col(MessageRow.profile) == erasure.profile]
+    if erasure.user_id:
+        who.append(col(MessageRow.user_id) == erasure.user_id)
+    statement = (
+        update(MessageRow)
+        .where(col(MessageRow.workspace) == erasure.workspace, or_(*who))
+        .values(user_id="", profile="", recipient="", provider_message_id="")
+    )
+    async with db.transaction(sessions) as session:
+        result = await session.exec(statement)
+    return int(result.rowcount or 0)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from engage import db, server
 from engage.bus import Bus
+from engage.erasure import erasure_consumer, erasure_handler
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
 from engage.v1 import reporting_pb2_grpc
@@ -35,6 +36,7 @@ async def serve(settings: ReportingSettings) -> None:
             background=[
                 lambda: bus.consume(DELIVERIES, facts.handle_delivery),
                 lambda: bus.consume(JOURNEYS, facts.handle_journey),
+                lambda: bus.consume(erasure_consumer("reporting"), erasure_handler(facts.erase)),
             ],
             cleanups=[bus.close, engine.dispose],
         ),

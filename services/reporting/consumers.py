@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.bus import ConsumerSpec, PermanentError, decode, workspace_of
 from engage.db import transaction
+from engage.erasure import Erasure
 from engage.v1 import bus_pb2
 from services.reporting import store
 from services.reporting.models import DeliveryFact, JourneyFact
@@ -57,6 +58,14 @@ class FactConsumer:
             "occurred_at": _time(event.occurred_at),
         }
         await self._record(JourneyFact, row)
+
+    async def erase(self, erasure: Erasure) -> int:
+        """GDPR erasure: nothing to change. Facts are counted by journey, campaign and kind and
+        never copy a user id, address or profile name from the events (their ids and keys are
+        built from journeys and one-way enrollment digests), so the counts stay and no row
+        names the person. The durable exists so that a fact that does keep a person's id later
+        (a per-customer timeline) is erased here, keyed by `erasure.user_id`."""
+        return 0
 
     async def _record(self, model: type[SQLModel], row: dict[str, Any]) -> None:
         async with transaction(self.sessions) as session:

@@ -4,12 +4,13 @@ from pathlib import Path
 
 from engage import db, server
 from engage.bus import Bus
+from engage.erasure import erasure_consumer, erasure_handler
 from engage.outbox import OutboxRelay
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
 from engage.v1 import journey_pb2_grpc
 from services.scheduler.api import JourneyApi
-from services.scheduler.consumers import EVENTS, EventConsumer
+from services.scheduler.consumers import EVENTS, ErasureConsumer, EventConsumer
 
 
 class SchedulerSettings(Settings):
@@ -24,6 +25,7 @@ async def serve(settings: SchedulerSettings) -> None:
     bus = await Bus.open(settings.nats_url, settings.service_name)
     relay = OutboxRelay(sessions, bus)
     events = EventConsumer(sessions, relay)
+    erasures = erasure_handler(ErasureConsumer(sessions).erase)
     await server.run(
         settings,
         [
@@ -34,7 +36,11 @@ async def serve(settings: SchedulerSettings) -> None:
             )
         ],
         ServiceRuntime(
-            background=[lambda: bus.consume(EVENTS, events.handle), relay.run],
+            background=[
+                lambda: bus.consume(EVENTS, events.handle),
+                lambda: bus.consume(erasure_consumer("scheduler"), erasures),
+                relay.run,
+            ],
             cleanups=[bus.close, engine.dispose],
         ),
     )

@@ -8,6 +8,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.bus import ConsumerSpec, PermanentError, decode, workspace_of
 from engage.db import transaction
+from engage.erasure import Erasure
 from engage.outbox import OutboxRelay, enqueue
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import journeys, store
@@ -67,3 +68,14 @@ class EventConsumer:
                     "enrollment_ids": [enrollment.enrollment_id for enrollment in created],
                 },
             )
+
+
+class ErasureConsumer:
+    """GDPR erasure of a profile's enrollments (see `store.erase_person`)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def erase(self, erasure: Erasure) -> int:
+        async with transaction(self.sessions) as session:
+            return await store.erase_person(session, erasure)

@@ -12,6 +12,7 @@ from sqlmodel import col, delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.db import in_workspace
+from engage.erasure import Erasure
 from engage.errors import AlreadyExists
 from services.scheduler import journeys
 from services.scheduler.journeys import ActiveJourney, Definition, Enrollment, JourneySpec
@@ -168,3 +169,39 @@ async def enroll(
     )
     created = set((await session.exec(statement)).scalars().all())
     return [enrollment for enrollment in planned if enrollment.enrollment_id in created]
+
+
+async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
+    """GDPR erasure: anonymise, not delete, the person's enrollments.
+
+    The enrollment row is history (which journey version ran, when) and its enrollment id is a
+    one-way digest that channels' idempotency keys and reporting's facts are built on; nothing
+    in it is personal but the profile key, user id and anonymous id. Those go: the profile key
+    becomes `erased:<enrollment id>`, still unique per journey. What stops a replayed trigger
+    from reaching the person again is downstream: it would enroll under the raw user id anew,
+    but with the same deterministic enrollment id, so the same send keys, which channels keeps
+    (anonymised) and never sends twice. Matched by user id and by `anon:<id>` keys of the
+    anonymous ids the erased profile had; the scheduler keeps no profile names. Idempotent.
+    """
+    keys = [journeys.profile_key("", anonymous) for anonymous in erasure.anonymous_ids]
+    who: list[sa.ColumnElement[bool]] = [col(EnrollmentRow.profile_key).in_(keys)] if keys else []
+    if erasure.user_id:
+        who += [
+            col(EnrollmentRow.profile_key) == erasure.user_id,
+            col(EnrollmentRow.user_id) == erasure.user_id,
+        ]
+    if erasure.anonymous_ids:
+        who.append(col(EnrollmentRow.anonymous_id).in_(erasure.anonymous_ids))
+    if not who:
+        return 0
+    statement = (
+        sa.update(EnrollmentRow)
+        .where(col(EnrollmentRow.workspace) == erasure.workspace, sa.or_(*who))
+        .values(
+            profile_key=sa.literal("erased:") + col(EnrollmentRow.enrollment_id),
+            user_id="",
+            anonymous_id="",
+        )
+    )
+    result = await session.exec(statement)
+    return int(result.rowcount or 0)

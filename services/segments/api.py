@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import db, resources
 from engage.errors import InvalidArgument
 from engage.v1 import profile_pb2, profile_pb2_grpc
+from services.segments import profile_filter
 from services.segments.identity import ANONYMOUS_ID, USER_ID
 from services.segments.models import Profile
 from services.segments.profiles import ProfileStore
@@ -46,9 +47,12 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
     ) -> profile_pb2.ListProfilesResponse:
         workspace = resources.parse_parent("parent", request.parent)
         size = page_size(request.page_size)
+        restrictions = profile_filter.parse(request.filter) if request.filter.strip() else []
         async with db.transaction(self.sessions) as session:
+            dialect = session.get_bind().dialect.name
+            where = [profile_filter.condition(r, workspace, dialect) for r in restrictions]
             store = ProfileStore(session, workspace)
-            profiles, next_token = await store.page(size, request.page_token)
+            profiles, next_token = await store.page(size, request.page_token, where)
             return profile_pb2.ListProfilesResponse(
                 profiles=await store.to_protos(profiles), next_page_token=next_token
             )

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlmodel import col, delete
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.db import in_workspace
@@ -79,10 +79,18 @@ class ProfileStore:
             raise NotFound("no profile has that email")
         return found
 
-    async def page(self, size: int, token: str) -> tuple[list[Profile], str]:
-        """Profiles in id order after the token's position, and the next page's token."""
+    async def page(
+        self, size: int, token: str, where: Sequence[sa.ColumnElement[bool]] = ()
+    ) -> tuple[list[Profile], str]:
+        """Profiles in id order after the token's position, and the next page's token; only
+        those meeting every `where` condition (see `profile_filter`) when given."""
         after = decode_page_token(token)
-        query = in_workspace(Profile, self.workspace).order_by(col(Profile.id)).limit(size + 1)
+        query = (
+            in_workspace(Profile, self.workspace)
+            .where(*where)
+            .order_by(col(Profile.id))
+            .limit(size + 1)
+        )
         if after:
             query = query.where(col(Profile.id) > after)
         rows = list((await self.session.exec(query)).all())
@@ -129,6 +137,15 @@ class ProfileStore:
         """Delete the profile and everything kept about it (its anonymous ids, history,
         counters, sums, merges, segment memberships); announce it in the same transaction."""
         profile = await self.by_id(profile_id)
+        anonymous_ids = (
+            await self.session.exec(
+                select(Identity.value).where(
+                    Identity.workspace == self.workspace,
+                    Identity.profile_id == profile_id,
+                    Identity.kind == ANONYMOUS_ID,
+                )
+            )
+        ).all()
         merged = [row.merged_profile_id for row in await self.merges(profile_id)]
         await self.session.exec(
             delete(ProfileMerge).where(
@@ -150,7 +167,13 @@ class ProfileStore:
                 )
             )
         await self.session.delete(profile)
-        announce(self.session, self.workspace, bus_pb2.ProfileChanged.KIND_ERASED, profile)
+        announce(
+            self.session,
+            self.workspace,
+            bus_pb2.ProfileChanged.KIND_ERASED,
+            profile,
+            anonymous_ids=anonymous_ids,
+        )
 
     async def _has_memberships(self) -> bool:
         connection = await self.session.connection()

@@ -49,6 +49,7 @@ def announce(
     profile: Profile,
     changed_traits: dict[str, Any] | None = None,
     merged_profile: str = "",
+    anonymous_ids: Sequence[str] = (),
 ) -> None:
     """Put a ProfileChanged in the transaction's outbox."""
     change = bus_pb2.ProfileChanged(
@@ -58,6 +59,7 @@ def announce(
         profile=profile_name(workspace, profile.id),
         user_id=profile.user_id or "",
         merged_profile=merged_profile,
+        anonymous_ids=sorted(anonymous_ids),
     )
     change.occurred_at.FromDatetime(datetime.now(UTC))
     if changed_traits:

@@ -251,7 +251,9 @@ async def test_get_profile_errors(bus: Bus, profiles: profile_pb2_grpc.ProfileSe
 async def test_delete_profile_erases_it_and_announces_erasure(
     bus: Bus, profiles: profile_pb2_grpc.ProfileServiceStub
 ) -> None:
-    await publish(bus, event(common_pb2.EVENT_TYPE_TRACK, user_id="u9", name="viewed"))
+    await publish(
+        bus, event(common_pb2.EVENT_TYPE_TRACK, user_id="u9", anonymous_id="a9", name="viewed")
+    )
     profile = await eventually(lambda: get(profiles, user_id="u9"))
     erased: asyncio.Queue[bus_pb2.ProfileChanged] = asyncio.Queue()
 
@@ -270,6 +272,8 @@ async def test_delete_profile_erases_it_and_announces_erasure(
         await subscription.unsubscribe()
     assert change.profile == profile.name
     assert change.user_id == "u9"
+    # So that services keyed by anonymous ids erase too.
+    assert list(change.anonymous_ids) == ["a9"]
     for key in ({"name": profile.name}, {"user_id": "u9"}):
         with pytest.raises(grpc.aio.AioRpcError) as gone:
             await get(profiles, **key)
