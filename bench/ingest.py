@@ -5,13 +5,15 @@ ingest service process, then measures
 1. the ceiling: raw nats-py JetStream publishes, 1,000 in flight, one event per message and
    one partition's share of a 500-event batch per message;
 2. gRPC Batch, several concurrent callers, at batch sizes 20, 100 and 500;
-3. gRPC StreamEvents, one bidi stream with several batches in flight, at the same sizes;
+3. gRPC StreamEvents, `--streams` bidi streams with several batches in flight each;
 4. HTTP `/v1/batch` (Segment's API) with aiohttp, several concurrent requests.
 Requests are serialised before the clock starts, so the figures are the server's. Prints the
-machine the figures were measured on.
+machine the figures were measured on. Ingest is stateless: `--replicas 2` runs two ingest
+processes on one port (gRPC sets SO_REUSEPORT; every caller and stream has a connection of its
+own, which the kernel spreads over them), as two pods behind a Service would be.
 
     .venv/bin/python bench/ingest.py [--events 200000] [--seconds 10] [--concurrency 8]
-        [--sizes 20,100,500] [--only raw,batch,stream,http]
+        [--sizes 20,100,500] [--only raw,batch,stream,http] [--replicas 1] [--streams 1]
 
 Each figure stops at `--events` or, for the slow small batches, at `--seconds`, whichever
 comes first, so the whole run stays within a couple of minutes.
@@ -35,7 +37,7 @@ import grpc
 import nats
 
 from engage.bus import Bus
-from engage.processes import LocalSuite, NatsServer
+from engage.processes import NatsServer, ServiceProcess, free_port
 from engage.settings import DEVELOPMENT_API_KEY
 from engage.v1 import bus_pb2, common_pb2, ingest_pb2
 
@@ -111,6 +113,13 @@ def identity(data: bytes) -> bytes:
     return data
 
 
+def open_channels(address: str, count: int) -> list[grpc.aio.Channel]:
+    """`count` channels on connections of their own, so the kernel spreads them over the
+    replicas listening on the port (gRPC servers set SO_REUSEPORT)."""
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    return [grpc.aio.insecure_channel(address, options=options) for _ in range(count)]
+
+
 async def raw_jetstream(url: str, total: int, seconds: float, events_per_message: int) -> float:
     """nats-py JetStream publishes, 1,000 in flight, each message `events_per_message` events."""
     client = await nats.connect(url)
@@ -146,71 +155,90 @@ def batch_requests(total: int, size: int) -> list[bytes]:
 
 
 async def grpc_batch(address: str, total: int, seconds: float, size: int, callers: int) -> float:
+    """`callers` concurrent Batch callers, each on a connection of its own."""
     requests = batch_requests(total, size)
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(
+    channels = open_channels(address, callers)
+    calls = [
+        channel.unary_unary(
             "/engage.v1.IngestService/Batch",
             request_serializer=identity,
             response_deserializer=ingest_pb2.BatchResponse.FromString,
         )
+        for channel in channels
+    ]
 
-        async def run(deadline: float) -> int:
-            pending = until(deadline, requests)
+    async def run(deadline: float) -> int:
+        pending = until(deadline, requests)
 
-            async def caller() -> int:
-                done = 0
-                for request in pending:
-                    answer = await call(request, metadata=METADATA)
-                    assert answer.accepted_count == size, answer
-                    done += size
-                return done
+        async def caller(call: grpc.aio.UnaryUnaryMultiCallable) -> int:
+            done = 0
+            for request in pending:
+                answer = await call(request, metadata=METADATA)
+                assert answer.accepted_count == size, answer
+                done += size
+            return done
 
-            return sum(await asyncio.gather(*(caller() for _ in range(callers))))
+        return sum(await asyncio.gather(*(caller(call) for call in calls)))
 
+    try:
         return await timed(seconds, run)
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
-async def grpc_stream(address: str, total: int, seconds: float, size: int, in_flight: int) -> float:
+async def grpc_stream(
+    address: str, total: int, seconds: float, size: int, in_flight: int, streams: int
+) -> float:
+    """`streams` StreamEvents streams, each on a connection of its own, sharing the requests."""
     requests = [
         ingest_pb2.StreamEventsRequest(
             batch_id=str(number), events=ingest_pb2.BatchRequest.FromString(request).events
         ).SerializeToString()
         for number, request in enumerate(batch_requests(total, size))
     ]
-    async with grpc.aio.insecure_channel(address) as channel:
+    channels = open_channels(address, streams)
+    share = iter(requests)
+
+    async def one_stream(channel: grpc.aio.Channel, deadline: float) -> int:
         open_stream = channel.stream_stream(
             "/engage.v1.IngestService/StreamEvents",
             request_serializer=identity,
             response_deserializer=ingest_pb2.StreamEventsResponse.FromString,
         )
+        stream = open_stream(metadata=METADATA)
+        window = asyncio.Semaphore(in_flight)
+        written = 0
 
-        async def run(deadline: float) -> int:
-            stream = open_stream(metadata=METADATA)
-            window = asyncio.Semaphore(in_flight)
-            written = 0
+        async def write() -> None:
+            nonlocal written
+            for request in until(deadline, share):
+                await window.acquire()
+                await stream.write(request)
+                written += 1
+            await stream.done_writing()
 
-            async def write() -> None:
-                nonlocal written
-                for request in until(deadline, requests):
-                    await window.acquire()
-                    await stream.write(request)
-                    written += 1
-                await stream.done_writing()
-
-            async def read() -> int:
-                done = 0
-                while (answer := await stream.read()) is not grpc.aio.EOF:
-                    assert isinstance(answer, ingest_pb2.StreamEventsResponse)
-                    assert answer.accepted_count == size, answer
-                    done += size
-                    window.release()
-                return done
-
-            _, done = await asyncio.gather(write(), read())
-            assert done == written * size
+        async def read() -> int:
+            done = 0
+            while (answer := await stream.read()) is not grpc.aio.EOF:
+                assert isinstance(answer, ingest_pb2.StreamEventsResponse)
+                assert answer.accepted_count == size, answer
+                done += size
+                window.release()
             return done
 
+        _, done = await asyncio.gather(write(), read())
+        assert done == written * size
+        return done
+
+    async def run(deadline: float) -> int:
+        return sum(await asyncio.gather(*(one_stream(c, deadline) for c in channels)))
+
+    try:
         return await timed(seconds, run)
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 async def http_batch(address: str, total: int, seconds: float, size: int, callers: int) -> float:
@@ -251,6 +279,7 @@ async def measure(
     await bus.close()
     print(f"machine: {machine()}")
     print(f"per figure: up to {total:,} events or {seconds:g} s; concurrency {concurrency}")
+    print(f"ingest replicas: {args.replicas} (one port, SO_REUSEPORT)")
     print(f"{'path':<48} {'events/s':>10}")
 
     def show(label: str, rate: float) -> None:
@@ -265,8 +294,9 @@ async def measure(
             rate = await grpc_batch(grpc_address, total, seconds, size, concurrency)
             show(f"gRPC Batch, {concurrency} callers, batch {size}", rate)
         if "stream" in only:
-            rate = await grpc_stream(grpc_address, total, seconds, size, concurrency)
-            show(f"gRPC StreamEvents, {concurrency} in flight, batch {size}", rate)
+            rate = await grpc_stream(grpc_address, total, seconds, size, concurrency, args.streams)
+            label = f"{args.streams} stream(s), {concurrency} in flight each"
+            show(f"gRPC StreamEvents, {label}, batch {size}", rate)
     if "http" in only:
         for size in (100, 500):
             rate = await http_batch(http_address, total, seconds, size, concurrency)
@@ -280,28 +310,35 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="time limit per figure")
     parser.add_argument("--sizes", default="20,100,500", help="gRPC batch sizes")
     parser.add_argument("--only", default="raw,batch,stream,http", help="what to measure")
+    parser.add_argument("--replicas", type=int, default=1, help="ingest processes on one port")
+    parser.add_argument("--streams", type=int, default=1, help="StreamEvents streams at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="engage-bench-") as folder:
         root = Path(folder)
         nats_server = NatsServer(root / "nats", log_file=root / "nats.log")
-        suite = LocalSuite(
-            root / "run",
-            {
-                "ENGAGE_NATS_URL": nats_server.url,
-                "ENGAGE_GRPC_PORT": "0",
-                "ENGAGE_HTTP_PORT": "0",
-                "ENGAGE_LOG_LEVEL": "WARNING",
-                "ENGAGE_VAR_DIR": str(root / "var"),
-                "ENGAGE_EVENT_PARTITIONS": str(PARTITIONS),
-            },
-        )
+        env = {
+            "ENGAGE_NATS_URL": nats_server.url,
+            # Replicas share one gRPC port (the kernel spreads connections); HTTP: their own.
+            "ENGAGE_GRPC_PORT": str(free_port()),
+            "ENGAGE_HTTP_PORT": "0",
+            "ENGAGE_LOG_LEVEL": "WARNING",
+            "ENGAGE_VAR_DIR": str(root / "var"),
+            "ENGAGE_EVENT_PARTITIONS": str(PARTITIONS),
+        }
+        replicas = [
+            ServiceProcess("ingest", env, root / f"ingest-{number}")
+            for number in range(args.replicas)
+        ]
         nats_server.start()
         try:
-            suite.start("ingest")
-            ingest = suite.processes["ingest"]
-            asyncio.run(measure(nats_server.url, ingest.address, ingest.http_address, args))
+            for replica in replicas:
+                replica.start()
+                replica.wait_ready()
+            first = replicas[0]
+            asyncio.run(measure(nats_server.url, first.address, first.http_address, args))
         finally:
-            suite.stop_all()
+            for replica in replicas:
+                replica.stop()
             nats_server.stop()
 
 
