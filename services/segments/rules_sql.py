@@ -89,7 +89,7 @@ class _PostgresJson:
     """The same reads with PostgreSQL's jsonb operators (`->`, `->>`, `jsonb_typeof`)."""
 
     def __init__(self, column: ColumnElement[Any]) -> None:
-        self.doc: Any = sa.cast(column, JSONB)
+        self.doc: Any = column if isinstance(column.type, JSONB) else sa.cast(column, JSONB)
 
     def _type(self, key: str) -> ColumnElement[str]:
         return sa.func.jsonb_typeof(self.doc[key], type_=sa.String)
@@ -112,6 +112,13 @@ class _PostgresJson:
 
 
 Json = _SqliteJson | _PostgresJson
+
+
+def _document(text: sa.Column[Any], dialect: str) -> ColumnElement[Any]:
+    """A trait document column; on PostgreSQL its parsed copy (migration 0005)."""
+    if dialect != "postgresql":
+        return text
+    return sa.literal_column(f"{PROFILES.name}.{text.name}_doc", type_=JSONB)
 
 
 def _path(key: str) -> str:
@@ -170,8 +177,8 @@ class _Compiler:
         self.dialect = dialect
         json: type[Json] = _PostgresJson if dialect == "postgresql" else _SqliteJson
         self.json = json
-        self.traits = json(PROFILES.c.traits)
-        self.dates = json(PROFILES.c.trait_dates)
+        self.traits = json(_document(PROFILES.c.traits, dialect))
+        self.dates = json(_document(PROFILES.c.trait_dates, dialect))
 
     def rule(self, rule: Rule) -> Bool:
         if isinstance(rule, All):
