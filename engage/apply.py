@@ -14,6 +14,7 @@ import grpc
 import yaml
 from google.protobuf.field_mask_pb2 import FieldMask
 
+from engage.auth import API_KEY_HEADER
 from engage.errors import EngageError
 from engage.v1 import segment_pb2, segment_pb2_grpc
 from services.segments.rules import dependencies
@@ -69,7 +70,7 @@ async def apply_segments(
     paths: Sequence[Path], address: str, api_key: str, workspace: str
 ) -> list[str]:
     """Create or update each file's segment (referenced ones first); one line per file."""
-    metadata = (("x-api-key", api_key),)
+    metadata = ((API_KEY_HEADER, api_key),)
     done = []
     async with grpc.aio.insecure_channel(address) as channel:
         segments = segment_pb2_grpc.SegmentServiceStub(channel)

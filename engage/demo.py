@@ -17,6 +17,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf.struct_pb2 import Struct
 
+from engage.auth import API_KEY_HEADER
 from engage.v1 import (
     common_pb2,
     ingest_pb2,
@@ -39,7 +40,7 @@ JOURNEY = f"workspaces/{WORKSPACE}/journeys/welcome"
 
 async def play(addresses: dict[str, str], api_key: str, mail_dir: Path) -> bool:
     """Run the demo against a running suite; print each step; True if the email arrived."""
-    metadata = (("x-api-key", api_key),)
+    metadata = ((API_KEY_HEADER, api_key),)
     user_id = f"demo-{uuid.uuid4().hex[:8]}"
     address = f"{user_id}@example.com"
     channels = {name: grpc.aio.insecure_channel(addr) for name, addr in addresses.items()}

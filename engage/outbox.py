@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import Field, SQLModel, col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import telemetry
+from engage import db, telemetry
 from engage.bus import MSG_ID_HEADER, WORKSPACE_HEADER, Bus
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class OutboxRelay:
             return 0
         acks = [self._publish(row) for row in rows]
         await asyncio.gather(*acks)
-        async with self.sessions() as session, session.begin():
+        async with db.transaction(self.sessions) as session:
             ids = [row.id for row in rows]
             await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
         return len(rows)

@@ -108,10 +108,14 @@ async def wait_for_mail(sink: SmtpSink, address: str) -> ReceivedMail:
 
 
 async def report_once_sent(suite: Suite, sent: int) -> reporting_pb2.JourneyReport:
-    """The journey's report, as soon as it counts `sent` emails sent."""
+    """The journey's report, as soon as it counts `sent` enrollments and emails sent.
+
+    Enrollments and deliveries reach reporting on two streams, so wait for both counts.
+    """
 
     async def counted() -> reporting_pb2.JourneyReport | None:
         report = await journey_report(suite)
-        return report if report.deliveries.sent >= sent else None
+        done = report.enrolled_count >= sent and report.deliveries.sent >= sent
+        return report if done else None
 
     return await eventually(counted)

@@ -111,11 +111,11 @@ class SendProcessor:
         if existing and existing.state in FINAL_STATES:
             log.info("duplicate send ignored", extra={**context, "state": existing.state})
             return existing.state
-        record = existing or self._new_record(send, workspace)
+        template_id = template_id_of(send.template, workspace)
+        record = existing or self._new_record(send, workspace, template_id)
         if send.channel not in (common_pb2.CHANNEL_UNSPECIFIED, common_pb2.CHANNEL_EMAIL):
             return await self._finish(record, send, SKIPPED, "channel_not_supported")
 
-        template_id = template_id_of(send.template, workspace)
         template = await self.templates.find(workspace, template_id) if template_id else None
         if template is None:
             return await self._finish(record, send, SKIPPED, "template_not_found")
@@ -161,8 +161,9 @@ class SendProcessor:
         log.info("sent", extra={**context, "message_id": record.message_id})
         return state
 
-    def _new_record(self, send: bus_pb2.SendRequested, workspace: str) -> MessageRow:
-        template_id = template_id_of(send.template, workspace)
+    def _new_record(
+        self, send: bus_pb2.SendRequested, workspace: str, template_id: str | None
+    ) -> MessageRow:
         return MessageRow(
             workspace=workspace,
             message_id=message_id_for(send.id),
@@ -203,10 +204,12 @@ class SendProcessor:
         raise RetryLater(reason)
 
     async def _mark_sending(self, record: MessageRow) -> None:
+        # `record` is the row itself: `add` inserts it when new and otherwise re-attaches the
+        # detached row, so each write is one INSERT or UPDATE with no re-read of the row.
         record.state = SENDING
         try:
             async with db.transaction(self.sessions) as session:
-                session.add(await self._merged(session, record))
+                session.add(record)
         except IntegrityError as error:
             # Another consumer inserted the same key just now; the redelivery will see it.
             raise RetryLater("concurrent send of the same key") from error
@@ -235,7 +238,7 @@ class SendProcessor:
         event.occurred_at.FromDatetime(now)
         try:
             async with db.transaction(self.sessions) as session:
-                session.add(await self._merged(session, record))
+                session.add(record)
                 outbox.enqueue(
                     session,
                     deliveries_subject(record.workspace, record.channel),
@@ -257,13 +260,3 @@ class SendProcessor:
                 },
             )
         return state
-
-    @staticmethod
-    async def _merged(session: AsyncSession, record: MessageRow) -> MessageRow:
-        """The stored row brought to `record`'s values (a fresh insert when there is none)."""
-        stored = await find_by_key(session, record.workspace, record.idempotency_key)
-        if stored is None:
-            return MessageRow(**record.model_dump(exclude={"id"}))
-        for field, value in record.model_dump(exclude={"id"}).items():
-            setattr(stored, field, value)
-        return stored

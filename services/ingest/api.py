@@ -4,6 +4,7 @@ the events.
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
@@ -16,6 +17,14 @@ from services.ingest.intake import BatchOutcome, Intake
 # Batches of one stream published at once.
 STREAM_WINDOW = 8
 
+_SingleRequest = ingest_pb2.TrackRequest | ingest_pb2.IdentifyRequest | ingest_pb2.AliasRequest
+_SingleResponse = TypeVar(
+    "_SingleResponse",
+    ingest_pb2.TrackResponse,
+    ingest_pb2.IdentifyResponse,
+    ingest_pb2.AliasResponse,
+)
+
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, intake: Intake) -> None:
@@ -24,52 +33,34 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     async def Track(
         self, request: ingest_pb2.TrackRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.TrackResponse:
-        event = common_pb2.Event(
-            message_id=request.message_id,
+        return await self._accept_single(
+            request,
+            ingest_pb2.TrackResponse,
             type=EventType.EVENT_TYPE_TRACK,
             event=request.event,
-            user_id=request.user_id,
             anonymous_id=request.anonymous_id,
             properties=request.properties,
-            context=request.context,
-            timestamp=request.timestamp if request.HasField("timestamp") else None,
-        )
-        accepted, duplicate = await self.intake.accept_one(workspace(), event)
-        return ingest_pb2.TrackResponse(
-            message_id=accepted.message_id, duplicate=duplicate, received_at=accepted.received_at
         )
 
     async def Identify(
         self, request: ingest_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.IdentifyResponse:
-        event = common_pb2.Event(
-            message_id=request.message_id,
+        return await self._accept_single(
+            request,
+            ingest_pb2.IdentifyResponse,
             type=EventType.EVENT_TYPE_IDENTIFY,
-            user_id=request.user_id,
             anonymous_id=request.anonymous_id,
             traits=request.traits,
-            context=request.context,
-            timestamp=request.timestamp if request.HasField("timestamp") else None,
-        )
-        accepted, duplicate = await self.intake.accept_one(workspace(), event)
-        return ingest_pb2.IdentifyResponse(
-            message_id=accepted.message_id, duplicate=duplicate, received_at=accepted.received_at
         )
 
     async def Alias(
         self, request: ingest_pb2.AliasRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.AliasResponse:
-        event = common_pb2.Event(
-            message_id=request.message_id,
+        return await self._accept_single(
+            request,
+            ingest_pb2.AliasResponse,
             type=EventType.EVENT_TYPE_ALIAS,
-            user_id=request.user_id,
             previous_id=request.previous_id,
-            context=request.context,
-            timestamp=request.timestamp if request.HasField("timestamp") else None,
-        )
-        accepted, duplicate = await self.intake.accept_one(workspace(), event)
-        return ingest_pb2.AliasResponse(
-            message_id=accepted.message_id, duplicate=duplicate, received_at=accepted.received_at
         )
 
     async def Batch(
@@ -121,6 +112,24 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             accepted_count=outcome.accepted,
             duplicate_count=outcome.duplicates,
             errors=_event_errors(outcome),
+        )
+
+    async def _accept_single(
+        self, request: _SingleRequest, answer: type[_SingleResponse], **fields: Any
+    ) -> _SingleResponse:
+        """Publish the event of one Track, Identify or Alias call (the fields every call has,
+        plus `fields`); the answer, of type `answer`.
+        """
+        event = common_pb2.Event(
+            message_id=request.message_id,
+            user_id=request.user_id,
+            context=request.context,
+            timestamp=request.timestamp if request.HasField("timestamp") else None,
+            **fields,
+        )
+        accepted, duplicate = await self.intake.accept_one(workspace(), event)
+        return answer(
+            message_id=accepted.message_id, duplicate=duplicate, received_at=accepted.received_at
         )
 
     async def _accept_batch(

@@ -3,8 +3,10 @@ volume travels in batches; acknowledged only once JetStream has stored it.
 """
 
 import asyncio
+import contextlib
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 
 from nats.errors import Error as NatsError
@@ -27,12 +29,10 @@ class EventPublisher:
         batch = bus_pb2.EventBatch(id=event.message_id, workspace=workspace, events=[event])
         batch.occurred_at.FromDatetime(now)
         subject = events_subject(workspace, profile_key(event), self.partitions)
-        try:
+        with _bus_unavailable():
             ack = await self.bus.publish(
                 subject, batch, f"{workspace}:{event.message_id}", workspace
             )
-        except PUBLISH_TIMEOUT_ERRORS as error:
-            raise Unavailable(f"event bus unavailable: {type(error).__name__}") from error
         return bool(ack.duplicate)
 
     async def publish_many(
@@ -42,12 +42,10 @@ class EventPublisher:
         by_subject: dict[str, list[common_pb2.Event]] = defaultdict(list)
         for event in events:
             by_subject[events_subject(workspace, profile_key(event), self.partitions)].append(event)
-        try:
+        with _bus_unavailable():
             await asyncio.gather(
                 *(self._publish_group(workspace, s, group, now) for s, group in by_subject.items())
             )
-        except PUBLISH_TIMEOUT_ERRORS as error:
-            raise Unavailable(f"event bus unavailable: {type(error).__name__}") from error
 
     async def _publish_group(
         self, workspace: str, subject: str, events: list[common_pb2.Event], now: datetime
@@ -59,3 +57,12 @@ class EventPublisher:
         batch.events.extend(events)
         batch.occurred_at.FromDatetime(now)
         await self.bus.publish(subject, batch, f"{workspace}:{batch.id}", workspace)
+
+
+@contextlib.contextmanager
+def _bus_unavailable() -> Iterator[None]:
+    """Turn the bus not answering into Unavailable, which callers may retry."""
+    try:
+        yield
+    except PUBLISH_TIMEOUT_ERRORS as error:
+        raise Unavailable(f"event bus unavailable: {type(error).__name__}") from error

@@ -5,10 +5,8 @@ turning them into their `engage.v1.Profile` form. The caller owns the transactio
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 
 import sqlalchemy as sa
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,17 +23,9 @@ from services.segments.models import (
     ProfileMerge,
     PropertySum,
 )
-from services.segments.traits import as_utc, decode_page_token, encode_page_token
+from services.segments.segment_store import MEMBERSHIPS
+from services.segments.traits import as_utc, keyset_page, timestamp
 from services.segments.writes import announce
-
-# Kept by the segment half of the service; erased with the profile when it exists.
-MEMBERSHIPS = sa.table("segment_memberships", sa.column("workspace"), sa.column("profile_id"))
-
-
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(as_utc(moment))
-    return stamp
 
 
 class ProfileStore:
@@ -84,20 +74,8 @@ class ProfileStore:
     ) -> tuple[list[Profile], str]:
         """Profiles in id order after the token's position, and the next page's token; only
         those meeting every `where` condition (see `profile_filter`) when given."""
-        after = decode_page_token(token)
-        query = (
-            in_workspace(Profile, self.workspace)
-            .where(*where)
-            .order_by(col(Profile.id))
-            .limit(size + 1)
-        )
-        if after:
-            query = query.where(col(Profile.id) > after)
-        rows = list((await self.session.exec(query)).all())
-        if len(rows) > size:
-            rows = rows[:size]
-            return rows, encode_page_token(rows[-1].id)
-        return rows, ""
+        query = in_workspace(Profile, self.workspace).where(*where)
+        return await keyset_page(self.session, query, Profile.id, size, token)
 
     async def events(self, profile_id: str) -> list[common_pb2.Event]:
         rows = await self.session.exec(
@@ -159,13 +137,12 @@ class ProfileStore:
                     col(model.workspace) == self.workspace, col(model.profile_id) == profile_id
                 )
             )
-        if await self._has_memberships():
-            await self.session.exec(
-                sa.delete(MEMBERSHIPS).where(
-                    MEMBERSHIPS.c.workspace == self.workspace,
-                    MEMBERSHIPS.c.profile_id == profile_id,
-                )
+        await self.session.exec(
+            sa.delete(MEMBERSHIPS).where(
+                MEMBERSHIPS.c.workspace == self.workspace,
+                MEMBERSHIPS.c.profile_id == profile_id,
             )
+        )
         await self.session.delete(profile)
         announce(
             self.session,
@@ -174,10 +151,6 @@ class ProfileStore:
             profile,
             anonymous_ids=anonymous_ids,
         )
-
-    async def _has_memberships(self) -> bool:
-        connection = await self.session.connection()
-        return await connection.run_sync(lambda sync: sa.inspect(sync).has_table(MEMBERSHIPS.name))
 
     async def to_protos(self, profiles: Sequence[Profile]) -> list[profile_pb2.Profile]:
         """Profiles with their identities and counters, in three queries whatever the count."""
@@ -216,7 +189,7 @@ class ProfileStore:
                 into_profile=name_of("profiles", row.into_profile_id, self.workspace),
                 reason=_MERGE_REASONS.get(row.reason, profile_pb2.ProfileMerge.REASON_UNSPECIFIED),
                 message_id=row.message_id,
-                merge_time=_timestamp(row.merged_at),
+                merge_time=timestamp(row.merged_at),
             )
             for row in await self.merges(profile_id)
         ]
@@ -244,14 +217,14 @@ def _profile_proto(
     )
     message.traits.update(json.loads(profile.traits))
     if profile.first_seen is not None:
-        message.first_seen_time.CopyFrom(_timestamp(profile.first_seen))
+        message.first_seen_time.CopyFrom(timestamp(profile.first_seen))
     if profile.last_seen is not None:
-        message.last_seen_time.CopyFrom(_timestamp(profile.last_seen))
+        message.last_seen_time.CopyFrom(timestamp(profile.last_seen))
     for counter in counters:
         stats = message.event_stats[counter.event_name]
         stats.count = counter.count
-        stats.first_time.CopyFrom(_timestamp(counter.first_time))
-        stats.last_time.CopyFrom(_timestamp(counter.last_time))
+        stats.first_time.CopyFrom(timestamp(counter.first_time))
+        stats.last_time.CopyFrom(timestamp(counter.last_time))
     for total in sums:
         message.event_stats[total.event_name].property_totals[total.property] = total.total
     return message

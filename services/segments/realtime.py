@@ -23,21 +23,19 @@ from engage.v1 import common_pb2
 from services.segments.batch import Compiled, SegmentGraph, compiled
 from services.segments.evaluate import Facts, evaluate
 from services.segments.identity import ANONYMOUS_ID, USER_ID, IdentityResolver
-from services.segments.models import Profile, ProfileEvent
+from services.segments.models import ProfileEvent
 from services.segments.rules import EventCondition, conditions
 from services.segments.segment_store import (
     ENTERED,
     EXITED,
+    PROFILES,
     Segment,
     SegmentStore,
     Transition,
-    table_of,
 )
+from services.segments.writes import CHUNK, table_of
 
-PROFILES = table_of(Profile)
 EVENTS = table_of(ProfileEvent)
-# Profiles per IN (...) list when loading facts.
-CHUNK = 500
 # A segment and its compiled rule, in the order a pass visits them.
 Visit = tuple[Segment, Compiled]
 

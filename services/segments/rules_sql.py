@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.segments.models import Profile, ProfileEvent
+from services.segments.models import ProfileEvent
 from services.segments.rules import (
     BUCKETS,
     All,
@@ -41,18 +41,11 @@ from services.segments.rules import (
     stable_bucket,
     value_kind,
 )
+from services.segments.segment_store import MEMBERSHIPS, PROFILES
+from services.segments.writes import table_of
 
 Bool = ColumnElement[bool]
 _MICRO = timedelta(microseconds=1)
-
-PROFILES: sa.Table = Profile.__table__  # type: ignore[attr-defined]
-# Owned by the SegmentService store; only read here.
-MEMBERSHIPS = sa.table(
-    "segment_memberships",
-    sa.column("workspace", sa.String),
-    sa.column("segment_id", sa.String),
-    sa.column("profile_id", sa.String),
-)
 
 
 class _SqliteJson:
@@ -231,7 +224,7 @@ class _Compiler:
         return value_matches(self.traits, rule.trait, rule.operator, operand)
 
     def event(self, rule: EventCondition) -> Bool:
-        events = ProfileEvent.__table__.alias("e")  # type: ignore[attr-defined]
+        events = table_of(ProfileEvent).alias("e")
         where: list[ColumnElement[bool]] = [
             events.c.workspace == PROFILES.c.workspace,
             events.c.profile_id == PROFILES.c.id,

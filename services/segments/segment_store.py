@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,12 +24,11 @@ from engage.outbox import OutboxMessage
 from engage.resources import name_of
 from engage.v1 import bus_pb2
 from services.segments.models import Profile
-from services.segments.traits import as_utc, decode_page_token, encode_page_token
+from services.segments.traits import as_utc, keyset_page
+from services.segments.writes import CHUNK, table_of
 
 ENTERED = bus_pb2.MembershipChanged.CHANGE_ENTERED
 EXITED = bus_pb2.MembershipChanged.CHANGE_EXITED
-# Rows per multi-row INSERT and per page of a batch evaluation's changes.
-CHUNK = 500
 WHEN = sa.DateTime(timezone=True)
 
 
@@ -81,10 +80,6 @@ class MembershipChange(SQLModel, table=True):
     profile_id: str = Field(primary_key=True)
     change: int
     entered_at: datetime = Field(sa_type=WHEN)
-
-
-def table_of(model: type[Any]) -> sa.Table:
-    return cast(sa.Table, model.__table__)
 
 
 MEMBERSHIPS = table_of(SegmentMembership)
@@ -186,15 +181,8 @@ class SegmentStore:
         return list((await self.session.exec(query.order_by(col(Segment.id)))).all())
 
     async def page(self, size: int, token: str) -> tuple[list[Segment], str]:
-        after = decode_page_token(token)
-        query = in_workspace(Segment, self.workspace).order_by(col(Segment.id)).limit(size + 1)
-        if after:
-            query = query.where(col(Segment.id) > after)
-        rows = list((await self.session.exec(query)).all())
-        if len(rows) > size:
-            rows = rows[:size]
-            return rows, encode_page_token(rows[-1].id)
-        return rows, ""
+        query = in_workspace(Segment, self.workspace)
+        return await keyset_page(self.session, query, Segment.id, size, token)
 
     async def save_version(self, segment: Segment) -> None:
         """Store an updated segment (its version already advanced) and keep that version."""
@@ -405,6 +393,6 @@ class SegmentStore:
                 for profile_id, change, at, user_id in rows
             ]
             await enqueue_transitions(self.session, self.workspace, transitions, now)
-            entered += sum(1 for t in transitions if t.change == ENTERED)
-            exited += len(transitions) - sum(1 for t in transitions if t.change == ENTERED)
+            came = sum(1 for t in transitions if t.change == ENTERED)
+            entered, exited = entered + came, exited + len(transitions) - came
             after = rows[-1][0]

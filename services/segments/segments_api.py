@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import grpc
 from google.protobuf import empty_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,7 +19,7 @@ from engage.v1 import segment_pb2, segment_pb2_grpc
 from services.segments import batch, rules_sql
 from services.segments.batch import SegmentGraph
 from services.segments.segment_store import Segment, SegmentStore
-from services.segments.traits import as_utc, page_size
+from services.segments.traits import page_size, timestamp
 
 COLLECTION = "segments"
 DEFAULT_SAMPLE = 10
@@ -36,12 +35,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(as_utc(moment))
-    return stamp
-
-
 def to_proto(segment: Segment, member_count: int) -> segment_pb2.Segment:
     return segment_pb2.Segment(
         name=resources.name_of(COLLECTION, segment.id, segment.workspace),
@@ -50,8 +43,8 @@ def to_proto(segment: Segment, member_count: int) -> segment_pb2.Segment:
         rule=segment_pb2.Rule.FromString(segment.rule),
         version=segment.version,
         member_count=member_count,
-        create_time=_timestamp(segment.create_time),
-        update_time=_timestamp(segment.update_time),
+        create_time=timestamp(segment.create_time),
+        update_time=timestamp(segment.update_time),
     )
 
 
@@ -220,7 +213,7 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
             entered_at = await store.entered_at(segment_id, profile_id)
         if entered_at is None:
             return segment_pb2.CheckMembershipResponse(member=False)
-        return segment_pb2.CheckMembershipResponse(member=True, entered_time=_timestamp(entered_at))
+        return segment_pb2.CheckMembershipResponse(member=True, entered_time=timestamp(entered_at))
 
 
 def _mask(request: segment_pb2.UpdateSegmentRequest) -> set[str]:

@@ -18,7 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import db
 from engage.errors import NotFound
 from services.segments import batch
-from services.segments.segment_store import Segment, SegmentStore, table_of
+from services.segments.segment_store import Segment, SegmentStore
+from services.segments.writes import table_of
 
 log = logging.getLogger(__name__)
 

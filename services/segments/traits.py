@@ -1,12 +1,17 @@
-"""Pure rules of the profile: trait merging by event time, configured property sums, page
-tokens."""
+"""Rules of the profile, pure but for `keyset_page`: trait merging by event time, configured
+property sums, page tokens and keyset pages, stored times as UTC."""
 
 import base64
 import binascii
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from engage.errors import InvalidArgument
 
@@ -18,6 +23,13 @@ LOCALE_KEY = "$locale"
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every time this service keeps is UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    """A stored time (naive from SQLite, or aware) as a protobuf Timestamp."""
+    stamp = Timestamp()
+    stamp.FromDatetime(as_utc(moment))
+    return stamp
 
 
 @dataclass
@@ -136,6 +148,29 @@ def decode_page_token(token: str) -> str:
     if not isinstance(after, str) or not after:
         raise InvalidArgument("page_token", "is not a token from a previous page")
     return after
+
+
+class _Keyed(Protocol):
+    id: str
+
+
+KeyedT = TypeVar("KeyedT", bound=_Keyed)
+
+
+async def keyset_page(
+    session: AsyncSession, query: SelectOfScalar[KeyedT], id_column: Any, size: int, token: str
+) -> tuple[list[KeyedT], str]:
+    """One page of `query`'s rows in id order after the token's position, and the next page's
+    token ("" on the last page)."""
+    after = decode_page_token(token)
+    query = query.order_by(col(id_column)).limit(size + 1)
+    if after:
+        query = query.where(col(id_column) > after)
+    rows = list((await session.exec(query)).all())
+    if len(rows) > size:
+        rows = rows[:size]
+        return rows, encode_page_token(rows[-1].id)
+    return rows, ""
 
 
 DEFAULT_PAGE_SIZE = 50

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engage.bus import Bus
@@ -42,6 +43,37 @@ async def test_repeated_message_id_is_reported_duplicate_and_stored_once(
 
     assert (first.duplicate, second.duplicate) == (False, True)
     assert len(await stored_events(bare_suite)) == 1
+
+
+async def test_identify_and_alias_are_stored_with_their_own_fields(
+    ingest: ingest_pb2_grpc.IngestServiceStub, bare_suite: Suite
+) -> None:
+    traits = Struct()
+    traits.update({"plan": "pro"})
+    identified = await ingest.Identify(
+        ingest_pb2.IdentifyRequest(message_id="m-id", anonymous_id="a-1", traits=traits),
+        metadata=auth(INGEST_KEY),
+    )
+    aliased = await ingest.Alias(
+        ingest_pb2.AliasRequest(message_id="m-alias", user_id="u-1", previous_id="a-1"),
+        metadata=auth(INGEST_KEY),
+    )
+
+    assert (identified.message_id, identified.duplicate) == ("m-id", False)
+    assert (aliased.message_id, aliased.duplicate) == ("m-alias", False)
+    assert identified.received_at.seconds > 0 and aliased.received_at.seconds > 0
+    stored = {event.message_id: event for event in await stored_events(bare_suite)}
+    identify, alias = stored["m-id"], stored["m-alias"]
+    assert (identify.type, identify.anonymous_id, identify.traits) == (
+        common_pb2.EventType.EVENT_TYPE_IDENTIFY,
+        "a-1",
+        traits,
+    )
+    assert (alias.type, alias.user_id, alias.previous_id) == (
+        common_pb2.EventType.EVENT_TYPE_ALIAS,
+        "u-1",
+        "a-1",
+    )
 
 
 async def test_call_without_a_valid_key_is_unauthenticated(
