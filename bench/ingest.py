@@ -37,9 +37,9 @@ import grpc
 import nats
 
 from engage.bus import Bus
-from engage.processes import NatsServer, ServiceProcess, free_port
 from engage.settings import DEVELOPMENT_API_KEY
 from engage.v1 import bus_pb2, common_pb2, ingest_pb2
+from engage_cli.processes import NatsServer, ServiceProcess, free_port
 
 METADATA = (("x-api-key", DEVELOPMENT_API_KEY),)
 BATCH_SIZES = (20, 100, 500)

@@ -30,12 +30,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 import services.segments
 from engage import db
-from engage.auth import Principal, current_principal
+from engage.principal import Principal, current_principal
 from engage.v1 import bus_pb2, common_pb2, segment_pb2
+from engage_cli.rules_yaml import from_yaml
 from services.segments import realtime
-from services.segments.events import BatchApplier
-from services.segments.rules_proto import to_proto
-from services.segments.rules_yaml import from_yaml
+from services.segments.event_applier import EventApplier
 from services.segments.segments_api import SegmentApi
 
 WORKSPACE = "bench"
@@ -98,7 +97,7 @@ class Database:
 async def generate(sessions: async_sessionmaker[AsyncSession], low: int, high: int) -> float:
     started = time.perf_counter()
     params = {"ws": WORKSPACE, "now": NOW, "low": low, "high": high}
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         connection = await session.connection()
         await connection.execute(sa.text(PROFILES_SQL).bindparams(**params))
         await connection.execute(sa.text(EVENTS_SQL).bindparams(**params))
@@ -107,13 +106,13 @@ async def generate(sessions: async_sessionmaker[AsyncSession], low: int, high: i
 
 
 async def analyze(sessions: async_sessionmaker[AsyncSession]) -> None:
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         await (await session.connection()).execute(sa.text("ANALYZE"))
 
 
 async def preview(api: SegmentApi, runs: int) -> tuple[list[float], int]:
     request = segment_pb2.PreviewSegmentRequest(
-        parent=f"workspaces/{WORKSPACE}", rule=to_proto(from_yaml(STORY_1)), sample_size=10
+        parent=f"workspaces/{WORKSPACE}", rule=from_yaml(STORY_1), sample_size=10
     )
     times, count = [], 0
     for _ in range(runs):
@@ -174,7 +173,7 @@ async def realtime_cost(
         request = segment_pb2.CreateSegmentRequest(
             parent=f"workspaces/{WORKSPACE}",
             segment_id=segment_id,
-            segment=segment_pb2.Segment(rule=to_proto(from_yaml(rule))),
+            segment=segment_pb2.Segment(rule=from_yaml(rule)),
         )
         await api.CreateSegment(request, None)
     profiles = 2000
@@ -199,9 +198,9 @@ async def realtime_cost(
 async def apply_and_evaluate(
     sessions: async_sessionmaker[AsyncSession], batch: bus_pb2.EventBatch
 ) -> tuple[float, float, int]:
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         started = time.perf_counter()
-        applier = BatchApplier(session, WORKSPACE, clock=lambda: NOW)
+        applier = EventApplier(session, WORKSPACE, clock=lambda: NOW)
         await applier.apply(batch)
         applied = time.perf_counter()
         touched = realtime.touched_by(batch.events, applier.resolver)

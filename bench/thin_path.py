@@ -20,10 +20,10 @@ from pathlib import Path
 import grpc
 from google.protobuf.struct_pb2 import Struct
 
-from engage.demo import ensure_welcome_journey
-from engage.processes import LocalSuite, NatsServer
 from engage.settings import DEVELOPMENT_API_KEY
 from engage.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc, profile_pb2, profile_pb2_grpc
+from engage_cli.demo import ensure_welcome_journey
+from engage_cli.processes import LocalSuite, NatsServer
 from services.channels.sandboxes.smtp_sink import SmtpSink
 
 METADATA = (("x-api-key", DEVELOPMENT_API_KEY),)

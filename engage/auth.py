@@ -2,15 +2,16 @@
 
 import hashlib
 from collections.abc import Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
 
-from engage.errors import PermissionDenied, Unauthenticated
+from engage.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from engage.principal import Principal
+from engage.resources import is_valid_id
 
 API_KEY_HEADER = "x-api-key"
 # The workspace a platform key (granted workspace `*`) acts on, e.g. a service calling another.
 WORKSPACE_HEADER = "x-engage-workspace"
 ALL_WORKSPACES = "*"
+WORKSPACE_RULE = "a workspace is 1-63 lower-case letters, digits or hyphens, starting with a letter"
 ROLES = frozenset({"ingest", "marketer", "support", "admin"})
 
 # Who may call each service's writing methods; reading methods also admit support and marketer.
@@ -27,17 +28,6 @@ WRITER_ROLES: Mapping[str, frozenset[str]] = {
 }
 READER_ROLES = frozenset({"support", "marketer"})
 READING_VERBS = ("Get", "List", "Check", "Preview", "Export", "Render")
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The caller, as its API key says."""
-
-    workspace: str
-    roles: frozenset[str]
-
-
-current_principal: ContextVar[Principal] = ContextVar("current_principal")
 
 
 def _digest(key: str) -> bytes:
@@ -60,6 +50,8 @@ class ApiKeys:
             roles = frozenset(filter(None, roles_text.split("+")))
             if not key or not workspace or not roles or not roles <= ROLES:
                 raise ValueError(f"bad API key entry for workspace {workspace!r}")
+            if workspace != ALL_WORKSPACES and not is_valid_workspace(workspace):
+                raise ValueError(f"API key workspace {workspace!r}: {WORKSPACE_RULE}")
             principals[_digest(key)] = Principal(workspace, roles)
         return cls(principals)
 
@@ -85,7 +77,14 @@ def _acting_principal(principal: Principal, metadata: Mapping[str, str]) -> Prin
     workspace = metadata.get(WORKSPACE_HEADER, "")
     if not workspace or workspace == ALL_WORKSPACES:
         raise PermissionDenied(f"a platform key must name the workspace in `{WORKSPACE_HEADER}`")
+    if not is_valid_workspace(workspace):
+        raise InvalidArgument(WORKSPACE_HEADER, WORKSPACE_RULE)
     return Principal(workspace, principal.roles)
+
+
+def is_valid_workspace(workspace: str) -> bool:
+    """Workspace names become NATS subject tokens and resource-name parts: AIP-122 ids."""
+    return is_valid_id(workspace)
 
 
 def authorize(principal: Principal, method: str) -> None:

@@ -4,14 +4,15 @@ poison message on a dead-letter subject.
 """
 
 import asyncio
+import contextlib
 import logging
-import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
 import nats
+import nats.errors
 from google.protobuf.message import Message as ProtoMessage
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -20,17 +21,17 @@ from nats.js.errors import NotFoundError
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from engage import telemetry
+from engage import privacy, resources, subjects, telemetry
 
 log = logging.getLogger(__name__)
 
 WORKSPACE_HEADER = "Engage-Workspace"
 MSG_ID_HEADER = "Nats-Msg-Id"
-DEAD_LETTER_PREFIX = "engage.deadletter"
 
 PayloadT = TypeVar("PayloadT", bound=ProtoMessage)
 
 DAY = timedelta(days=1).total_seconds()
+_RECONNECT_PAUSE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,12 @@ EVENTS_STREAM = "EVENTS"
 
 STREAMS = (
     # A day unless ingest, which publishes events, configures longer (`dedupe_window_hours`).
-    StreamSpec(EVENTS_STREAM, ["engage.events.>"], duplicate_window_seconds=DAY),
-    StreamSpec("PROFILES", ["engage.profiles.>", "engage.memberships.>"]),
-    StreamSpec("SENDS", ["engage.sends.>"], retention=api.RetentionPolicy.WORK_QUEUE),
-    StreamSpec("DELIVERIES", ["engage.deliveries.>"]),
-    StreamSpec("JOURNEYS", ["engage.journeys.>"]),
-    StreamSpec("DEADLETTER", [f"{DEAD_LETTER_PREFIX}.>"], max_age_seconds=30 * DAY),
+    StreamSpec(EVENTS_STREAM, [subjects.EVENTS], duplicate_window_seconds=DAY),
+    StreamSpec("PROFILES", [subjects.PROFILES, subjects.MEMBERSHIPS]),
+    StreamSpec("SENDS", [subjects.SENDS], retention=api.RetentionPolicy.WORK_QUEUE),
+    StreamSpec("DELIVERIES", [subjects.DELIVERIES]),
+    StreamSpec("JOURNEYS", [subjects.JOURNEYS]),
+    StreamSpec("DEADLETTER", [subjects.DEAD_LETTERS], max_age_seconds=30 * DAY),
 )
 
 
@@ -70,11 +71,6 @@ class ConsumerSpec:
     # Messages of one fetch handled at once. Keep 1 where order matters (per-profile events);
     # independent work (one send each) gains throughput from overlapping I/O waits.
     concurrency: int = 1
-
-
-def events_subject(workspace: str, profile_key: str, partitions: int) -> str:
-    """`engage.events.<workspace>.<partition>`; one profile's events always share a partition."""
-    return f"engage.events.{workspace}.{zlib.crc32(profile_key.encode()) % partitions}"
 
 
 class PermanentError(Exception):
@@ -192,6 +188,11 @@ class Bus:
                     messages = await subscription.fetch(spec.fetch_batch, timeout=1.0)
                 except TimeoutError:  # nats-py raises its own or asyncio's on an empty fetch
                     continue
+                except nats.errors.Error as error:
+                    # NATS is away (restarting, failing over): the client reconnects by itself.
+                    log.warning("fetch failed, will retry: %s", type(error).__name__)
+                    await asyncio.sleep(_RECONNECT_PAUSE_SECONDS)
+                    continue
                 if spec.concurrency == 1:
                     for message in messages:
                         await self._deliver(spec, message, handle)
@@ -199,7 +200,8 @@ class Bus:
                     await self._deliver_concurrently(spec, messages, handle)
         finally:
             # An open pull request would hold up the connection's drain at shutdown.
-            await subscription.unsubscribe()
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
 
     async def _deliver_concurrently(
         self, spec: ConsumerSpec, messages: list[Msg], handle: Callable[[Msg], Awaitable[None]]
@@ -221,6 +223,14 @@ class Bus:
                 f"{spec.durable} {message.subject}", kind=trace.SpanKind.CONSUMER
             ):
                 await self._handle_one(spec, message, handle)
+        except nats.errors.Error as error:
+            # The ack (or nak) did not reach NATS: the message comes again after the ack wait,
+            # and every handler is idempotent on it.
+            log.warning(
+                "message outcome not reported to NATS: %s",
+                type(error).__name__,
+                extra={"consumer": spec.durable, "subject": message.subject},
+            )
         finally:
             otel_context.detach(token)
 
@@ -229,35 +239,49 @@ class Bus:
     ) -> None:
         delivered = message.metadata.num_delivered
         try:
-            await handle(message)
+            async with _kept_in_progress(message, spec.ack_wait_seconds):
+                await handle(message)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             final = isinstance(error, PermanentError) or delivered >= spec.max_deliver
             context = {"consumer": spec.durable, "subject": message.subject, "delivered": delivered}
+            reason = privacy.redact(f"{type(error).__name__}: {error}")
             if final:
-                log.exception("message dead-lettered", extra=context)
-                await self._dead_letter(spec, message, error)
+                log.error("message dead-lettered: %s", reason, extra=context)
+                await self.dead_letter(spec.durable, message, message.data, reason)
                 await message.term()
             else:
-                log.warning("message failed, will retry: %s", error, extra=context)
+                log.warning("message failed, will retry: %s", reason, extra=context)
                 delay = spec.backoff_seconds[min(delivered, len(spec.backoff_seconds)) - 1]
                 await message.nak(delay=delay)
             return
         await message.ack()
 
-    async def _dead_letter(self, spec: ConsumerSpec, message: Msg, error: Exception) -> None:
-        headers = {k: v for k, v in (message.headers or {}).items() if k != MSG_ID_HEADER}
+    async def dead_letter(
+        self, durable: str, message: Msg, data: bytes, reason: str, part: str = ""
+    ) -> None:
+        """Park `data` (the message's payload, or the `part` of it that failed) on
+        `engage.deadletter.<durable>` with the reason, free of personal data. Parking the same
+        message (or part) again, after a retry, is dropped as a duplicate."""
+        headers = dict(message.headers or {})
+        original = headers.get(MSG_ID_HEADER) or str(message.metadata.sequence.stream)
         headers.update(
             {
+                MSG_ID_HEADER: f"deadletter:{durable}:{original}:{part}",
                 "Engage-Original-Subject": message.subject,
-                "Engage-Consumer": spec.durable,
-                "Engage-Error": f"{type(error).__name__}: {error}"[:1000],
+                "Engage-Consumer": durable,
+                "Engage-Error": privacy.redact(reason)[:1000],
                 "Engage-Deliveries": str(message.metadata.num_delivered),
             }
         )
-        subject = f"{DEAD_LETTER_PREFIX}.{spec.durable}"
-        await self.publish_raw(subject, message.data, headers)
+        await self.publish_raw(subjects.dead_letter(durable), data, headers)
+
+    async def ping(self) -> None:
+        """Raise unless the NATS server answers a PING now (a health dependency)."""
+        if not self.client.is_connected:
+            raise ConnectionError("not connected to NATS")
+        await self.client.flush(timeout=1)
 
     async def close(self) -> None:
         """Finish in-flight work and close the connection."""
@@ -281,7 +305,45 @@ def decode(message: Msg, payload_type: type[PayloadT]) -> PayloadT:
 
 
 def workspace_of(message: Msg) -> str:
+    """The workspace a message belongs to, from its `Engage-Workspace` header."""
     workspace = (message.headers or {}).get(WORKSPACE_HEADER, "")
     if not workspace:
         raise PermanentError(f"message on {message.subject} has no {WORKSPACE_HEADER} header")
+    if not resources.is_valid_id(workspace):
+        raise PermanentError(f"message on {message.subject} names no valid workspace")
     return workspace
+
+
+def receive(message: Msg, payload_type: type[PayloadT]) -> tuple[str, PayloadT]:
+    """The workspace and the payload of a bus message, checked the one way every consumer needs:
+    decodable, with a workspace header that the payload's own `workspace` (when set) agrees
+    with, and an `id` where the payload has one. Anything else can never succeed."""
+    payload = decode(message, payload_type)
+    workspace = workspace_of(message)
+    fields = payload.DESCRIPTOR.fields_by_name
+    named = getattr(payload, "workspace", "") if "workspace" in fields else ""
+    if named and named != workspace:
+        raise PermanentError(f"payload of workspace {named!r} under {workspace!r}")
+    if "id" in fields and not getattr(payload, "id"):  # noqa: B009 - a proto field
+        raise PermanentError(f"{payload_type.__name__} on {message.subject} has no id")
+    return workspace, payload
+
+
+@contextlib.asynccontextmanager
+async def _kept_in_progress(message: Msg, ack_wait_seconds: float) -> AsyncIterator[None]:
+    """Tell JetStream the message is still being worked on (every third of the ack wait), so a
+    handler slower than the ack wait never sees its message handed to a second worker."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(ack_wait_seconds / 3)
+            with contextlib.suppress(Exception):
+                await message.in_progress()
+
+    heartbeat = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat

@@ -1,35 +1,58 @@
 """The database of one service: an async SQLModel engine from a URL (SQLite in WAL mode by
-default, PostgreSQL by URL), Alembic migrations applied at start, and workspace-scoped queries.
+default, PostgreSQL by URL), Alembic migrations applied at start, and workspace-scoped sessions.
+
+Workspace scoping lives here, not in each query: a session opened with `transaction` or
+`reading` names its workspace, and every ORM SELECT, UPDATE and DELETE it runs on a table with
+a `workspace` column gets `workspace = <that workspace>` added. A session that names none
+refuses such queries (`UnscopedQuery`); jobs that really span workspaces (the outbox relay, the
+timed-segment sweep) say so with `EVERY_WORKSPACE`. Core statements on bare tables (the bulk
+paths of segments) are not ORM statements and carry their workspace parameter themselves.
 """
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, cast
 
+import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel import SQLModel, select
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.sql.util import find_tables
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
-
-ModelT = TypeVar("ModelT", bound=SQLModel)
 
 # Serialises concurrent migrations of replicas starting together on PostgreSQL.
 _MIGRATION_LOCK_KEY = 7_302_211
+
+# Never a workspace name (those are AIP-122 ids, checked where callers and bus messages name
+# them), so no caller can reach it.
+EVERY_WORKSPACE = "*"
+_WORKSPACE_KEY = "engage_workspace"
+
+Insert = postgresql.Insert | sqlite.Insert
+
+
+class UnscopedQuery(RuntimeError):
+    """A query on workspace data from a session that names no workspace: a programming error."""
 
 
 def create_engine(url: str) -> AsyncEngine:
     """An async engine; SQLite files get WAL, a busy timeout and their folder created."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_async_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
+    # Parameters stay out of error messages and logs: they hold personal data.
+    engine = create_async_engine(url, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -58,11 +81,83 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @asynccontextmanager
 async def transaction(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], workspace: str
 ) -> AsyncIterator[AsyncSession]:
-    """One session in one transaction: committed on success, rolled back on error."""
+    """One session in one transaction, scoped to `workspace`: committed on success, rolled back
+    on error."""
     async with sessions() as session, session.begin():
+        session.info[_WORKSPACE_KEY] = workspace
         yield session
+
+
+@asynccontextmanager
+async def reading(
+    sessions: async_sessionmaker[AsyncSession], workspace: str
+) -> AsyncIterator[AsyncSession]:
+    """A session for reads, scoped to `workspace`."""
+    async with sessions() as session:
+        session.info[_WORKSPACE_KEY] = workspace
+        yield session
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _scope_to_workspace(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    scoped = _workspace_models(state)
+    if not scoped:
+        return
+    workspace = state.session.info.get(_WORKSPACE_KEY)
+    if workspace == EVERY_WORKSPACE:
+        return
+    if workspace is None:
+        names = ", ".join(sorted(model.__name__ for model in scoped))
+        raise UnscopedQuery(f"query on {names} from a session scoped to no workspace")
+    state.statement = state.statement.options(
+        *(
+            with_loader_criteria(
+                model, lambda cls: cls.workspace == workspace, include_aliases=True
+            )
+            for model in scoped
+        )
+    )
+
+
+def _workspace_models(state: ORMExecuteState) -> list[type[Any]]:
+    """The mapped classes with a workspace column that a statement reads or changes, including
+    those it names only in FROM (`select(func.count()).select_from(Model)`)."""
+    models = {mapper.class_ for mapper in state.all_mappers}
+    by_table = _models_by_table(len(SQLModel._sa_registry.mappers))
+    tables = find_tables(cast(sa.ClauseElement, state.statement), include_crud=True)
+    models |= {by_table[table] for table in tables if table in by_table}
+    return sorted(
+        (model for model in models if "workspace" in table_of(model).columns),
+        key=lambda model: model.__name__,
+    )
+
+
+@functools.cache
+def _models_by_table(_mapper_count: int) -> dict[sa.FromClause, type[Any]]:
+    return {mapper.local_table: mapper.class_ for mapper in SQLModel._sa_registry.mappers}
+
+
+def table_of(model: type[Any]) -> sa.Table:
+    """The table behind a SQLModel class, for Core statements."""
+    return cast(sa.Table, model.__table__)
+
+
+def upsert_into(session: AsyncSession, model: type[Any]) -> Insert:
+    """An INSERT into `model`'s table with ON CONFLICT support in the session's dialect."""
+    table = table_of(model)
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise unless the database answers a trivial query now."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 async def migrate(engine: AsyncEngine, migrations: Path) -> None:
@@ -88,9 +183,3 @@ def run_migrations_in_env() -> None:
     context.configure(connection=connection, render_as_batch=True, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
-
-
-def in_workspace(model: type[ModelT], workspace: str) -> SelectOfScalar[ModelT]:
-    """`SELECT model WHERE workspace = ...`: every query of a store starts here."""
-    column = getattr(model, "workspace")  # noqa: B009 - every table has one
-    return select(model).where(column == workspace)

@@ -13,18 +13,18 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 
-from engage.bus import ConsumerSpec, PermanentError, decode, workspace_of
+from engage import subjects
+from engage.bus import ConsumerSpec, PermanentError, receive
 from engage.v1 import bus_pb2
 
 log = logging.getLogger(__name__)
 
 PROFILES_STREAM = "PROFILES"
-PROFILES_SUBJECTS = ["engage.profiles.>"]
 
 
 def erasure_consumer(service: str) -> ConsumerSpec:
     """The durable `<service>-profiles` on the profile changes."""
-    return ConsumerSpec(f"{service}-profiles", PROFILES_STREAM, list(PROFILES_SUBJECTS))
+    return ConsumerSpec(f"{service}-profiles", PROFILES_STREAM, [subjects.PROFILES])
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,9 @@ def erasure_handler(
     """A bus handler calling `erase` (which returns how many rows it changed) per erasure."""
 
     async def handle(message: Msg) -> None:
-        change = decode(message, bus_pb2.ProfileChanged)
+        workspace, change = receive(message, bus_pb2.ProfileChanged)
         if change.kind != bus_pb2.ProfileChanged.KIND_ERASED:
             return
-        workspace = workspace_of(message)
-        if change.workspace and change.workspace != workspace:
-            raise PermanentError(f"erasure of workspace {change.workspace!r} under {workspace!r}")
         if not change.profile:
             raise PermanentError(f"erasure on {message.subject} names no profile")
         erasure = Erasure(workspace, change.profile, change.user_id, tuple(change.anonymous_ids))

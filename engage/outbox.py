@@ -79,9 +79,15 @@ class OutboxRelay:
         """Call after committing outbox rows, so they go out without waiting for the poll."""
         self._wake.set()
 
-    async def run(self, idle_poll_seconds: float = 0.25) -> None:
+    async def run(self, idle_poll_seconds: float = 0.25, retry_seconds: float = 1.0) -> None:
         while True:
-            published = await self.publish_pending()
+            try:
+                published = await self.publish_pending()
+            except Exception as error:
+                # NATS or the database is away: the rows stay and go out once it is back.
+                log.warning("outbox not relayed, will retry: %s", type(error).__name__)
+                await asyncio.sleep(retry_seconds)
+                continue
             if published:
                 continue
             self._wake.clear()
@@ -89,8 +95,9 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), idle_poll_seconds)
 
     async def publish_pending(self) -> int:
-        """Publish up to one batch of pending rows; returns how many went out."""
-        async with self.sessions() as session:
+        """Publish up to one batch of pending rows and delete the ones JetStream acknowledged;
+        returns how many went out. A row whose publish failed stays for the next pass."""
+        async with db.reading(self.sessions, db.EVERY_WORKSPACE) as session:
             rows = (
                 await session.exec(
                     select(OutboxMessage).order_by(col(OutboxMessage.id)).limit(RELAY_BATCH)
@@ -98,12 +105,21 @@ class OutboxRelay:
             ).all()
         if not rows:
             return 0
-        acks = [self._publish(row) for row in rows]
-        await asyncio.gather(*acks)
-        async with db.transaction(self.sessions) as session:
-            ids = [row.id for row in rows]
-            await session.exec(delete(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))
-        return len(rows)
+        outcomes = await asyncio.gather(
+            *(self._publish(row) for row in rows), return_exceptions=True
+        )
+        acknowledged = [
+            row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None
+        ]
+        if acknowledged:
+            async with db.transaction(self.sessions, db.EVERY_WORKSPACE) as session:
+                await session.exec(
+                    delete(OutboxMessage).where(col(OutboxMessage.id).in_(acknowledged))
+                )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise failures[0]
+        return len(acknowledged)
 
     async def _publish(self, row: OutboxMessage) -> None:
         headers = json.loads(row.headers)

@@ -1,11 +1,22 @@
-"""Resource names (`workspaces/{workspace}/journeys/{journey}`) and the workspace check."""
+"""Resource names (AIP-122: `workspaces/{workspace}/{collection}/{id}`), resource ids, and the
+check that a name belongs to the caller's workspace. The one place names are split or built.
+"""
 
 import re
+from dataclasses import dataclass
 
-from engage.auth import current_principal
 from engage.errors import InvalidArgument, PermissionDenied
+from engage.principal import current_principal
 
 _ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+ID_RULE = "must be 1-63 lower-case letters, digits or hyphens, starting with a letter"
+
+
+@dataclass(frozen=True)
+class ResourceName:
+    workspace: str
+    collection: str
+    id: str
 
 
 def workspace() -> str:
@@ -13,11 +24,28 @@ def workspace() -> str:
     return current_principal.get().workspace
 
 
+def is_valid_id(value: str) -> bool:
+    """Whether `value` is a resource id per AIP-122 (the ids callers choose)."""
+    return bool(_ID.match(value))
+
+
 def check_id(field: str, value: str) -> str:
     """A resource id per AIP-122: lower case letters, digits and hyphens, 1-63 long."""
-    if not _ID.match(value):
-        raise InvalidArgument(field, "must be 1-63 lower-case letters, digits or hyphens")
+    if not is_valid_id(value):
+        raise InvalidArgument(field, ID_RULE)
     return value
+
+
+def read_name(value: str, collection: str, suffix: str = "") -> ResourceName | None:
+    """`workspaces/{workspace}/{collection}/{id}` (then `/{suffix}` when given) split into its
+    parts; None when `value` has another shape. Checks no workspace: see `parse_name`."""
+    parts = value.split("/")
+    expected = 5 if suffix else 4
+    if len(parts) != expected or parts[0] != "workspaces" or parts[2] != collection:
+        return None
+    if not parts[1] or not parts[3] or (suffix and parts[4] != suffix):
+        return None
+    return ResourceName(parts[1], collection, parts[3])
 
 
 def parse_parent(field: str, value: str) -> str:
@@ -28,16 +56,19 @@ def parse_parent(field: str, value: str) -> str:
     return _own(parts[1])
 
 
-def parse_name(field: str, value: str, collection: str) -> str:
-    """The id in `workspaces/{workspace}/{collection}/{id}`, checking the workspace."""
-    parts = value.split("/")
-    if len(parts) != 4 or parts[0] != "workspaces" or parts[2] != collection or not parts[3]:
-        raise InvalidArgument(field, f"must look like workspaces/{{workspace}}/{collection}/{{id}}")
-    _own(parts[1])
-    return parts[3]
+def parse_name(field: str, value: str, collection: str, suffix: str = "") -> str:
+    """The id in a resource name of the caller's workspace (INVALID_ARGUMENT naming `field` for
+    another shape, PERMISSION_DENIED for another workspace)."""
+    name = read_name(value, collection, suffix)
+    if name is None:
+        shape = f"workspaces/{{workspace}}/{collection}/{{id}}" + (f"/{suffix}" if suffix else "")
+        raise InvalidArgument(field, f"must look like {shape}")
+    _own(name.workspace)
+    return name.id
 
 
 def name_of(collection: str, resource_id: str, in_workspace: str | None = None) -> str:
+    """`workspaces/{workspace}/{collection}/{id}`, in the caller's workspace unless given."""
     return f"workspaces/{in_workspace or workspace()}/{collection}/{resource_id}"
 
 

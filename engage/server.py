@@ -22,9 +22,10 @@ from grpc_status import rpc_status
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from engage import telemetry
-from engage.auth import ApiKeys, authorize, current_principal
-from engage.errors import INTERNAL_STATUS, EngageError
+from engage import health, telemetry
+from engage.auth import ApiKeys, authorize
+from engage.errors import INTERNAL_STATUS, EngageError, InvalidArgument
+from engage.principal import current_principal
 from engage.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class ServiceRuntime:
     # Listeners besides gRPC, already bound, e.g. `{"http_address": "127.0.0.1:8088"}`: written
     # into the ready file beside `address`, so launchers and tests find them.
     listeners: Mapping[str, str] = field(default_factory=dict)
+    # What the process needs to do its work, by name (`database`, `nats`): health is SERVING
+    # only while every ping answers.
+    dependencies: Mapping[str, health.Ping] = field(default_factory=dict)
 
 
 @contextlib.asynccontextmanager
@@ -70,6 +74,11 @@ async def call_scope(
                 current_principal.set(principal)
                 yield
             except EngageError as error:
+                # The caller's mistake (or a dependency away), not a crash: one line, no trace.
+                log.info(
+                    "call refused",
+                    extra={"method": method, "code": error.code.name, "field": error.field},
+                )
                 await context.abort_with_status(rpc_status.to_status(error.to_status()))
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
@@ -80,17 +89,52 @@ async def call_scope(
         otel_context.detach(token)
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request message whose bytes are not valid protobuf."""
+
+    error: str
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands bad bytes on as `_Undecodable` instead of raising: grpcio would
+    answer INTERNAL, where the caller's mistake deserves INVALID_ARGUMENT."""
+    if deserialize is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:
+            return _Undecodable(type(error).__name__)
+
+    return decode
+
+
+def _checked(request: Any) -> Any:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument("request", f"is not a valid protobuf message ({request.error})")
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _checked(request)
+
+
 def _wrap(handler: grpc.RpcMethodHandler, method: str, keys: ApiKeys) -> grpc.RpcMethodHandler:
     codec = {
-        "request_deserializer": handler.request_deserializer,
+        "request_deserializer": _tolerant(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
+    streamed_requests = handler.request_streaming
     if handler.unary_unary or handler.stream_unary:
         behavior = handler.unary_unary or handler.stream_unary
 
         async def single(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with call_scope(context, method, keys):
-                return await behavior(request, context)
+                requests = _checked_stream(request) if streamed_requests else _checked(request)
+                return await behavior(requests, context)
 
         make = (
             grpc.unary_unary_rpc_method_handler
@@ -102,7 +146,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, keys: ApiKeys) -> grpc.Rp
 
     async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async with call_scope(context, method, keys):
-            async for response in streaming(request, context):
+            requests = _checked_stream(request) if streamed_requests else _checked(request)
+            async for response in streaming(requests, context):
                 yield response
 
     make = (
@@ -148,8 +193,8 @@ async def run(settings: Settings, services: Sequence[GrpcService], runtime: Serv
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for service in services:
         service.register(service.servicer, server)
     names = [s.name for s in services]
@@ -163,19 +208,20 @@ async def run(settings: Settings, services: Sequence[GrpcService], runtime: Serv
     )
     port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     await server.start()
-    for name in ["", *names]:
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    watch = health.HealthWatch(health_servicer, names, runtime.dependencies, settings.health_period)
+    await watch.check()
     address = f"{settings.grpc_host}:{port}"
     _announce(settings, {"address": address, **runtime.listeners})
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.stopping.set)
-    tasks = [asyncio.create_task(_watched(job(), runtime.stopping)) for job in runtime.background]
+    jobs = [watch.run(), *(job() for job in runtime.background)]
+    tasks = [asyncio.create_task(_watched(job, runtime.stopping)) for job in jobs]
     await runtime.stopping.wait()
 
     log.info("stopping", extra={"address": address})
-    await health.enter_graceful_shutdown()
+    await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.shutdown_grace)
     for task in tasks:
         task.cancel()

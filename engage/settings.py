@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Where finished spans go: nowhere, or printed to stderr.
     trace_exporter: Literal["none", "console"] = "none"
+    # Seconds between pings of the database and NATS that set gRPC health.
+    health_period: float = Field(default=1.0, gt=0)
     # Seconds a stopping server lets in-flight calls finish.
     shutdown_grace: float = 10.0
     # Written with the bound address once the service is serving (for launchers and tests).

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from engage.processes import NatsServer
+from engage_cli.processes import NatsServer
 from services.channels.sandboxes.smtp_sink import SmtpSink
 from tests.harness import BACKENDS, Databases, Suite, running_nats
 

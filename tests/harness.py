@@ -11,11 +11,13 @@ from typing import Any, TypeVar
 
 import asyncpg
 import grpc
+from nats.js import api
 from sqlalchemy.engine import make_url
 
+from engage import subjects
 from engage.bus import Bus
-from engage.processes import LocalSuite, NatsServer
 from engage.v1 import bus_pb2, common_pb2
+from engage_cli.processes import LocalSuite, NatsServer
 
 T = TypeVar("T")
 
@@ -147,6 +149,19 @@ async def stored_events(suite: Suite) -> list[common_pb2.Event]:
         return events
     finally:
         await bus.close()
+
+
+async def dead_letters(bus: Bus, durable: str = "") -> list[api.RawStreamMsg]:
+    """What the DEADLETTER stream holds (for consumer `durable`, or all), read from the stream
+    as it is now: no waiting for silence."""
+    subject = subjects.dead_letter(durable) if durable else subjects.DEAD_LETTERS
+    state = (await bus.js.stream_info("DEADLETTER", subjects_filter=subject)).state
+    found = []
+    for sequence in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+        stored = await bus.js.get_msg("DEADLETTER", sequence)
+        if not durable or stored.subject == subject:
+            found.append(stored)
+    return found
 
 
 @contextmanager

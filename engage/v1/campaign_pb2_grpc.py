@@ -28,6 +28,9 @@ if _version_not_supported:
 
 class CampaignServiceStub:
     """One-shot and recurring sends to a segment.
+
+    Not yet served: no Engage process hosts this service today (the scheduler will); a client
+    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
     """
 
     def __init__(self, channel):
@@ -70,6 +73,9 @@ class CampaignServiceStub:
 
 class CampaignServiceServicer:
     """One-shot and recurring sends to a segment.
+
+    Not yet served: no Engage process hosts this service today (the scheduler will); a client
+    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
     """
 
     def CreateCampaign(self, request, context):
@@ -152,6 +158,9 @@ def add_CampaignServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class CampaignService:
     """One-shot and recurring sends to a segment.
+
+    Not yet served: no Engage process hosts this service today (the scheduler will); a client
+    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
     """
 
     @staticmethod

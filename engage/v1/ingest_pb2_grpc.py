@@ -88,7 +88,8 @@ class IngestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Batch(self, request, context):
-        """Records up to 500 events at once; good events are accepted, bad ones reported by index.
+        """Records up to 2,500 events at once (at most 500 KB per request, 32 KB per event in its
+        JSON form, as Segment's API); good events are accepted, bad ones reported by index.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -58,6 +58,7 @@ class MessageServiceServicer:
 
     def SendMessage(self, request, context):
         """Sends a transactional message now (receipts, password resets).
+        Not yet served: answers UNIMPLEMENTED today; GetMessage and ListMessages are served.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -28,6 +28,9 @@ if _version_not_supported:
 
 class SubscriptionServiceStub:
     """Consent per subscription group, and the suppression list.
+
+    Not yet served: no Engage process hosts this service today (channels will); a client
+    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
     """
 
     def __init__(self, channel):
@@ -70,6 +73,9 @@ class SubscriptionServiceStub:
 
 class SubscriptionServiceServicer:
     """Consent per subscription group, and the suppression list.
+
+    Not yet served: no Engage process hosts this service today (channels will); a client
+    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
     """
 
     def GetSubscription(self, request, context):
@@ -151,6 +157,9 @@ def add_SubscriptionServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SubscriptionService:
     """Consent per subscription group, and the suppression list.
+
+    Not yet served: no Engage process hosts this service today (channels will); a client
+    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
     """
 
     @staticmethod

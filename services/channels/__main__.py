@@ -1,8 +1,11 @@
 """`python -m services.channels`: templates, message records, and the sends consumer."""
 
+import logging
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from pydantic import Field
 
 from engage import db, server
 from engage.bus import Bus
@@ -13,11 +16,15 @@ from engage.settings import Settings
 from engage.v1 import message_pb2, message_pb2_grpc, template_pb2, template_pb2_grpc
 from services.channels.adapters.email import SmtpEmailAdapter
 from services.channels.api import MessageApi, TemplateApi
-from services.channels.consumers import SendsConsumer
+from services.channels.consumers import SendsConsumer, sends_consumer
 from services.channels.messages import MessageStore, erase_person
 from services.channels.profiles import ProfileDirectory
 from services.channels.sends import EmailOptions, SendProcessor
 from services.channels.templates import TemplateStore
+
+log = logging.getLogger(__name__)
+# How much longer than the SMTP timeout a claim is taken to be still under way (clock skew).
+HANDOFF_MARGIN_SECONDS = 5.0
 
 
 class ChannelsSettings(Settings):
@@ -26,6 +33,11 @@ class ChannelsSettings(Settings):
     profile_service_address: str = "127.0.0.1:50052"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
+    # The whole handoff of one message to the SMTP server, connection to reply.
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The sends consumer's ack wait: keep it above the SMTP timeout, so even a handler whose
+    # in-progress heartbeats stall is not redelivered while its message is still going out.
+    sends_ack_wait_seconds: float = Field(default=60.0, gt=0)
     email_from: str = "Engage <no-reply@engage.localhost>"
     # Where the links in messages (unsubscribe) point.
     public_url: str = "http://127.0.0.1:8080"
@@ -43,11 +55,23 @@ async def serve(settings: ChannelsSettings) -> None:
         sessions,
         template_store,
         ProfileDirectory(profiles_channel, settings.service_api_key),
-        SmtpEmailAdapter(settings.smtp_host, settings.smtp_port),
-        EmailOptions(default_sender=settings.email_from, public_url=settings.public_url),
+        SmtpEmailAdapter(settings.smtp_host, settings.smtp_port, settings.smtp_timeout_seconds),
+        EmailOptions(
+            default_sender=settings.email_from,
+            public_url=settings.public_url,
+            handoff_limit=timedelta(seconds=settings.smtp_timeout_seconds + HANDOFF_MARGIN_SECONDS),
+        ),
         relay.notify,
     )
-    sends = SendsConsumer(bus, processor)
+    if settings.sends_ack_wait_seconds <= settings.smtp_timeout_seconds:
+        log.warning(
+            "sends ack wait is not above the SMTP timeout: only heartbeats keep a slow send",
+            extra={
+                "ack_wait_seconds": settings.sends_ack_wait_seconds,
+                "smtp_timeout_seconds": settings.smtp_timeout_seconds,
+            },
+        )
+    sends = SendsConsumer(bus, processor, sends_consumer(settings.sends_ack_wait_seconds))
     erasures = erasure_handler(lambda erasure: erase_person(sessions, erasure))
 
     async def close_profiles_channel() -> None:
@@ -74,6 +98,7 @@ async def serve(settings: ChannelsSettings) -> None:
                 lambda: bus.consume(erasure_consumer("channels"), erasures),
             ],
             cleanups=[bus.close, close_profiles_channel, engine.dispose],
+            dependencies={"database": lambda: db.ping(engine), "nats": bus.ping},
         ),
     )
 

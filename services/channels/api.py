@@ -3,14 +3,14 @@
 import grpc
 from google.protobuf import empty_pb2, json_format
 
-from engage.auth import current_principal
 from engage.errors import EngageError, InvalidArgument
+from engage.paging import page_size
+from engage.principal import current_principal
 from engage.resources import check_id, parse_name, parse_parent
 from engage.resources import workspace as caller_workspace
 from engage.v1 import message_pb2, message_pb2_grpc, template_pb2, template_pb2_grpc
 from services.channels import messages, templates
 from services.channels.messages import MessageStore
-from services.channels.paging import page_size
 from services.channels.rendering import TemplateProblem, profile_context, render_email
 from services.channels.templates import TemplateStore
 

@@ -4,16 +4,15 @@ import hashlib
 
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import db
+from engage import db, paging
 from engage.erasure import Erasure
 from engage.errors import NotFound
 from engage.resources import name_of
 from engage.v1 import common_pb2, message_pb2
 from services.channels.models import MessageRow
-from services.channels.paging import decode_token, encode_token
 from services.channels.templates import utc
 
 COLLECTION = "messages"
@@ -52,22 +51,21 @@ def to_proto(row: MessageRow, reveal_recipient: bool) -> message_pb2.Message:
     return message
 
 
-async def find_by_key(session: AsyncSession, workspace: str, key: str) -> MessageRow | None:
-    query = db.in_workspace(MessageRow, workspace).where(col(MessageRow.idempotency_key) == key)
+async def find_by_key(session: AsyncSession, key: str) -> MessageRow | None:
+    """The record of an idempotency key in the session's workspace."""
+    query = select(MessageRow).where(col(MessageRow.idempotency_key) == key)
     return (await session.exec(query)).first()
 
 
 class MessageStore:
-    """Reading message records; the send path writes them (see `sends.py`)."""
+    """Reading message records; the send path writes them (see `records.py`)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 
     async def get(self, workspace: str, message_id: str) -> MessageRow:
-        query = db.in_workspace(MessageRow, workspace).where(
-            col(MessageRow.message_id) == message_id
-        )
-        async with self.sessions() as session:
+        query = select(MessageRow).where(col(MessageRow.message_id) == message_id)
+        async with db.reading(self.sessions, workspace) as session:
             row = (await session.exec(query)).first()
         if row is None:
             raise NotFound(f"message {message_id!r} not found")
@@ -77,23 +75,15 @@ class MessageStore:
         self, workspace: str, size: int, token: str, profile: str = ""
     ) -> tuple[list[MessageRow], str]:
         """Newest first; only those to `profile` when given."""
-        before = decode_token(token)
-        query = (
-            db.in_workspace(MessageRow, workspace)
-            .order_by(col(MessageRow.id).desc())
-            .limit(size + 1)
-        )
+        before = paging.decode_token(token, scope=profile)
+        query = select(MessageRow).order_by(col(MessageRow.id).desc()).limit(size + 1)
         if before is not None:
             query = query.where(col(MessageRow.id) < before)
         if profile:
             query = query.where(col(MessageRow.profile) == profile)
-        async with self.sessions() as session:
+        async with db.reading(self.sessions, workspace) as session:
             rows = list((await session.exec(query)).all())
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            next_token = encode_token(rows[-1].id or 0)
-        return rows, next_token
+        return paging.page_of(rows, size, lambda row: row.id, scope=profile)
 
 
 async def erase_person(sessions: async_sessionmaker[AsyncSession], erasure: Erasure) -> int:
@@ -112,9 +102,10 @@ async def erase_person(sessions: async_sessionmaker[AsyncSession], erasure: Eras
         who.append(col(MessageRow.user_id) == erasure.user_id)
     statement = (
         update(MessageRow)
-        .where(col(MessageRow.workspace) == erasure.workspace, or_(*who))
+        .where(or_(*who))
         .values(user_id="", profile="", recipient="", provider_message_id="")
+        .execution_options(synchronize_session=False)
     )
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, erasure.workspace) as session:
         result = await session.exec(statement)
     return int(result.rowcount or 0)

@@ -50,3 +50,9 @@ class MessageRow(SQLModel, table=True):
     provider_message_id: str
     create_time: datetime
     send_time: datetime | None = None
+    # Set while a worker hands the message to the provider (the claim), cleared when the
+    # provider is known not to have it. A claim without an outcome means "maybe sent".
+    handoff_time: datetime | None = None
+    # How many times the message went to the provider; bumped by every claim, so it also
+    # versions the record for compare-and-set writes.
+    handoffs: int = 0

@@ -106,7 +106,8 @@ def _render(
         # SecurityError, UndefinedError and syntax errors all derive from TemplateError.
         raise TemplateProblem(part, error.message or type(error).__name__) from error
     except (TypeError, ValueError, ArithmeticError) as error:
-        raise TemplateProblem(part, f"{type(error).__name__}: {error}") from error
+        # Only the kind: Python's text quotes the value (`int('Ada')`), which may be personal.
+        raise TemplateProblem(part, type(error).__name__) from error
     if len(output) > MAX_RENDERED_CHARS:
         raise TemplateProblem(part, f"renders longer than {MAX_RENDERED_CHARS} characters")
     return output

@@ -1,31 +1,45 @@
-"""What happens to one `SendRequested`: decide, render, send, record — exactly once in effect.
+"""What happens to one `SendRequested`: decide, render, send, record — at most once.
 
-Each send carries an idempotency key. The `messages` table holds one record per key; once a
-record is final (SENT, SKIPPED or FAILED) a repeat of the send changes nothing. The record goes to
-SENDING and is committed *before* the provider is called, and to SENT together with its delivery
-event (through the outbox) right after. The one window left: a crash after the provider accepted
-the mail and before SENT commits. The redelivered send then finds SENDING and sends again — the
-same Message-ID, so mail systems that dedupe on it show one message. Closing that window needs a
-provider-side idempotency key, which SMTP does not have.
+Each send carries an idempotency key, and the `messages` table holds one record per key. Once a
+record is final (SENT, SKIPPED or FAILED) a repeat of the send changes nothing. Before the
+provider is called, the worker commits a claim on the record (`handoff_time`); the outcome
+replaces it, in one transaction with its delivery event (through the outbox).
+
+A claim without an outcome means a worker was cut off while handing the message over: it may
+have reached the provider, and SMTP has no idempotency key to ask. So a redelivery that finds
+one does not send again: once the claim is older than any handoff can last, it records FAILED
+with reason `interrupted_during_handoff` (and a `failed` delivery event), for support to see.
+At most once, by choice: a customer missing one message is better than receiving it twice.
 """
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
 from google.protobuf import json_format
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import db, outbox
-from engage.resources import name_of
+from engage import db
+from engage.clock import Clock, utc_now
+from engage.resources import is_valid_id, name_of, read_name
 from engage.v1 import bus_pb2, common_pb2
-from services.channels.adapters import ChannelAdapter, PermanentSendError, TransientSendError
-from services.channels.adapters.email import OutgoingEmail, address_is_valid, build_message
+from services.channels import records
+from services.channels.adapters import (
+    ChannelAdapter,
+    PermanentSendError,
+    TransientSendError,
+    UncertainSendError,
+)
+from services.channels.adapters.email import (
+    InvalidEmail,
+    OutgoingEmail,
+    address_is_valid,
+    build_message,
+)
 from services.channels.messages import COLLECTION as MESSAGES
 from services.channels.messages import (
     FAILED,
@@ -40,11 +54,11 @@ from services.channels.models import MessageRow
 from services.channels.profiles import ProfileDirectory, ProfileView
 from services.channels.rendering import TemplateProblem, profile_context, render_email
 from services.channels.templates import COLLECTION as TEMPLATES
-from services.channels.templates import TemplateStore
+from services.channels.templates import TemplateStore, utc
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
+INTERRUPTED = "interrupted_during_handoff"
 _EVENT_KIND: dict[str, bus_pb2.DeliveryEvent.Kind] = {
     SENT: bus_pb2.DeliveryEvent.KIND_SENT,
     SKIPPED: bus_pb2.DeliveryEvent.KIND_SKIPPED,
@@ -61,25 +75,18 @@ class EmailOptions:
     default_sender: str
     # Base of the links in mail (unsubscribe); the HTTP side serves them.
     public_url: str
-
-
-def channel_token(channel: int) -> str:
-    """`CHANNEL_EMAIL` → `email`, the last token of delivery subjects."""
-    return common_pb2.Channel.Name(channel).removeprefix("CHANNEL_").lower()
-
-
-def deliveries_subject(workspace: str, channel: int) -> str:
-    return f"engage.deliveries.{workspace}.{channel_token(channel)}"
+    # Longer than any handoff to the provider can last (the adapter's own deadline plus a
+    # margin for clocks): a claim older than this was cut off, not still under way.
+    handoff_limit: timedelta = timedelta(seconds=35)
 
 
 def template_id_of(reference: str, workspace: str) -> str | None:
-    """The id in a template reference (`welcome` or `workspaces/{w}/templates/welcome`)."""
-    parts = reference.split("/")
-    if len(parts) == 1 and reference:
+    """The id in a template reference (`welcome` or `workspaces/{w}/templates/welcome`); None
+    for anything else, or for a template of another workspace."""
+    if is_valid_id(reference):
         return reference
-    if len(parts) == 4 and parts[:1] + parts[2:3] == ["workspaces", TEMPLATES]:
-        return parts[3] if parts[1] == workspace else None
-    return None
+    name = read_name(reference, TEMPLATES)
+    return name.id if name and name.workspace == workspace else None
 
 
 class SendProcessor:
@@ -91,7 +98,7 @@ class SendProcessor:
         email: ChannelAdapter[EmailMessage],
         options: EmailOptions,
         notify: Callable[[], None],
-        clock: Clock = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self.sessions = sessions
         self.templates = templates
@@ -106,11 +113,14 @@ class SendProcessor:
     ) -> str:
         """Handle one send; returns the record's state. Raises RetryLater to be redelivered."""
         context = {"workspace": workspace, "idempotency_key": send.id}
-        async with self.sessions() as session:
-            existing = await find_by_key(session, workspace, send.id)
+        async with db.reading(self.sessions, workspace) as session:
+            existing = await find_by_key(session, send.id)
         if existing and existing.state in FINAL_STATES:
             log.info("duplicate send ignored", extra={**context, "state": existing.state})
             return existing.state
+        if existing and existing.handoff_time is not None:
+            claimed_at = utc(existing.handoff_time)
+            return await self._settle_open_claim(existing, send, claimed_at, final_attempt)
         template_id = template_id_of(send.template, workspace)
         record = existing or self._new_record(send, workspace, template_id)
         if send.channel not in (common_pb2.CHANNEL_UNSPECIFIED, common_pb2.CHANNEL_EMAIL):
@@ -143,23 +153,57 @@ class SendProcessor:
         )
         try:
             mail = build_message(outgoing, self.clock())
-        except ValueError as error:
+        except InvalidEmail as error:
             # A rendered From or Subject the email headers refuse (e.g. a line break).
-            return await self._finish(record, send, SKIPPED, f"invalid_message: {error}"[:300])
+            return await self._finish(record, send, SKIPPED, f"invalid_message: {error}")
         record.recipient = address
-        await self._mark_sending(record)
+        return await self._hand_over(record, send, mail, final_attempt)
+
+    async def _hand_over(
+        self, record: MessageRow, send: bus_pb2.SendRequested, mail: EmailMessage, final: bool
+    ) -> str:
+        """Claim the record, give the message to the provider, record what it answered."""
+        await self._claim(record)
+        context = {"workspace": record.workspace, "idempotency_key": record.idempotency_key}
+        log.info("handing over to provider", extra={**context, "handoff": record.handoffs})
         try:
             record.provider_message_id = await self.email.send(mail)
         except PermanentSendError as error:
             return await self._finish(record, send, FAILED, error.reason)
+        except UncertainSendError as error:
+            log.warning("handoff cut off; not sent again", extra={**context, "error": error.reason})
+            return await self._finish(record, send, FAILED, INTERRUPTED)
         except TransientSendError as error:
-            if final_attempt:
+            if final:
                 return await self._finish(record, send, FAILED, error.reason)
+            await self._release(record)
             raise RetryLater(error.reason) from error
         record.send_time = self.clock()
         state = await self._finish(record, send, SENT, "")
         log.info("sent", extra={**context, "message_id": record.message_id})
         return state
+
+    async def _settle_open_claim(
+        self,
+        record: MessageRow,
+        send: bus_pb2.SendRequested,
+        claimed_at: datetime,
+        final_attempt: bool,
+    ) -> str:
+        """A claim without an outcome: still under way elsewhere (wait), or cut off (record it,
+        never hand the message over again)."""
+        age = self.clock() - claimed_at
+        if age < self.options.handoff_limit and not final_attempt:
+            raise RetryLater("handoff under way elsewhere")
+        log.warning(
+            "handoff was interrupted; not sent again",
+            extra={
+                "workspace": record.workspace,
+                "idempotency_key": record.idempotency_key,
+                "handoffs": record.handoffs,
+            },
+        )
+        return await self._finish(record, send, FAILED, INTERRUPTED)
 
     def _new_record(
         self, send: bus_pb2.SendRequested, workspace: str, template_id: str | None
@@ -203,24 +247,34 @@ class SendProcessor:
             return await self._finish(record, send, SKIPPED, reason)
         raise RetryLater(reason)
 
-    async def _mark_sending(self, record: MessageRow) -> None:
-        # `record` is the row itself: `add` inserts it when new and otherwise re-attaches the
-        # detached row, so each write is one INSERT or UPDATE with no re-read of the row.
+    async def _claim(self, record: MessageRow) -> None:
+        """Commit the claim before the provider is called: whoever finds it later knows the
+        message may be out."""
+        expected = records.version_of(record)
         record.state = SENDING
+        record.handoff_time = self.clock()
+        record.handoffs += 1
         try:
-            async with db.transaction(self.sessions) as session:
-                session.add(record)
-        except IntegrityError as error:
-            # Another consumer inserted the same key just now; the redelivery will see it.
+            await records.save(self.sessions, record, expected)
+        except records.RecordChanged as error:
+            raise RetryLater("concurrent send of the same key") from error
+
+    async def _release(self, record: MessageRow) -> None:
+        """The provider said it did not take the message: a later attempt may send it."""
+        expected = records.version_of(record)
+        record.handoff_time = None
+        try:
+            await records.save(self.sessions, record, expected)
+        except records.RecordChanged as error:
             raise RetryLater("concurrent send of the same key") from error
 
     async def _finish(
         self, record: MessageRow, send: bus_pb2.SendRequested, state: str, reason: str
     ) -> str:
         """Make the record final and announce it, in one transaction."""
+        expected = records.version_of(record)
         record.state = state
         record.reason = reason
-        now = self.clock()
         event = bus_pb2.DeliveryEvent(
             id=f"{record.idempotency_key}:{state.lower()}",
             workspace=record.workspace,
@@ -235,18 +289,10 @@ class SendProcessor:
             campaign=send.campaign,
             reason=reason,
         )
-        event.occurred_at.FromDatetime(now)
+        event.occurred_at.FromDatetime(self.clock())
         try:
-            async with db.transaction(self.sessions) as session:
-                session.add(record)
-                outbox.enqueue(
-                    session,
-                    deliveries_subject(record.workspace, record.channel),
-                    event,
-                    event.id,
-                    record.workspace,
-                )
-        except IntegrityError as error:
+            await records.save(self.sessions, record, expected, event)
+        except records.RecordChanged as error:
             raise RetryLater("concurrent send of the same key") from error
         self.notify()
         if state != SENT:

@@ -1,24 +1,23 @@
 """Templates: validation, storage and conversion to and from the `Template` proto."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import parseaddr
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import db
+from engage import db, paging
+from engage.clock import Clock, utc_now
 from engage.errors import AlreadyExists, InvalidArgument, NotFound
 from engage.resources import name_of
 from engage.v1 import common_pb2, template_pb2
 from services.channels.adapters.email import address_is_valid
 from services.channels.models import TemplateRow
-from services.channels.paging import decode_token, encode_token
 from services.channels.rendering import TemplateProblem, check_email_syntax
 
-Clock = Callable[[], datetime]
 COLLECTION = "templates"
 # Paths an update_mask may name, and the ones an empty mask means (AIP-134: replace all).
 UPDATABLE_PATHS = frozenset(
@@ -101,9 +100,7 @@ def apply_mask(
 class TemplateStore:
     """Templates of every workspace; each method is one transaction."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Clock = lambda: datetime.now(UTC)
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now) -> None:
         self.sessions = sessions
         self.clock = clock
 
@@ -122,43 +119,35 @@ class TemplateStore:
             update_time=now,
         )
         try:
-            async with db.transaction(self.sessions) as session:
+            async with db.transaction(self.sessions, workspace) as session:
                 session.add(row)
         except IntegrityError as error:
             raise AlreadyExists(f"template {template_id!r} already exists") from error
         return to_proto(row)
 
     async def get(self, workspace: str, template_id: str) -> template_pb2.Template:
-        async with self.sessions() as session:
-            return to_proto(await self._row(session, workspace, template_id))
+        async with db.reading(self.sessions, workspace) as session:
+            return to_proto(await self._row(session, template_id))
 
     async def find(self, workspace: str, template_id: str) -> template_pb2.Template | None:
-        async with self.sessions() as session:
-            row = await self._find(session, workspace, template_id)
+        async with db.reading(self.sessions, workspace) as session:
+            row = await self._find(session, template_id)
         return to_proto(row) if row else None
 
     async def list(
         self, workspace: str, size: int, token: str
     ) -> tuple[list[template_pb2.Template], str]:
-        after = decode_token(token)
-        query = (
-            db.in_workspace(TemplateRow, workspace).order_by(col(TemplateRow.id)).limit(size + 1)
-        )
-        if after is not None:
-            query = query.where(col(TemplateRow.id) > after)
-        async with self.sessions() as session:
-            rows = list((await session.exec(query)).all())
-        next_token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            next_token = encode_token(rows[-1].id or 0)
+        async with db.reading(self.sessions, workspace) as session:
+            rows, next_token = await paging.keyset_page(
+                session, select(TemplateRow), TemplateRow.id, size, token
+            )
         return [to_proto(row) for row in rows], next_token
 
     async def update(
         self, workspace: str, template_id: str, change: template_pb2.Template, paths: Sequence[str]
     ) -> template_pb2.Template:
-        async with db.transaction(self.sessions) as session:
-            row = await self._row(session, workspace, template_id)
+        async with db.transaction(self.sessions, workspace) as session:
+            row = await self._row(session, template_id)
             updated = apply_mask(to_proto(row), change, paths)
             validate_template(updated)
             row.display_name = updated.display_name
@@ -168,18 +157,17 @@ class TemplateStore:
         return to_proto(row)
 
     async def delete(self, workspace: str, template_id: str) -> None:
-        async with db.transaction(self.sessions) as session:
-            await session.delete(await self._row(session, workspace, template_id))
+        async with db.transaction(self.sessions, workspace) as session:
+            await session.delete(await self._row(session, template_id))
 
-    async def _row(self, session: AsyncSession, workspace: str, template_id: str) -> TemplateRow:
-        row = await self._find(session, workspace, template_id)
+    @classmethod
+    async def _row(cls, session: AsyncSession, template_id: str) -> TemplateRow:
+        row = await cls._find(session, template_id)
         if row is None:
             raise NotFound(f"template {template_id!r} not found")
         return row
 
     @staticmethod
-    async def _find(session: AsyncSession, workspace: str, template_id: str) -> TemplateRow | None:
-        query = db.in_workspace(TemplateRow, workspace).where(
-            col(TemplateRow.template_id) == template_id
-        )
+    async def _find(session: AsyncSession, template_id: str) -> TemplateRow | None:
+        query = select(TemplateRow).where(col(TemplateRow.template_id) == template_id)
         return (await session.exec(query)).first()

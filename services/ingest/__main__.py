@@ -41,7 +41,9 @@ async def serve(settings: IngestSettings) -> None:
         ],
         # The HTTP listener stops after gRPC and before the bus, so its last events get out.
         server.ServiceRuntime(
-            cleanups=[http.stop, bus.close], listeners={"http_address": http_address}
+            cleanups=[http.stop, bus.close],
+            listeners={"http_address": http_address},
+            dependencies={"nats": bus.ping},
         ),
     )
 

@@ -8,14 +8,16 @@ from typing import Any, TypeVar
 
 import grpc
 
-from engage.errors import ResourceExhausted
+from engage.errors import InvalidArgument
 from engage.resources import workspace
 from engage.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
-from services.ingest.events import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, EventType
+from services.ingest import limits
 from services.ingest.intake import BatchOutcome, Intake
 
 # Batches of one stream published at once.
 STREAM_WINDOW = 8
+
+EventType = common_pb2.EventType
 
 _SingleRequest = ingest_pb2.TrackRequest | ingest_pb2.IdentifyRequest | ingest_pb2.AliasRequest
 _SingleResponse = TypeVar(
@@ -127,7 +129,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             timestamp=request.timestamp if request.HasField("timestamp") else None,
             **fields,
         )
-        accepted, duplicate = await self.intake.accept_one(workspace(), event)
+        try:
+            accepted, duplicate = await self.intake.accept_one(workspace(), event)
+        except InvalidArgument as error:
+            # The call's fields are the event's; a fault of the whole event is the request's.
+            if error.field:
+                raise
+            raise InvalidArgument("request", error.description) from None
         return answer(
             message_id=accepted.message_id, duplicate=duplicate, received_at=accepted.received_at
         )
@@ -136,10 +144,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self, events: Sequence[common_pb2.Event], request_bytes: int
     ) -> BatchOutcome:
         # Bounded as a whole first: one batch must fit one bus message per partition.
-        if len(events) > MAX_BATCH_EVENTS:
-            raise ResourceExhausted(f"events: at most {MAX_BATCH_EVENTS} per batch", "events")
-        if request_bytes > MAX_BATCH_BYTES:
-            raise ResourceExhausted(f"events: at most {MAX_BATCH_BYTES} bytes per batch", "events")
+        limits.check_batch_events(len(events), "events")
+        limits.check_request_bytes(request_bytes, "events")
         return await self.intake.accept_many(workspace(), events)
 
 
@@ -147,7 +153,7 @@ def _event_errors(outcome: BatchOutcome) -> list[common_pb2.EventError]:
     return [
         common_pb2.EventError(
             index=refused.index,
-            field=f"events[{refused.index}].{refused.field}",
+            field=f"events[{refused.index}]" + (f".{refused.field}" if refused.field else ""),
             description=refused.description,
         )
         for refused in outcome.refused

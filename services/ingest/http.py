@@ -6,8 +6,9 @@ Routes, all POST with a JSON body (any content type: analytics.js sends `text/pl
 - `/v1/batch` (and `/v1/import`): `{"batch": [calls with "type"], "context", "sentAt"}`;
 - `/v1/t`, `/v1/i`, `/v1/a`, `/v1/p`, `/v1/s`, `/v1/g`, `/v1/b`: the short paths analytics.js
   posts to.
-How the JSON becomes an `Event` is in `segment_json`; from there every event goes through the
-same `Intake` (validation, dedupe, publishing) as the gRPC API.
+A body may be sent with `Content-Encoding: gzip` or `deflate`. How the JSON becomes an `Event`
+is in `tracking_api_json`; from there every event goes through the same `Intake` (validation,
+dedupe, publishing) and the same `limits` as over gRPC.
 
 Authentication: HTTP Basic with the write key as user name and an empty password, or
 `writeKey` in the body. A write key is an Engage API key (`ENGAGE_API_KEYS`) with the `ingest`
@@ -17,9 +18,10 @@ Answers:
 - 200 `{"success": true}` once JetStream has stored the events; a single call repeating a
   message id adds `"duplicate": true`; a batch with refused items adds `"errors": [{"index",
   "field", "description"}]` (its good items are stored);
-- 400 `{"success": false, "error": {"code", "field", "message"}}` for malformed JSON, an
-  invalid single call, or a request over Segment's limits (32 KB per call or batched event,
-  500 KB per batch: Segment answers 400 too);
+- 400 `{"success": false, "error": {"code", "field", "message"}}` for a body that is not
+  what its `Content-Encoding` says, not UTF-8 JSON, an invalid single call, a request over
+  500 KB or a batch of more than 2,500 events (Segment answers 400 too, and its SDKs do not
+  retry a 400); a batched event over 32 KB is refused on its own, in `errors`;
 - 401 for a missing or unknown write key, 403 for a key without the `ingest` role;
 - 503 when the bus does not answer: SDKs retry, and the message ids keep the retry harmless.
 CORS is open (`*`), as browsers post from every site that embeds the SDK.
@@ -29,6 +31,7 @@ import base64
 import binascii
 import json
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -37,16 +40,19 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from engage import telemetry
-from engage.auth import API_KEY_HEADER, WORKSPACE_HEADER, ApiKeys, Principal, authorize
+from engage.auth import API_KEY_HEADER, WORKSPACE_HEADER, ApiKeys, authorize
 from engage.errors import EngageError, InvalidArgument, Unauthenticated
-from services.ingest import segment_json
+from engage.principal import Principal
+from services.ingest import limits, tracking_api_json
 from services.ingest.intake import BatchOutcome, Intake
 
 log = logging.getLogger(__name__)
 
 # Every route writes events: the same permission as the gRPC Batch call.
 _PERMISSION = "/engage.v1.IngestService/Batch"
-_SINGLE_CALLS = {call: call[0] for call in segment_json.CALLS}
+_SINGLE_CALLS = {call: call[0] for call in tracking_api_json.CALLS}
+# zlib's `wbits` for each content coding accepted (RFC 9110: gzip, and deflate as zlib data).
+_DECODINGS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
 _STATUS = {
     "INVALID_ARGUMENT": 400,
     "RESOURCE_EXHAUSTED": 400,
@@ -71,8 +77,8 @@ class TrackingApi:
         self.keys = keys
 
     def app(self) -> web.Application:
-        # One byte over the batch limit lets `_read_json` tell "too large" itself, as a 400.
-        app = web.Application(client_max_size=segment_json.MAX_BATCH_BYTES + 1, middlewares=[_cors])
+        # One byte over the limit lets `_read_json` tell "too large" itself, as a 400.
+        app = web.Application(client_max_size=limits.MAX_REQUEST_BYTES + 1, middlewares=[_cors])
         for call, short in _SINGLE_CALLS.items():
             handler = self._traced(self._single(call))
             app.router.add_post(f"/v1/{call}", handler)
@@ -83,42 +89,44 @@ class TrackingApi:
         return app
 
     def _single(self, call: str) -> Callable[[web.Request], Awaitable[dict[str, Any]]]:
-        event_type = segment_json.CALLS[call]
+        event_type = tracking_api_json.CALLS[call]
 
         async def accept(request: web.Request) -> dict[str, Any]:
-            body, _, principal = await self._read(request, segment_json.MAX_EVENT_BYTES)
+            body, principal = await self._read(request)
             try:
-                event = segment_json.to_event(call, body, self.intake.clock())
+                event = tracking_api_json.to_event(call, body, self.intake.clock())
                 _, duplicate = await self.intake.accept_one(principal.workspace, event)
             except InvalidArgument as error:
-                field = segment_json.json_field(error.field, event_type)
+                # A fault of the whole event (its size) is the body's.
+                field = tracking_api_json.json_field(error.field, event_type) or "body"
                 raise InvalidArgument(field, error.description) from None
             return {"success": True, "duplicate": True} if duplicate else {"success": True}
 
         return accept
 
     async def _batch(self, request: web.Request) -> dict[str, Any]:
-        body, size, principal = await self._read(request, segment_json.MAX_BATCH_BYTES)
-        items = segment_json.batch_events(body, self.intake.clock(), size)
+        body, principal = await self._read(request)
+        items = tracking_api_json.batch_events(body, self.intake.clock())
         outcome = await self.intake.accept_many(principal.workspace, items)
         if not outcome.refused:
             return {"success": True}
         return {"success": True, "errors": _batch_errors(outcome, items)}
 
-    async def _read(
-        self, request: web.Request, limit: int
-    ) -> tuple[dict[str, Any], int, Principal]:
-        """The JSON body, its size, and the caller (a key in the header before the body)."""
+    async def _read(self, request: web.Request) -> tuple[dict[str, Any], Principal]:
+        """The JSON body and the caller (a key in the header is checked before the body)."""
         header_key = _basic_user(request.headers.get("Authorization", ""))
         principal = self._principal(request, header_key) if header_key is not None else None
-        body, size = await _read_json(request, limit)
-        return body, size, principal or self._principal(request, body.get("writeKey"))
+        body = await _read_json(request)
+        return body, principal or self._principal(request, body.get("writeKey"))
 
     def _principal(self, request: web.Request, key: object) -> Principal:
         if not isinstance(key, str) or not key:
             raise Unauthenticated(
                 "missing write key: send it as the Basic auth user name or as `writeKey`"
             )
+        if not key.isascii():
+            # Keys are ASCII; other text (even a lone surrogate from JSON) is simply not one.
+            raise Unauthenticated("invalid API key")
         metadata = {API_KEY_HEADER: key}
         if workspace := request.headers.get(WORKSPACE_HEADER):
             metadata[WORKSPACE_HEADER] = workspace
@@ -138,6 +146,11 @@ class TrackingApi:
                 ):
                     return web.json_response(await accept(request))
             except EngageError as error:
+                # The caller's mistake (or the bus being down), not ours: no traceback.
+                log.info(
+                    "request refused",
+                    extra={"path": request.path, "code": error.reason, "field": error.field},
+                )
                 return _error_response(error)
             except Exception:
                 log.exception("unhandled error", extra={"path": request.path})
@@ -155,7 +168,11 @@ class TrackingHttpServer:
     """The listener: started before the service announces itself, stopped at shutdown."""
 
     def __init__(self, api: TrackingApi, shutdown_grace: float) -> None:
-        self.runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=shutdown_grace)
+        # Bodies are decompressed by `_read_json`, which bounds the result and answers 400
+        # for bytes that are not what `Content-Encoding` says (aiohttp would log a crash).
+        self.runner = web.AppRunner(
+            api.app(), access_log=None, shutdown_timeout=shutdown_grace, auto_decompress=False
+        )
 
     async def start(self, host: str, port: int) -> str:
         """Listen on `host:port` (0: any free port); the address bound."""
@@ -179,21 +196,53 @@ def _basic_user(authorization: str) -> str | None:
     return decoded.partition(":")[0]
 
 
-async def _read_json(request: web.Request, limit: int) -> tuple[dict[str, Any], int]:
-    """The body as a JSON object, and its size in bytes."""
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    """The body, decompressed as its `Content-Encoding` says, as a JSON object."""
     try:
-        raw: bytes | None = await request.read()
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raw = None
-    if raw is None or len(raw) > limit:
-        raise InvalidArgument("body", f"over {limit} bytes")
+        raise limits.request_too_large("body") from None
+    limits.check_request_bytes(len(raw), "body")
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding != "identity":
+        raw = _decompressed(raw, coding)
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        # JSON between systems is UTF-8 (RFC 8259); a byte order mark is tolerated.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidArgument("body", f"not UTF-8 text (byte {error.start})") from None
+    try:
+        body = json.loads(text)
+    except ValueError as error:
+        # The decoder's message names a position, never the text there.
         raise InvalidArgument("body", f"not valid JSON: {error}") from None
+    except RecursionError:
+        raise InvalidArgument("body", "nested too deep") from None
     if not isinstance(body, dict):
         raise InvalidArgument("body", "must be a JSON object")
-    return body, len(raw)
+    return body
+
+
+def _decompressed(data: bytes, coding: str) -> bytes:
+    """`data` decoded from `coding`, refused past MAX_REQUEST_BYTES (no decompression bomb)."""
+    wbits = _DECODINGS.get(coding)
+    if wbits is None:
+        raise InvalidArgument("Content-Encoding", f"{coding!r} unsupported: use gzip or deflate")
+    decoded = bytearray()
+    # A gzip body may hold several members, one after the other (RFC 1952).
+    while data:
+        decoder = zlib.decompressobj(wbits)
+        room = limits.MAX_REQUEST_BYTES + 1 - len(decoded)
+        try:
+            decoded += decoder.decompress(data, room)
+        except zlib.error:
+            raise InvalidArgument("body", f"not valid {coding} data") from None
+        if len(decoded) > limits.MAX_REQUEST_BYTES:
+            raise limits.request_too_large("body")
+        if not decoder.eof:
+            raise InvalidArgument("body", f"{coding} data ends early (truncated)")
+        data = decoder.unused_data
+    return bytes(decoded)
 
 
 def _batch_errors(outcome: BatchOutcome, items: list[Any]) -> list[dict[str, Any]]:
@@ -204,7 +253,7 @@ def _batch_errors(outcome: BatchOutcome, items: list[Any]) -> list[dict[str, Any
         name = (
             refused.field
             if isinstance(item, InvalidArgument)
-            else segment_json.json_field(refused.field, item.type)
+            else tracking_api_json.json_field(refused.field, item.type)
         )
         path = f"batch[{refused.index}]" + (f".{name}" if name else "")
         errors.append({"index": refused.index, "field": path, "description": refused.description})

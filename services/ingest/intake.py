@@ -1,30 +1,26 @@
 """Accepting events, whichever door they come in by (gRPC, or the Segment-compatible HTTP API):
-each is checked by `events.normalize`, the good ones are published, the bad ones reported by
-index and field. The front ends only translate requests into events and outcomes into answers.
+each is checked by `validation.check_and_stamp`, the good ones are published, the bad ones
+reported by index and field. The front ends only translate requests into events and outcomes
+into answers.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+from engage.clock import Clock, utc_now
 from engage.errors import InvalidArgument
 from engage.v1 import common_pb2
-from services.ingest.events import Stamp, normalize_in_place
 from services.ingest.publisher import EventPublisher
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from services.ingest.validation import Stamp, check_and_stamp
 
 
 @dataclass(frozen=True)
 class Refused:
     """An event of a batch that was not accepted: its position, the field at fault and why.
 
-    `field` is the event's own field (`user_id`), without the batch's prefix: each front end
-    names it its own way (`events[3].user_id` over gRPC, `batch[3].userId` over HTTP).
+    `field` is the event's own field (`user_id`, `properties.note`; "" for the whole event),
+    without the batch's prefix: each front end names it its own way (`events[3].user_id` over
+    gRPC, `batch[3].userId` over HTTP).
     """
 
     index: int
@@ -56,7 +52,7 @@ class Intake:
         Raises InvalidArgument naming the field, or Unavailable when the bus does not answer.
         """
         now = self.clock()
-        normalize_in_place(event, Stamp(now))
+        check_and_stamp(event, Stamp(now))
         duplicate = await self.publisher.publish_one(workspace, event, now)
         return event, duplicate
 
@@ -78,7 +74,7 @@ class Intake:
             try:
                 if isinstance(item, InvalidArgument):
                     raise item
-                normalize_in_place(item, stamp)
+                check_and_stamp(item, stamp)
             except InvalidArgument as error:
                 outcome.refused.append(Refused(index, error.field, error.description))
                 continue

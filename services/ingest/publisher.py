@@ -11,10 +11,10 @@ from datetime import datetime
 
 from nats.errors import Error as NatsError
 
-from engage.bus import Bus, events_subject
+from engage import subjects
+from engage.bus import Bus
 from engage.errors import Unavailable
 from engage.v1 import bus_pb2, common_pb2
-from services.ingest.events import profile_key
 
 PUBLISH_TIMEOUT_ERRORS = (NatsError, TimeoutError, asyncio.TimeoutError)
 
@@ -28,7 +28,7 @@ class EventPublisher:
         """Publish a single event; True when JetStream had already stored its message id."""
         batch = bus_pb2.EventBatch(id=event.message_id, workspace=workspace, events=[event])
         batch.occurred_at.FromDatetime(now)
-        subject = events_subject(workspace, profile_key(event), self.partitions)
+        subject = subjects.events(workspace, profile_key(event), self.partitions)
         with _bus_unavailable():
             ack = await self.bus.publish(
                 subject, batch, f"{workspace}:{event.message_id}", workspace
@@ -41,7 +41,9 @@ class EventPublisher:
         """Publish events grouped by partition, all groups at once; fails if any group fails."""
         by_subject: dict[str, list[common_pb2.Event]] = defaultdict(list)
         for event in events:
-            by_subject[events_subject(workspace, profile_key(event), self.partitions)].append(event)
+            by_subject[subjects.events(workspace, profile_key(event), self.partitions)].append(
+                event
+            )
         with _bus_unavailable():
             await asyncio.gather(
                 *(self._publish_group(workspace, s, group, now) for s, group in by_subject.items())
@@ -57,6 +59,11 @@ class EventPublisher:
         batch.events.extend(events)
         batch.occurred_at.FromDatetime(now)
         await self.bus.publish(subject, batch, f"{workspace}:{batch.id}", workspace)
+
+
+def profile_key(event: common_pb2.Event) -> str:
+    """The key that picks the event's partition: the user id when there is one."""
+    return event.user_id or event.anonymous_id
 
 
 @contextlib.contextmanager

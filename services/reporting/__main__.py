@@ -39,6 +39,7 @@ async def serve(settings: ReportingSettings) -> None:
                 lambda: bus.consume(erasure_consumer("reporting"), erasure_handler(facts.erase)),
             ],
             cleanups=[bus.close, engine.dispose],
+            dependencies={"database": lambda: db.ping(engine), "nats": bus.ping},
         ),
     )
 

@@ -5,6 +5,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import resources
+from engage.db import reading
 from engage.v1 import reporting_pb2, reporting_pb2_grpc
 from services.reporting import reports, store
 from services.reporting.reports import DeliveryTotals, ReportName
@@ -19,22 +20,20 @@ class ReportingApi(reporting_pb2_grpc.ReportingServiceServicer):
     ) -> reporting_pb2.JourneyReport:
         name = _own_report_name(request.name, "journeys")
         # Reporting does not own journeys: one it has never heard of reports zeros.
-        async with self.sessions() as session:
-            kinds = await store.journey_kind_counts(session, name.workspace, name.resource)
-            rows = await store.delivery_counts(session, name.workspace, journey=name.resource)
+        async with reading(self.sessions, name.workspace) as session:
+            kinds = await store.journey_kind_counts(session, name.resource)
+            rows = await store.delivery_counts(session, journey=name.resource)
         return reports.journey_report(name, kinds, DeliveryTotals.from_rows(rows))
 
     async def GetCampaignReport(
         self, request: reporting_pb2.GetCampaignReportRequest, context: grpc.aio.ServicerContext
     ) -> reporting_pb2.CampaignReport:
         name = _own_report_name(request.name, "campaigns")
-        async with self.sessions() as session:
-            rows = await store.delivery_counts(session, name.workspace, campaign=name.resource)
+        async with reading(self.sessions, name.workspace) as session:
+            rows = await store.delivery_counts(session, campaign=name.resource)
         return reports.campaign_report(name, DeliveryTotals.from_rows(rows))
 
 
 def _own_report_name(value: str, collection: str) -> ReportName:
-    name = reports.parse_report_name("name", value, collection)
-    # Well formed by now; this only checks the workspace is the caller's.
-    resources.parse_name("name", name.resource, collection)
-    return name
+    resource_id = resources.parse_name("name", value, collection, suffix="report")
+    return ReportName(resources.workspace(), collection, resource_id)

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.bus import ConsumerSpec, PermanentError, decode, workspace_of
+from engage import subjects
+from engage.bus import ConsumerSpec, receive
 from engage.db import transaction
 from engage.erasure import Erasure
 from engage.v1 import bus_pb2
@@ -19,8 +20,8 @@ from services.reporting.models import DeliveryFact, JourneyFact
 
 log = logging.getLogger(__name__)
 
-DELIVERIES = ConsumerSpec("reporting-deliveries", "DELIVERIES", ["engage.deliveries.>"])
-JOURNEYS = ConsumerSpec("reporting-journeys", "JOURNEYS", ["engage.journeys.>"])
+DELIVERIES = ConsumerSpec("reporting-deliveries", "DELIVERIES", [subjects.DELIVERIES])
+JOURNEYS = ConsumerSpec("reporting-journeys", "JOURNEYS", [subjects.JOURNEYS])
 
 
 class FactConsumer:
@@ -28,8 +29,7 @@ class FactConsumer:
         self.sessions = sessions
 
     async def handle_delivery(self, message: Msg) -> None:
-        event = decode(message, bus_pb2.DeliveryEvent)
-        workspace = _checked_workspace(message, event.id, event.workspace)
+        workspace, event = receive(message, bus_pb2.DeliveryEvent)
         row = {
             "workspace": workspace,
             "event_id": event.id,
@@ -45,8 +45,7 @@ class FactConsumer:
         await self._record(DeliveryFact, row)
 
     async def handle_journey(self, message: Msg) -> None:
-        event = decode(message, bus_pb2.JourneyEvent)
-        workspace = _checked_workspace(message, event.id, event.workspace)
+        workspace, event = receive(message, bus_pb2.JourneyEvent)
         row = {
             "workspace": workspace,
             "event_id": event.id,
@@ -68,22 +67,13 @@ class FactConsumer:
         return 0
 
     async def _record(self, model: type[SQLModel], row: dict[str, Any]) -> None:
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessions, row["workspace"]) as session:
             new = await store.insert_fact(session, model, row)
         if not new:
             log.info(
                 "duplicate fact ignored",
                 extra={"workspace": row["workspace"], "event_id": row["event_id"]},
             )
-
-
-def _checked_workspace(message: Msg, event_id: str, payload_workspace: str) -> str:
-    workspace = workspace_of(message)
-    if payload_workspace and payload_workspace != workspace:
-        raise PermanentError(f"event of workspace {payload_workspace!r} under {workspace!r}")
-    if not event_id:
-        raise PermanentError(f"event on {message.subject} has no id")
-    return workspace
 
 
 def _time(timestamp: Timestamp) -> datetime:

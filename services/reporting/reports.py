@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
-from engage.errors import InvalidArgument
+from engage import resources
 from engage.v1 import bus_pb2, common_pb2, reporting_pb2
 
 _DELIVERY_KINDS = bus_pb2.DeliveryEvent.Kind
@@ -25,28 +25,11 @@ class ReportName:
     @property
     def resource(self) -> str:
         """The reported resource's own name, as bus events carry it."""
-        return f"workspaces/{self.workspace}/{self.collection}/{self.resource_id}"
+        return resources.name_of(self.collection, self.resource_id, self.workspace)
 
     @property
     def name(self) -> str:
         return f"{self.resource}/report"
-
-
-def parse_report_name(field_path: str, value: str, collection: str) -> ReportName:
-    """Read `workspaces/{workspace}/{collection}/{id}/report`."""
-    parts = value.split("/")
-    if (
-        len(parts) != 5
-        or parts[0] != "workspaces"
-        or not parts[1]
-        or parts[2] != collection
-        or not parts[3]
-        or parts[4] != "report"
-    ):
-        raise InvalidArgument(
-            field_path, f"must look like workspaces/{{workspace}}/{collection}/{{id}}/report"
-        )
-    return ReportName(parts[1], collection, parts[3])
 
 
 @dataclass

@@ -1,48 +1,46 @@
-"""Facts in, counts out. Facts are inserted idempotently; counts are GROUP BY in SQL."""
+"""Facts in, counts out. Facts are inserted idempotently; counts are GROUP BY in SQL, in a
+session scoped to one workspace (engage.db)."""
 
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from engage import db
 from services.reporting.models import DeliveryFact, JourneyFact
 
 
 async def insert_fact(session: AsyncSession, model: type[SQLModel], row: dict[str, Any]) -> bool:
     """Insert unless a fact with the same (workspace, event_id) exists; True when new."""
-    connection = await session.connection()
-    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(model).values(row).on_conflict_do_nothing(index_elements=["workspace", "event_id"])
+        db.upsert_into(session, model)
+        .values(row)
+        .on_conflict_do_nothing(index_elements=["workspace", "event_id"])
     )
     result = await session.exec(statement)
     return bool(result.rowcount)
 
 
 async def delivery_counts(
-    session: AsyncSession, workspace: str, *, journey: str = "", campaign: str = ""
+    session: AsyncSession, *, journey: str = "", campaign: str = ""
 ) -> list[tuple[int, int, int]]:
     """(channel, kind, count) of the deliveries of one journey or one campaign."""
     column = col(DeliveryFact.journey) if journey else col(DeliveryFact.campaign)
     statement = (
         select(col(DeliveryFact.channel), col(DeliveryFact.kind), sa.func.count())
-        .where(DeliveryFact.workspace == workspace, column == (journey or campaign))
+        .where(column == (journey or campaign))
         .group_by(col(DeliveryFact.channel), col(DeliveryFact.kind))
     )
     rows = (await session.exec(statement)).all()
     return [(int(channel), int(kind), int(count)) for channel, kind, count in rows]
 
 
-async def journey_kind_counts(
-    session: AsyncSession, workspace: str, journey: str
-) -> dict[int, int]:
+async def journey_kind_counts(session: AsyncSession, journey: str) -> dict[int, int]:
     """How many journey events of each kind one journey has had."""
     statement = (
         select(col(JourneyFact.kind), sa.func.count())
-        .where(JourneyFact.workspace == workspace, JourneyFact.journey == journey)
+        .where(JourneyFact.journey == journey)
         .group_by(col(JourneyFact.kind))
     )
     rows = (await session.exec(statement)).all()

@@ -42,6 +42,7 @@ async def serve(settings: SchedulerSettings) -> None:
                 relay.run,
             ],
             cleanups=[bus.close, engine.dispose],
+            dependencies={"database": lambda: db.ping(engine), "nats": bus.ping},
         ),
     )
 

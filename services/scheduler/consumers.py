@@ -6,17 +6,19 @@ from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.bus import ConsumerSpec, PermanentError, decode, workspace_of
+from engage import subjects
+from engage.bus import ConsumerSpec, receive
+from engage.clock import Clock, utc_now
 from engage.db import transaction
 from engage.erasure import Erasure
 from engage.outbox import OutboxRelay, enqueue
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import journeys, store
-from services.scheduler.journeys import Clock, TrackedEvent
+from services.scheduler.journeys import TrackedEvent
 
 log = logging.getLogger(__name__)
 
-EVENTS = ConsumerSpec("scheduler-events", "EVENTS", ["engage.events.>"])
+EVENTS = ConsumerSpec("scheduler-events", "EVENTS", [subjects.EVENTS])
 
 
 class EventConsumer:
@@ -30,17 +32,14 @@ class EventConsumer:
         self,
         sessions: async_sessionmaker[AsyncSession],
         relay: OutboxRelay,
-        clock: Clock = journeys.utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.sessions = sessions
         self.relay = relay
         self.clock = clock
 
     async def handle(self, message: Msg) -> None:
-        batch = decode(message, bus_pb2.EventBatch)
-        workspace = workspace_of(message)
-        if batch.workspace and batch.workspace != workspace:
-            raise PermanentError(f"batch of workspace {batch.workspace!r} under {workspace!r}")
+        workspace, batch = receive(message, bus_pb2.EventBatch)
         tracked = [
             TrackedEvent(event.event, event.user_id, event.anonymous_id)
             for event in batch.events
@@ -49,9 +48,9 @@ class EventConsumer:
         if not tracked:
             return
         now = self.clock()
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessions, workspace) as session:
             active = await store.active_journeys_triggered_by(
-                session, workspace, {event.event for event in tracked}
+                session, {event.event for event in tracked}
             )
             planned = journeys.plan_enrollments(workspace, tracked, active)
             created = await store.enroll(session, workspace, planned, now)
@@ -77,5 +76,5 @@ class ErasureConsumer:
         self.sessions = sessions
 
     async def erase(self, erasure: Erasure) -> int:
-        async with transaction(self.sessions) as session:
+        async with transaction(self.sessions, erasure.workspace) as session:
             return await store.erase_person(session, erasure)

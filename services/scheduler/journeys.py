@@ -6,17 +6,16 @@ time comes from the caller.
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from engage import resources, subjects
 from engage.errors import InvalidArgument
 from engage.v1 import bus_pb2, common_pb2, journey_pb2
-
-Clock = Callable[[], datetime]
 
 DRAFT = journey_pb2.Journey.STATE_DRAFT
 ACTIVE = journey_pb2.Journey.STATE_ACTIVE
@@ -30,11 +29,6 @@ MAX_STEPS = 100
 MAX_DISPLAY_NAME = 200
 
 _STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_TEMPLATE = re.compile(r"^workspaces/([^/]+)/templates/([a-z][a-z0-9-]{0,62})$")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -171,12 +165,12 @@ def _parse_send(field: str, send: journey_pb2.SendStep, workspace: str) -> SendS
         known = send.channel in common_pb2.Channel.values()
         name = common_pb2.Channel.Name(send.channel) if known else str(int(send.channel))
         raise InvalidArgument(f"{field}.channel", f"{name} is not supported yet")
-    match = _TEMPLATE.match(send.template)
-    if not match:
+    template = resources.read_name(send.template, "templates")
+    if template is None or not resources.is_valid_id(template.id):
         raise InvalidArgument(
             f"{field}.template", "must look like workspaces/{workspace}/templates/{template}"
         )
-    if match.group(1) != workspace:
+    if template.workspace != workspace:
         raise InvalidArgument(f"{field}.template", f"must be a template of workspace {workspace}")
     return SendStep(send.channel, send.template, send.transactional)
 
@@ -317,13 +311,7 @@ def sends_on_enrollment(steps: Sequence[Step]) -> list[Step]:
 
 
 def journey_name(workspace: str, journey_id: str) -> str:
-    return f"workspaces/{workspace}/journeys/{journey_id}"
-
-
-def send_subject(channel: int) -> str:
-    """`engage.sends.<channel>`, the channel's lower-case name (`email`, `push`, ...)."""
-    name = common_pb2.Channel.Name(channel).removeprefix("CHANNEL_").lower()
-    return f"engage.sends.{name}"
+    return resources.name_of("journeys", journey_id, workspace)
 
 
 def enrollment_messages(
@@ -337,7 +325,7 @@ def enrollment_messages(
     enrolled_id = f"{journey.journey_id}:v{journey.version}:{enrollment.enrollment_id}:enrolled"
     messages = [
         OutgoingMessage(
-            subject=f"engage.journeys.{workspace}",
+            subject=subjects.journeys(workspace),
             msg_id=enrolled_id,
             payload=bus_pb2.JourneyEvent(
                 id=enrolled_id,
@@ -368,5 +356,5 @@ def enrollment_messages(
             step_id=step.id,
             transactional=step.send.transactional,
         )
-        messages.append(OutgoingMessage(send_subject(step.send.channel), key, request))
+        messages.append(OutgoingMessage(subjects.sends(step.send.channel), key, request))
     return messages

@@ -1,4 +1,5 @@
-"""Reading and writing journeys and enrollments. The caller owns the transaction."""
+"""Reading and writing journeys and enrollments. The caller owns the transaction, whose
+session is scoped to one workspace (engage.db): queries here never filter by workspace."""
 
 import uuid
 from collections.abc import Sequence
@@ -6,12 +7,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import col, delete
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.db import in_workspace
+from engage import db, paging
 from engage.erasure import Erasure
 from engage.errors import AlreadyExists
 from services.scheduler import journeys
@@ -28,31 +27,26 @@ def spec_of(row: JourneyRow) -> JourneySpec:
 
 
 async def get_journey(
-    session: AsyncSession, workspace: str, journey_id: str, for_update: bool = False
+    session: AsyncSession, journey_id: str, for_update: bool = False
 ) -> JourneyRow | None:
     """The journey; `for_update` locks its row (PostgreSQL) so concurrent updates serialise."""
-    statement = in_workspace(JourneyRow, workspace).where(JourneyRow.journey_id == journey_id)
+    statement = select(JourneyRow).where(JourneyRow.journey_id == journey_id)
     if for_update:
         statement = statement.with_for_update()
     return (await session.exec(statement)).first()
 
 
-async def list_journeys(
-    session: AsyncSession, workspace: str, after: str, limit: int
-) -> Sequence[JourneyRow]:
-    statement = (
-        in_workspace(JourneyRow, workspace)
-        .where(col(JourneyRow.journey_id) > after)
-        .order_by(col(JourneyRow.journey_id))
-        .limit(limit)
-    )
-    return (await session.exec(statement)).all()
+async def page_of_journeys(
+    session: AsyncSession, size: int, token: str
+) -> tuple[list[JourneyRow], str]:
+    """One page of journeys in id order, and the next page's token."""
+    return await paging.keyset_page(session, select(JourneyRow), JourneyRow.journey_id, size, token)
 
 
 async def create_journey(
     session: AsyncSession, workspace: str, journey_id: str, spec: JourneySpec, now: datetime
 ) -> JourneyRow:
-    if await get_journey(session, workspace, journey_id) is not None:
+    if await get_journey(session, journey_id) is not None:
         raise AlreadyExists(f"journey {journey_id!r} already exists")
     row = JourneyRow(
         workspace=workspace,
@@ -105,27 +99,23 @@ def _add_version(session: AsyncSession, row: JourneyRow, now: datetime) -> None:
     )
 
 
-async def delete_journey(session: AsyncSession, workspace: str, journey_id: str) -> bool:
+async def delete_journey(session: AsyncSession, journey_id: str) -> bool:
     """Delete a journey with its versions and enrollments; False when there was none."""
-    row = await get_journey(session, workspace, journey_id)
+    row = await get_journey(session, journey_id)
     if row is None:
         return False
     for model in (JourneyVersionRow, EnrollmentRow):
-        await session.exec(
-            delete(model).where(
-                col(model.workspace) == workspace, col(model.journey_id) == journey_id
-            )
-        )
+        await session.exec(delete(model).where(col(model.journey_id) == journey_id))
     await session.delete(row)
     return True
 
 
 async def active_journeys_triggered_by(
-    session: AsyncSession, workspace: str, events: set[str]
+    session: AsyncSession, events: set[str]
 ) -> list[ActiveJourney]:
     if not events:
         return []
-    statement = in_workspace(JourneyRow, workspace).where(
+    statement = select(JourneyRow).where(
         JourneyRow.state == journeys.ACTIVE, col(JourneyRow.trigger_event).in_(events)
     )
     rows = (await session.exec(statement)).all()
@@ -159,10 +149,8 @@ async def enroll(
         }
         for enrollment in planned
     ]
-    connection = await session.connection()
-    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
     statement = (
-        insert(EnrollmentRow)
+        db.upsert_into(session, EnrollmentRow)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["workspace", "journey_id", "profile_key"])
         .returning(col(EnrollmentRow.enrollment_id))
@@ -196,7 +184,7 @@ async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
         return 0
     statement = (
         sa.update(EnrollmentRow)
-        .where(col(EnrollmentRow.workspace) == erasure.workspace, sa.or_(*who))
+        .where(sa.or_(*who))
         .values(
             profile_key=sa.literal("erased:") + col(EnrollmentRow.enrollment_id),
             user_id="",

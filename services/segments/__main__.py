@@ -1,18 +1,18 @@
 """`python -m services.segments`: profiles and segments of every workspace."""
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import field_validator
 
 from engage import db, server
 from engage.bus import Bus
+from engage.clock import utc_now
 from engage.outbox import OutboxRelay
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
 from engage.v1 import profile_pb2_grpc, segment_pb2_grpc
-from services.segments.api import ProfileApi
 from services.segments.consumers import EVENTS_CONSUMER, EventsConsumer
+from services.segments.profiles_api import ProfileApi
 from services.segments.segments_api import SegmentApi
 from services.segments.timed import TimedSweeper
 from services.segments.traits import SummedProperties, parse_summed_properties
@@ -43,10 +43,8 @@ async def serve(settings: SegmentsSettings) -> None:
     )
     bus = await Bus.open(settings.nats_url, settings.service_name)
     relay = OutboxRelay(sessions, bus)
-    consumer = EventsConsumer(sessions, relay.notify, settings.summed())
-    sweeper = TimedSweeper(
-        sessions, relay.notify, lambda: datetime.now(UTC), settings.timed_sweep_seconds
-    )
+    consumer = EventsConsumer(sessions, bus, relay.notify, settings.summed())
+    sweeper = TimedSweeper(sessions, relay.notify, utc_now, settings.timed_sweep_seconds)
     await server.run(
         settings,
         [
@@ -68,6 +66,7 @@ async def serve(settings: SegmentsSettings) -> None:
                 sweeper.run,
             ],
             cleanups=[bus.close, engine.dispose],
+            dependencies={"database": lambda: db.ping(engine), "nats": bus.ping},
         ),
     )
 

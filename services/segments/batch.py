@@ -13,7 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage.errors import FailedPrecondition, InvalidArgument
 from engage.v1 import segment_pb2
 from services.segments import rules, rules_proto, rules_sql
-from services.segments.segment_store import Segment, SegmentStore
+from services.segments.models import Segment
+from services.segments.segment_store import SegmentStore
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,11 @@ def compiled(segment: Segment) -> Compiled:
     return found
 
 
-def parse_rule(message: segment_pb2.Rule, field: str) -> tuple[rules.Rule, bytes]:
-    """The validated rule of a request and its canonical stored form."""
+def parse_rule(message: segment_pb2.Rule, field: str, workspace: str) -> tuple[rules.Rule, bytes]:
+    """The validated rule of a request in `workspace` and its canonical stored form."""
     if message.WhichOneof("kind") is None:
         raise InvalidArgument(field, "is required")
-    rule = rules_proto.from_proto(message, field)
+    rule = rules_proto.from_proto(message, field, workspace)
     return rule, rules_proto.to_proto(rule).SerializeToString(deterministic=True)
 
 
@@ -148,26 +149,32 @@ def _depth(reads: dict[str, frozenset[str]], segment_id: str, depth: int = 0) ->
 
 
 async def evaluate_in_sql(
-    session: AsyncSession, store: SegmentStore, segment: Segment, now: datetime
+    session: AsyncSession,
+    store: SegmentStore,
+    segment: Segment,
+    now: datetime,
+    field: str = "segment.rule",
 ) -> tuple[int, int]:
     """Bring one segment's members up to date in SQL, then every segment that reads it.
 
-    Returns the (entered, exited) counts of `segment` itself.
+    Returns the (entered, exited) counts of `segment` itself. A rule that cannot run on some
+    stored value fails as `rules_sql.UnreadableValue` on `field`, naming the segment.
     """
-    counts = await _reconcile(session, store, segment, now)
+    counts = await _reconcile(session, store, segment, now, field)
     if counts != (0, 0):
         graph = SegmentGraph(await store.all())
         for dependent in graph.dependents_in_order(segment.id):
-            await _reconcile(session, store, dependent, now)
+            await _reconcile(session, store, dependent, now, field)
     return counts
 
 
 async def _reconcile(
-    session: AsyncSession, store: SegmentStore, segment: Segment, now: datetime
+    session: AsyncSession, store: SegmentStore, segment: Segment, now: datetime, field: str
 ) -> tuple[int, int]:
     dialect = session.get_bind().dialect.name
     members = rules_sql.members_query(store.workspace, compiled(segment).rule, now, dialect)
-    counts = await store.reconcile(segment, members, now)
+    with rules_sql.stored_values_read(field, f"the rule of segment {segment.id!r}"):
+        counts = await store.reconcile(segment, members, now)
     log.info(
         "segment evaluated",
         extra={

@@ -18,11 +18,11 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col, delete, update
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.db import in_workspace
 from engage.v1 import bus_pb2, common_pb2
+from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.models import (
     EventCounter,
     Identity,
@@ -31,13 +31,9 @@ from services.segments.models import (
     ProfileMerge,
     PropertySum,
 )
-from services.segments.traits import LOCALE_KEY, TIME_ZONE_KEY, TraitState, as_utc
-from services.segments.writes import (
-    announce,
-    profile_name,
-    upsert_counters,
-    upsert_sums,
-)
+from services.segments.profile_changes import announce, profile_name
+from services.segments.times import as_utc
+from services.segments.traits import LOCALE_KEY, TIME_ZONE_KEY, TraitState
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +75,7 @@ class IdentityResolver:
                 user_ids.add(event.previous_id)
                 anonymous_ids.add(event.previous_id)
         rows = await self.session.exec(
-            in_workspace(Identity, self.workspace).where(
+            select(Identity).where(
                 sa.or_(
                     sa.and_(col(Identity.kind) == USER_ID, col(Identity.value).in_(user_ids)),
                     sa.and_(
@@ -94,9 +90,7 @@ class IdentityResolver:
             return
         # Locked so that a concurrent merge of the same profiles waits for this one.
         found = await self.session.exec(
-            in_workspace(Profile, self.workspace)
-            .where(col(Profile.id).in_(wanted))
-            .with_for_update()
+            select(Profile).where(col(Profile.id).in_(wanted)).with_for_update()
         )
         self.profiles = {profile.id: profile for profile in found.all()}
         if missing := wanted - self.profiles.keys():
@@ -212,11 +206,9 @@ class IdentityResolver:
         ws = self.workspace
         for model in (Identity, ProfileEvent):
             await self.session.exec(
-                update(model)
-                .where(col(model.workspace) == ws, col(model.profile_id) == source_id)
-                .values(profile_id=target_id)
+                update(model).where(col(model.profile_id) == source_id).values(profile_id=target_id)
             )
-        await _move_aggregates(self.session, ws, source_id, target_id)
+        await _move_aggregates(self.session, source_id, target_id)
         # Merges into the source now lead, through it, to the target.
         self.session.add(
             ProfileMerge(
@@ -255,18 +247,16 @@ class IdentityResolver:
         )
 
 
-async def _move_aggregates(
-    session: AsyncSession, workspace: str, source_id: str, target_id: str
-) -> None:
+async def _move_aggregates(session: AsyncSession, source_id: str, target_id: str) -> None:
     """Fold the source's counters and sums into the target's: counts and totals add up."""
     for model, upsert in ((EventCounter, upsert_counters), (PropertySum, upsert_sums)):
-        where = (col(model.workspace) == workspace, col(model.profile_id) == source_id)
+        mine = col(model.profile_id) == source_id
         rows: list[dict[str, Any]] = [
             {**row.model_dump(), "profile_id": target_id}
-            for row in (await session.exec(in_workspace(model, workspace).where(*where))).all()
+            for row in (await session.exec(select(model).where(mine))).all()
         ]
         if rows:
-            await session.exec(delete(model).where(*where))
+            await session.exec(delete(model).where(mine))
             await upsert(session, rows)
 
 

@@ -1,5 +1,6 @@
 """Tables of the segments service: profiles, the identities that resolve to them, each
-profile's event history and per-event-name counters. Every row carries its workspace.
+profile's event history, per-event-name counters and property sums, merges; segments, their
+versions and memberships. Every row carries its workspace.
 """
 
 import json
@@ -10,7 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Field, SQLModel
 
+from engage.db import table_of
 from services.segments.rules import date_index, stable_bucket
+
+# Rows per multi-row statement on these tables, well under SQLite's and PostgreSQL's limits on
+# bound parameters.
+CHUNK = 500
+WHEN = sa.DateTime(timezone=True)
 
 
 class Profile(SQLModel, table=True):
@@ -25,12 +32,12 @@ class Profile(SQLModel, table=True):
     traits: str = "{}"
     # JSON object: trait key -> ISO time of the event that last set it (latest event wins).
     trait_times: str = "{}"
-    first_seen: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
-    last_seen: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    first_seen: datetime | None = Field(default=None, sa_type=WHEN)
+    last_seen: datetime | None = Field(default=None, sa_type=WHEN)
     time_zone: str = ""
     locale: str = ""
-    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
-    updated_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = Field(sa_type=WHEN)
+    updated_at: datetime = Field(sa_type=WHEN)
     # Derived, for segment rules in SQL (set by the listeners below, never by hand): the traits
     # that are ISO-8601 dates as microseconds since the epoch (JSON object), because PostgreSQL
     # cannot parse an arbitrary string as a date without failing the query; and the profile's
@@ -74,7 +81,7 @@ class ProfileEvent(SQLModel, table=True):
     profile_id: str = Field(index=True)
     type: int
     event: str = ""
-    timestamp: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    timestamp: datetime = Field(sa_type=WHEN)
     # The serialised engage.v1.Event, returned by ExportProfile.
     payload: bytes
     # JSON object of the event's properties, for segment rules' `where` filters in SQL.
@@ -88,8 +95,8 @@ class EventCounter(SQLModel, table=True):
     profile_id: str = Field(primary_key=True)
     event_name: str = Field(primary_key=True)
     count: int
-    first_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
-    last_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    first_time: datetime = Field(sa_type=WHEN)
+    last_time: datetime = Field(sa_type=WHEN)
 
 
 class PropertySum(SQLModel, table=True):
@@ -116,4 +123,62 @@ class ProfileMerge(SQLModel, table=True):
     # "identify" or "alias".
     reason: str
     message_id: str
-    merged_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    merged_at: datetime = Field(sa_type=WHEN)
+
+
+class Segment(SQLModel, table=True):
+    __tablename__ = "segments"
+
+    workspace: str = Field(primary_key=True)
+    id: str = Field(primary_key=True)
+    display_name: str = ""
+    description: str = ""
+    version: int
+    # The serialised engage.v1.Rule of the current version.
+    rule: bytes
+    time_dependent: bool = False
+    create_time: datetime = Field(sa_type=WHEN)
+    update_time: datetime = Field(sa_type=WHEN)
+
+
+class SegmentVersion(SQLModel, table=True):
+    """Every saved version of a segment, kept so a journey can say which one a profile met."""
+
+    __tablename__ = "segment_versions"
+
+    workspace: str = Field(primary_key=True)
+    segment_id: str = Field(primary_key=True)
+    version: int = Field(primary_key=True)
+    display_name: str = ""
+    description: str = ""
+    rule: bytes
+    create_time: datetime = Field(sa_type=WHEN)
+
+
+class SegmentMembership(SQLModel, table=True):
+    __tablename__ = "segment_memberships"
+
+    workspace: str = Field(primary_key=True)
+    segment_id: str = Field(primary_key=True)
+    profile_id: str = Field(primary_key=True)
+    entered_at: datetime = Field(sa_type=WHEN)
+
+
+class MembershipChange(SQLModel, table=True):
+    """Staging of one batch evaluation, emptied before its transaction commits."""
+
+    __tablename__ = "segment_membership_changes"
+
+    workspace: str = Field(primary_key=True)
+    segment_id: str = Field(primary_key=True)
+    profile_id: str = Field(primary_key=True)
+    change: int
+    entered_at: datetime = Field(sa_type=WHEN)
+
+
+# The bare tables of the bulk paths (Core statements, which carry their workspace themselves).
+PROFILES = table_of(Profile)
+EVENTS = table_of(ProfileEvent)
+MEMBERSHIPS = table_of(SegmentMembership)
+CHANGES = table_of(MembershipChange)
+SEGMENTS = table_of(Segment)

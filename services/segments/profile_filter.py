@@ -15,12 +15,13 @@ operators, other fields, parentheses) is INVALID_ARGUMENT on `filter`.
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col
 
 from engage.errors import InvalidArgument
+from engage.resources import is_valid_id, read_name
 from services.segments.models import Profile
 from services.segments.rules import InSegment, Operator, TraitCondition
 from services.segments.rules_sql import compile_rule
@@ -28,7 +29,6 @@ from services.segments.rules_sql import compile_rule
 FIELD = "filter"
 MAX_LENGTH = 2000
 _TRAIT_KEY = re.compile(r"^[\w\-:@$]{1,128}$")
-_SEGMENT = re.compile(r"^workspaces/([^/]+)/segments/([a-z][a-z0-9-]{0,62})$")
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<string>"(?:[^"\\]|\\.)*")
@@ -97,7 +97,9 @@ def _literal(kind: str, raw: str) -> Literal:
     raise InvalidArgument(FIELD, f'expected "string", number, true or false, not {raw!r}')
 
 
-def condition(restriction: Restriction, workspace: str, dialect: str) -> ColumnElement[bool]:
+def condition(
+    restriction: Restriction, workspace: str, dialect: str, now: datetime
+) -> ColumnElement[bool]:
     """The SQL of one restriction over the `profiles` table."""
     field, value = restriction.field, restriction.value
     if field in ("user_id", "email", "segment") and not isinstance(value, str):
@@ -107,18 +109,18 @@ def condition(restriction: Restriction, workspace: str, dialect: str) -> ColumnE
     if field == "email":
         return col(Profile.email) == value
     if field == "segment":
-        match = _SEGMENT.match(str(value))
-        if match is None or match.group(1) != workspace:
+        name = read_name(str(value), "segments")
+        if name is None or name.workspace != workspace or not is_valid_id(name.id):
             raise InvalidArgument(
                 FIELD, f'segment must be "workspaces/{workspace}/segments/{{segment}}"'
             )
-        return compile_rule(InSegment(match.group(2)), datetime.now(UTC), dialect)
+        return compile_rule(InSegment(name.id), now, dialect)
     if field.startswith("traits."):
         key = field.removeprefix("traits.")
         if not _TRAIT_KEY.match(key):
             raise InvalidArgument(FIELD, f"unsupported trait key {key!r}")
         rule = TraitCondition(key, Operator.EQUALS, value)
-        return compile_rule(rule, datetime.now(UTC), dialect)
+        return compile_rule(rule, now, dialect)
     raise InvalidArgument(
         FIELD, f"unsupported field {field!r}: use user_id, email, segment or traits.<key>"
     )

@@ -10,12 +10,13 @@ import sqlalchemy as sa
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.db import in_workspace
+from engage import paging
 from engage.errors import NotFound
 from engage.resources import name_of
 from engage.v1 import bus_pb2, common_pb2, profile_pb2
 from services.segments.identity import ANONYMOUS_ID
 from services.segments.models import (
+    MEMBERSHIPS,
     EventCounter,
     Identity,
     Profile,
@@ -23,9 +24,8 @@ from services.segments.models import (
     ProfileMerge,
     PropertySum,
 )
-from services.segments.segment_store import MEMBERSHIPS
-from services.segments.traits import as_utc, keyset_page, timestamp
-from services.segments.writes import announce
+from services.segments.profile_changes import announce
+from services.segments.times import as_utc, timestamp
 
 
 class ProfileStore:
@@ -36,11 +36,7 @@ class ProfileStore:
         self.workspace = workspace
 
     async def by_id(self, profile_id: str) -> Profile:
-        found = (
-            await self.session.exec(
-                in_workspace(Profile, self.workspace).where(Profile.id == profile_id)
-            )
-        ).first()
+        found = (await self.session.exec(select(Profile).where(Profile.id == profile_id))).first()
         if found is None:
             raise NotFound(f"profile {profile_id!r} not found")
         return found
@@ -48,9 +44,7 @@ class ProfileStore:
     async def by_identity(self, kind: str, value: str) -> Profile:
         identity = (
             await self.session.exec(
-                in_workspace(Identity, self.workspace).where(
-                    Identity.kind == kind, Identity.value == value
-                )
+                select(Identity).where(Identity.kind == kind, Identity.value == value)
             )
         ).first()
         if identity is None:
@@ -60,7 +54,7 @@ class ProfileStore:
     async def by_email(self, email: str) -> Profile:
         found = (
             await self.session.exec(
-                in_workspace(Profile, self.workspace)
+                select(Profile)
                 .where(Profile.email == email)
                 .order_by(col(Profile.updated_at).desc())
             )
@@ -70,16 +64,21 @@ class ProfileStore:
         return found
 
     async def page(
-        self, size: int, token: str, where: Sequence[sa.ColumnElement[bool]] = ()
+        self,
+        size: int,
+        token: str,
+        where: Sequence[sa.ColumnElement[bool]] = (),
+        scope: str = "",
     ) -> tuple[list[Profile], str]:
         """Profiles in id order after the token's position, and the next page's token; only
-        those meeting every `where` condition (see `profile_filter`) when given."""
-        query = in_workspace(Profile, self.workspace).where(*where)
-        return await keyset_page(self.session, query, Profile.id, size, token)
+        those meeting every `where` condition (see `profile_filter`) when given. `scope` is
+        the filter's text: a token is refused under another filter."""
+        query = select(Profile).where(*where)
+        return await paging.keyset_page(self.session, query, Profile.id, size, token, scope)
 
     async def events(self, profile_id: str) -> list[common_pb2.Event]:
         rows = await self.session.exec(
-            in_workspace(ProfileEvent, self.workspace)
+            select(ProfileEvent)
             .where(ProfileEvent.profile_id == profile_id)
             .order_by(col(ProfileEvent.timestamp), col(ProfileEvent.message_id))
         )
@@ -92,9 +91,7 @@ class ProfileStore:
         while frontier:
             rows = (
                 await self.session.exec(
-                    in_workspace(ProfileMerge, self.workspace).where(
-                        col(ProfileMerge.into_profile_id).in_(frontier)
-                    )
+                    select(ProfileMerge).where(col(ProfileMerge.into_profile_id).in_(frontier))
                 )
             ).all()
             found += rows
@@ -105,7 +102,7 @@ class ProfileStore:
         """Configured property totals: event name -> property -> total."""
         totals: dict[str, dict[str, float]] = defaultdict(dict)
         rows = await self.session.exec(
-            in_workspace(PropertySum, self.workspace).where(PropertySum.profile_id == profile_id)
+            select(PropertySum).where(PropertySum.profile_id == profile_id)
         )
         for row in rows.all():
             totals[row.event_name][row.property] = row.total
@@ -118,25 +115,16 @@ class ProfileStore:
         anonymous_ids = (
             await self.session.exec(
                 select(Identity.value).where(
-                    Identity.workspace == self.workspace,
-                    Identity.profile_id == profile_id,
-                    Identity.kind == ANONYMOUS_ID,
+                    Identity.profile_id == profile_id, Identity.kind == ANONYMOUS_ID
                 )
             )
         ).all()
         merged = [row.merged_profile_id for row in await self.merges(profile_id)]
         await self.session.exec(
-            delete(ProfileMerge).where(
-                col(ProfileMerge.workspace) == self.workspace,
-                col(ProfileMerge.merged_profile_id).in_(merged),
-            )
+            delete(ProfileMerge).where(col(ProfileMerge.merged_profile_id).in_(merged))
         )
         for model in (EventCounter, PropertySum, ProfileEvent, Identity):
-            await self.session.exec(
-                delete(model).where(
-                    col(model.workspace) == self.workspace, col(model.profile_id) == profile_id
-                )
-            )
+            await self.session.exec(delete(model).where(col(model.profile_id) == profile_id))
         await self.session.exec(
             sa.delete(MEMBERSHIPS).where(
                 MEMBERSHIPS.c.workspace == self.workspace,
@@ -159,7 +147,7 @@ class ProfileStore:
             return []
         anonymous: dict[str, list[str]] = defaultdict(list)
         identities = await self.session.exec(
-            in_workspace(Identity, self.workspace)
+            select(Identity)
             .where(col(Identity.profile_id).in_(ids), Identity.kind == ANONYMOUS_ID)
             .order_by(col(Identity.value))
         )
@@ -167,13 +155,13 @@ class ProfileStore:
             anonymous[identity.profile_id].append(identity.value)
         counters: dict[str, list[EventCounter]] = defaultdict(list)
         rows = await self.session.exec(
-            in_workspace(EventCounter, self.workspace).where(col(EventCounter.profile_id).in_(ids))
+            select(EventCounter).where(col(EventCounter.profile_id).in_(ids))
         )
         for counter in rows.all():
             counters[counter.profile_id].append(counter)
         sums: dict[str, list[PropertySum]] = defaultdict(list)
         totals = await self.session.exec(
-            in_workspace(PropertySum, self.workspace).where(col(PropertySum.profile_id).in_(ids))
+            select(PropertySum).where(col(PropertySum.profile_id).in_(ids))
         )
         for total in totals.all():
             sums[total.profile_id].append(total)

@@ -23,19 +23,10 @@ from engage.v1 import common_pb2
 from services.segments.batch import Compiled, SegmentGraph, compiled
 from services.segments.evaluate import Facts, evaluate
 from services.segments.identity import ANONYMOUS_ID, USER_ID, IdentityResolver
-from services.segments.models import ProfileEvent
+from services.segments.models import CHUNK, EVENTS, PROFILES, Segment
 from services.segments.rules import EventCondition, conditions
-from services.segments.segment_store import (
-    ENTERED,
-    EXITED,
-    PROFILES,
-    Segment,
-    SegmentStore,
-    Transition,
-)
-from services.segments.writes import CHUNK, table_of
+from services.segments.segment_store import ENTERED, EXITED, SegmentStore, Transition
 
-EVENTS = table_of(ProfileEvent)
 # A segment and its compiled rule, in the order a pass visits them.
 Visit = tuple[Segment, Compiled]
 

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from engage.errors import InvalidArgument
+from engage.resources import is_valid_id
 
 MAX_DEPTH = 10
 MAX_CONDITIONS = 100
@@ -27,12 +28,9 @@ MAX_DURATION = timedelta(days=36_600)
 BUCKETS = 10_000
 
 _KEY = re.compile(r"^[\w\-.:@/$ ]{1,128}$")
-_SEGMENT_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _DATE = re.compile(
     r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?$"
 )
-_DURATION = re.compile(r"^(-)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_UNITS = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
 _EPOCH = datetime(1970, 1, 1)
 _MICRO = timedelta(microseconds=1)
 
@@ -207,33 +205,6 @@ def in_sample(bucket: int, sample: Sample) -> bool:
     return (bucket + stable_bucket(sample.seed)) % BUCKETS < sample_threshold(sample.percent)
 
 
-# --- durations -------------------------------------------------------------------------------
-
-
-def parse_duration(text: str, field: str) -> timedelta:
-    """`18d`, `12h`, `30m`, `2w`, `1d12h`, `-7d`: whole seconds."""
-    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not match or not any(match.groups()[1:]):
-        raise InvalidArgument(field, "must be a duration like 18d, 12h, 30m or -7d")
-    seconds = sum(
-        int(n or 0) * unit for n, (_, unit) in zip(match.groups()[1:], _UNITS, strict=True)
-    )
-    return timedelta(seconds=-seconds if match.group(1) else seconds)
-
-
-def format_duration(duration: timedelta) -> str:
-    seconds = int(duration.total_seconds())
-    sign, rest, parts = ("-" if seconds < 0 else ""), abs(seconds), []
-    if rest and rest % 604_800 == 0:
-        return f"{sign}{rest // 604_800}w"
-    # Weeks only when exact: "18d" reads better than "2w4d".
-    for name, unit in _UNITS[1:]:
-        if rest >= unit:
-            parts.append(f"{rest // unit}{name}")
-            rest %= unit
-    return sign + ("".join(parts) or "0s")
-
-
 # --- what a rule reads -----------------------------------------------------------------------
 
 
@@ -322,7 +293,7 @@ def _validate(rule: Rule, path: str, depth: int) -> None:
     elif isinstance(rule, EventCondition):
         _validate_event(rule, f"{path}.event")
     elif isinstance(rule, InSegment):
-        if not _SEGMENT_ID.match(rule.segment):
+        if not is_valid_id(rule.segment):
             raise InvalidArgument(f"{path}.in_segment.segment", "must be a segment id")
     elif isinstance(rule, Sample) and not 0 <= rule.percent <= 100:
         raise InvalidArgument(f"{path}.sample.percent", "must be between 0 and 100")
@@ -372,11 +343,14 @@ def _check_operand(operator: Operator, operand: Operand, path: str, *, dates: bo
             raise InvalidArgument(value, "must be a string, number or boolean")
         if operator is Operator.CONTAINS and not isinstance(operand, str):
             raise InvalidArgument(value, "must be a string")
+        _check_text(operand, value)
     elif operator is Operator.IN:
         if not isinstance(operand, tuple) or not 0 < len(operand) <= MAX_LIST_VALUES:
             raise InvalidArgument(value, f"must be a list of 1-{MAX_LIST_VALUES} values")
         if any(value_kind(item) is None for item in operand):
             raise InvalidArgument(value, "must hold strings, numbers or booleans")
+        for item in operand:
+            _check_text(item, value)
     elif operator is Operator.EXISTS:
         if operand is not None:
             raise InvalidArgument(value, "must be empty for exists")
@@ -389,6 +363,12 @@ def _check_operand(operator: Operator, operand: Operand, path: str, *, dates: bo
         _check_between(operand, value, dates)
     else:
         raise InvalidArgument(f"{path}.operator", "must be one of the supported operators")
+
+
+def _check_text(operand: object, field: str) -> None:
+    # No stored value can hold U+0000 (PostgreSQL refuses it in text and jsonb).
+    if isinstance(operand, str) and "\x00" in operand:
+        raise InvalidArgument(field, "must not contain U+0000")
 
 
 def _check_between(operand: Operand, field: str, dates: bool) -> None:

@@ -10,7 +10,9 @@ from typing import cast
 
 from google.protobuf import duration_pb2, struct_pb2
 
+from engage.durations import format_duration, parse_duration
 from engage.errors import InvalidArgument
+from engage.resources import read_name
 from engage.v1 import segment_pb2
 from services.segments.rules import (
     DATE_OPERATORS,
@@ -31,17 +33,16 @@ from services.segments.rules import (
     Scalar,
     TraitCondition,
     date_micros,
-    format_duration,
-    parse_duration,
     validate,
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def from_proto(message: segment_pb2.Rule, path: str = "rule") -> Rule:
-    """The validated rule a message describes."""
-    return validate(_rule(message, path), path)
+def from_proto(message: segment_pb2.Rule, path: str = "rule", workspace: str = "") -> Rule:
+    """The validated rule a message describes. `in_segment` takes a segment id or a segment's
+    name, which must be of `workspace` when given (a rule reads its own workspace only)."""
+    return validate(_rule(message, path, workspace), path)
 
 
 def to_proto(rule: Rule) -> segment_pb2.Rule:
@@ -66,14 +67,14 @@ def to_proto(rule: Rule) -> segment_pb2.Rule:
     return segment_pb2.Rule(sample=segment_pb2.Sample(percent=rule.percent, seed=rule.seed))
 
 
-def _rule(message: segment_pb2.Rule, path: str) -> Rule:
+def _rule(message: segment_pb2.Rule, path: str, workspace: str) -> Rule:
     kind = message.WhichOneof("kind")
     if kind == "all":
-        return All(tuple(_children(message.all, f"{path}.all")))
+        return All(tuple(_children(message.all, f"{path}.all", workspace)))
     if kind == "any":
-        return AnyOf(tuple(_children(message.any, f"{path}.any")))
+        return AnyOf(tuple(_children(message.any, f"{path}.any", workspace)))
     if kind == "not":
-        return Not(_rule(getattr(message, "not"), f"{path}.not"))
+        return Not(_rule(getattr(message, "not"), f"{path}.not", workspace))
     if kind == "trait":
         trait, at = message.trait, f"{path}.trait"
         operator = _operator(trait.operator, f"{at}.operator")
@@ -83,15 +84,27 @@ def _rule(message: segment_pb2.Rule, path: str) -> Rule:
     if kind == "event":
         return _event(message.event, f"{path}.event")
     if kind == "in_segment":
-        # A full resource name is accepted; the rule keeps the id (same workspace only).
-        return InSegment(message.in_segment.segment.rsplit("/", 1)[-1])
+        reference = message.in_segment.segment
+        return InSegment(_segment_id(reference, f"{path}.in_segment.segment", workspace))
     if kind == "sample":
         return Sample(message.sample.percent, message.sample.seed)
     raise InvalidArgument(path, "must set one of all, any, not, trait, event, in_segment, sample")
 
 
-def _children(group: segment_pb2.RuleGroup, path: str) -> list[Rule]:
-    return [_rule(child, f"{path}.rules[{i}]") for i, child in enumerate(group.rules)]
+def _children(group: segment_pb2.RuleGroup, path: str, workspace: str) -> list[Rule]:
+    return [_rule(child, f"{path}.rules[{i}]", workspace) for i, child in enumerate(group.rules)]
+
+
+def _segment_id(reference: str, field: str, workspace: str) -> str:
+    """The id a reference names: an id as is, or the id of a full name (the rule keeps ids)."""
+    if "/" not in reference:
+        return reference
+    name = read_name(reference, "segments")
+    if name is None:
+        raise InvalidArgument(field, "must be a segment id or workspaces/{workspace}/segments/{id}")
+    if workspace and name.workspace != workspace:
+        raise InvalidArgument(field, "must name a segment of the rule's own workspace")
+    return name.id
 
 
 def _event(event: segment_pb2.EventCondition, path: str) -> EventCondition:

@@ -12,16 +12,21 @@ loaded into Python. It agrees with `evaluate.py` on every profile:
   and every offset are bound as parameters, so all time arithmetic is on integers.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import exc
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.segments.models import ProfileEvent
+from engage.errors import FailedPrecondition
+from services.segments import data_errors
+from services.segments.models import EVENTS, MEMBERSHIPS, PROFILES
 from services.segments.rules import (
     BUCKETS,
     All,
@@ -41,8 +46,6 @@ from services.segments.rules import (
     stable_bucket,
     value_kind,
 )
-from services.segments.segment_store import MEMBERSHIPS, PROFILES
-from services.segments.writes import table_of
 
 Bool = ColumnElement[bool]
 _MICRO = timedelta(microseconds=1)
@@ -117,6 +120,29 @@ def _document(text: sa.Column[Any], dialect: str) -> ColumnElement[Any]:
 def _path(key: str) -> str:
     # Quoted, so a key with dots is one key, as in Python; validation keeps `"` out.
     return f'$."{key}"'
+
+
+class UnreadableValue(FailedPrecondition):
+    """A rule's SQL met a stored value the database cannot read as the rule needs (PostgreSQL
+    cannot parse an old event's properties as jsonb, say): that evaluation fails, and says so."""
+
+
+@contextmanager
+def stored_values_read(field: str, what: str = "the rule") -> Iterator[None]:
+    """Around running a rule's SQL: the driver's data error (a cast or parse of some stored
+    value that failed) becomes FAILED_PRECONDITION naming `field` and `what` was evaluated,
+    never INTERNAL. The driver's message is left out: it quotes the value."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        if not data_errors.refused_value(error):
+            raise
+        code = data_errors.sqlstate(error) or type(error.orig).__name__
+        raise UnreadableValue(
+            f"{what} cannot be evaluated: a stored trait or event property it reads cannot be "
+            f"read as the rule needs (database error {code})",
+            field,
+        ) from None
 
 
 def compile_rule(rule: Rule, now: datetime, dialect: str) -> Bool:
@@ -224,7 +250,7 @@ class _Compiler:
         return value_matches(self.traits, rule.trait, rule.operator, operand)
 
     def event(self, rule: EventCondition) -> Bool:
-        events = table_of(ProfileEvent).alias("e")
+        events = EVENTS.alias("e")
         where: list[ColumnElement[bool]] = [
             events.c.workspace == PROFILES.c.workspace,
             events.c.profile_id == PROFILES.c.id,

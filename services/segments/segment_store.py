@@ -13,82 +13,29 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Field, SQLModel, col, delete, select
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import telemetry
-from engage.db import in_workspace
+from engage import paging, subjects, telemetry
+from engage.db import Insert, table_of, upsert_into
 from engage.errors import AlreadyExists, NotFound
 from engage.outbox import OutboxMessage
 from engage.resources import name_of
 from engage.v1 import bus_pb2
-from services.segments.models import Profile
-from services.segments.traits import as_utc, keyset_page
-from services.segments.writes import CHUNK, table_of
+from services.segments.models import (
+    CHANGES,
+    CHUNK,
+    MEMBERSHIPS,
+    PROFILES,
+    WHEN,
+    Segment,
+    SegmentMembership,
+    SegmentVersion,
+)
+from services.segments.times import as_utc
 
 ENTERED = bus_pb2.MembershipChanged.CHANGE_ENTERED
 EXITED = bus_pb2.MembershipChanged.CHANGE_EXITED
-WHEN = sa.DateTime(timezone=True)
-
-
-class Segment(SQLModel, table=True):
-    __tablename__ = "segments"
-
-    workspace: str = Field(primary_key=True)
-    id: str = Field(primary_key=True)
-    display_name: str = ""
-    description: str = ""
-    version: int
-    # The serialised engage.v1.Rule of the current version.
-    rule: bytes
-    time_dependent: bool = False
-    create_time: datetime = Field(sa_type=WHEN)
-    update_time: datetime = Field(sa_type=WHEN)
-
-
-class SegmentVersion(SQLModel, table=True):
-    """Every saved version of a segment, kept so a journey can say which one a profile met."""
-
-    __tablename__ = "segment_versions"
-
-    workspace: str = Field(primary_key=True)
-    segment_id: str = Field(primary_key=True)
-    version: int = Field(primary_key=True)
-    display_name: str = ""
-    description: str = ""
-    rule: bytes
-    create_time: datetime = Field(sa_type=WHEN)
-
-
-class SegmentMembership(SQLModel, table=True):
-    __tablename__ = "segment_memberships"
-
-    workspace: str = Field(primary_key=True)
-    segment_id: str = Field(primary_key=True)
-    profile_id: str = Field(primary_key=True)
-    entered_at: datetime = Field(sa_type=WHEN)
-
-
-class MembershipChange(SQLModel, table=True):
-    """Staging of one batch evaluation, emptied before its transaction commits."""
-
-    __tablename__ = "segment_membership_changes"
-
-    workspace: str = Field(primary_key=True)
-    segment_id: str = Field(primary_key=True)
-    profile_id: str = Field(primary_key=True)
-    change: int
-    entered_at: datetime = Field(sa_type=WHEN)
-
-
-MEMBERSHIPS = table_of(SegmentMembership)
-CHANGES = table_of(MembershipChange)
-PROFILES = table_of(Profile)
-
-
-def memberships_subject(workspace: str) -> str:
-    return f"engage.memberships.{workspace}"
 
 
 @dataclass(frozen=True)
@@ -119,7 +66,7 @@ async def enqueue_transitions(
     """Put one MembershipChanged per transition in the outbox, one executemany per chunk (a
     statement compiled once and cached, where a multi-row VALUES would be compiled each time)."""
     headers = json.dumps(telemetry.inject_headers())
-    subject = memberships_subject(workspace)
+    subject = subjects.memberships(workspace)
     for start in range(0, len(transitions), CHUNK):
         rows = []
         for transition in transitions[start : start + CHUNK]:
@@ -167,22 +114,21 @@ class SegmentStore:
 
     async def get(self, segment_id: str, *, lock: bool = False) -> Segment:
         """The segment; `lock` holds its row until commit, serialising its evaluations."""
-        query = in_workspace(Segment, self.workspace).where(Segment.id == segment_id)
+        query = select(Segment).where(Segment.id == segment_id)
         found = (await self.session.exec(query.with_for_update() if lock else query)).first()
         if found is None:
             raise NotFound(f"segment {segment_id!r} not found")
         return found
 
     async def all(self) -> list[Segment]:
-        return list((await self.session.exec(in_workspace(Segment, self.workspace))).all())
+        return list((await self.session.exec(select(Segment))).all())
 
     async def time_dependent(self) -> list[Segment]:
-        query = in_workspace(Segment, self.workspace).where(col(Segment.time_dependent))
+        query = select(Segment).where(col(Segment.time_dependent))
         return list((await self.session.exec(query.order_by(col(Segment.id)))).all())
 
     async def page(self, size: int, token: str) -> tuple[list[Segment], str]:
-        query = in_workspace(Segment, self.workspace)
-        return await keyset_page(self.session, query, Segment.id, size, token)
+        return await paging.keyset_page(self.session, select(Segment), Segment.id, size, token)
 
     async def save_version(self, segment: Segment) -> None:
         """Store an updated segment (its version already advanced) and keep that version."""
@@ -206,10 +152,7 @@ class SegmentStore:
     async def delete(self, segment: Segment) -> None:
         """Delete the segment and its versions; memberships must have been emptied first."""
         await self.session.exec(
-            delete(SegmentVersion).where(
-                col(SegmentVersion.workspace) == self.workspace,
-                col(SegmentVersion.segment_id) == segment.id,
-            )
+            delete(SegmentVersion).where(col(SegmentVersion.segment_id) == segment.id)
         )
         await self.session.delete(segment)
 
@@ -290,11 +233,9 @@ class SegmentStore:
             await self.session.exec(leave, params=pairs)
         await enqueue_transitions(self.session, self.workspace, transitions, now)
 
-    def _insert_new_memberships(self) -> sa.Insert:
+    def _insert_new_memberships(self) -> Insert:
         """An INSERT that leaves an existing membership (and its entered_at) alone."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            return postgresql.insert(MEMBERSHIPS).on_conflict_do_nothing()
-        return sqlite.insert(MEMBERSHIPS).prefix_with("OR IGNORE")
+        return upsert_into(self.session, SegmentMembership).on_conflict_do_nothing()
 
     async def reconcile(
         self, segment: Segment, members: sa.Select[Any] | None, now: datetime

@@ -5,21 +5,22 @@ every downstream copy of a membership (journeys, reports) sees each ENTERED clos
 that another segment references cannot be deleted (FAILED_PRECONDITION naming them).
 """
 
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import grpc
 from google.protobuf import empty_pb2
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import db, resources
+from engage import db, paging, resources
+from engage.clock import Clock, utc_now
 from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2, segment_pb2_grpc
 from services.segments import batch, rules_sql
 from services.segments.batch import SegmentGraph
-from services.segments.segment_store import Segment, SegmentStore
-from services.segments.traits import page_size, timestamp
+from services.segments.models import Segment
+from services.segments.segment_store import SegmentStore
+from services.segments.times import timestamp
 
 COLLECTION = "segments"
 DEFAULT_SAMPLE = 10
@@ -27,12 +28,6 @@ MAX_SAMPLE = 100
 # Profile names per streamed ListSegmentMembers message; each chunk is one keyset query.
 MEMBERS_CHUNK = 1000
 UPDATABLE = ("display_name", "description", "rule")
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def to_proto(segment: Segment, member_count: int) -> segment_pb2.Segment:
@@ -65,9 +60,10 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
     ) -> segment_pb2.Segment:
         workspace = resources.parse_parent("parent", request.parent)
         segment_id = resources.check_id("segment_id", request.segment_id)
-        rule, stored = batch.parse_rule(request.segment.rule, "segment.rule")
+        _check_texts(request.segment, UPDATABLE)
+        rule, stored = batch.parse_rule(request.segment.rule, "segment.rule", workspace)
         now = self.clock()
-        async with db.transaction(self.sessions) as session:
+        async with db.transaction(self.sessions, workspace) as session:
             store = SegmentStore(session, workspace)
             graph = SegmentGraph(await store.all())
             reads = batch.Compiled.of(rule)
@@ -93,8 +89,9 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.GetSegmentRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.Segment:
         segment_id = resources.parse_name("name", request.name, COLLECTION)
-        async with db.transaction(self.sessions) as session:
-            store = SegmentStore(session, resources.workspace())
+        workspace = resources.workspace()
+        async with db.reading(self.sessions, workspace) as session:
+            store = SegmentStore(session, workspace)
             segment = await store.get(segment_id)
             counts = await store.member_counts([segment_id])
         return to_proto(segment, counts.get(segment_id, 0))
@@ -103,8 +100,8 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.ListSegmentsRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.ListSegmentsResponse:
         workspace = resources.parse_parent("parent", request.parent)
-        size = page_size(request.page_size)
-        async with db.transaction(self.sessions) as session:
+        size = paging.page_size(request.page_size)
+        async with db.reading(self.sessions, workspace) as session:
             store = SegmentStore(session, workspace)
             segments, next_token = await store.page(size, request.page_token)
             counts = await store.member_counts([s.id for s in segments])
@@ -117,13 +114,15 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.UpdateSegmentRequest, context: grpc.aio.ServicerContext
     ) -> segment_pb2.Segment:
         segment_id = resources.parse_name("segment.name", request.segment.name, COLLECTION)
+        workspace = resources.workspace()
         paths = _mask(request)
+        _check_texts(request.segment, paths)
         new_rule = None
         if "rule" in paths:
-            new_rule = batch.parse_rule(request.segment.rule, "segment.rule")
+            new_rule = batch.parse_rule(request.segment.rule, "segment.rule", workspace)
         now = self.clock()
-        async with db.transaction(self.sessions) as session:
-            store = SegmentStore(session, resources.workspace())
+        async with db.transaction(self.sessions, workspace) as session:
+            store = SegmentStore(session, workspace)
             segment = await store.get(segment_id, lock=True)
             if "display_name" in paths:
                 segment.display_name = request.segment.display_name
@@ -149,9 +148,10 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
         self, request: segment_pb2.DeleteSegmentRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         segment_id = resources.parse_name("name", request.name, COLLECTION)
+        workspace = resources.workspace()
         now = self.clock()
-        async with db.transaction(self.sessions) as session:
-            store = SegmentStore(session, resources.workspace())
+        async with db.transaction(self.sessions, workspace) as session:
+            store = SegmentStore(session, workspace)
             segment = await store.get(segment_id, lock=True)
             await batch.empty(store, segment, now)
             await store.delete(segment)
@@ -166,14 +166,15 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
             raise InvalidArgument("sample_size", "must not be negative")
         # Like page_size (AIP-158), a larger request is coerced to the maximum.
         sample_size = min(request.sample_size or DEFAULT_SAMPLE, MAX_SAMPLE)
-        rule, _ = batch.parse_rule(request.rule, "rule")
+        rule, _ = batch.parse_rule(request.rule, "rule", workspace)
         now = self.clock()
-        async with db.transaction(self.sessions) as session:
+        async with db.reading(self.sessions, workspace) as session:
             graph = SegmentGraph(await SegmentStore(session, workspace).all())
             # "" is never a segment id, so only the references themselves are checked.
             graph.check_references("", batch.Compiled.of(rule).segments, "rule")
-            count = await rules_sql.count_members(session, workspace, rule, now)
-            sample = await rules_sql.member_ids(session, workspace, rule, now, limit=sample_size)
+            with rules_sql.stored_values_read("rule"):
+                count = await rules_sql.count_members(session, workspace, rule, now)
+                sample = await rules_sql.member_ids(session, workspace, rule, now, sample_size)
         return segment_pb2.PreviewSegmentResponse(
             member_count=count,
             sample_profiles=[resources.name_of("profiles", p, workspace) for p in sample],
@@ -184,13 +185,13 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
     ) -> AsyncIterator[segment_pb2.ListSegmentMembersResponse]:
         segment_id = resources.parse_name("segment", request.segment, COLLECTION)
         workspace = resources.workspace()
-        async with db.transaction(self.sessions) as session:
+        async with db.reading(self.sessions, workspace) as session:
             await SegmentStore(session, workspace).get(segment_id)
         after = ""
         while True:
             # One short transaction per chunk: memory stays flat and no snapshot is held open
             # while a slow reader drains the stream.
-            async with db.transaction(self.sessions) as session:
+            async with db.reading(self.sessions, workspace) as session:
                 store = SegmentStore(session, workspace)
                 chunk = await store.members_after(segment_id, after, MEMBERS_CHUNK)
             if not chunk:
@@ -207,13 +208,21 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
     ) -> segment_pb2.CheckMembershipResponse:
         segment_id = resources.parse_name("segment", request.segment, COLLECTION)
         profile_id = resources.parse_name("profile", request.profile, "profiles")
-        async with db.transaction(self.sessions) as session:
-            store = SegmentStore(session, resources.workspace())
+        workspace = resources.workspace()
+        async with db.reading(self.sessions, workspace) as session:
+            store = SegmentStore(session, workspace)
             await store.get(segment_id)
             entered_at = await store.entered_at(segment_id, profile_id)
         if entered_at is None:
             return segment_pb2.CheckMembershipResponse(member=False)
         return segment_pb2.CheckMembershipResponse(member=True, entered_time=timestamp(entered_at))
+
+
+def _check_texts(segment: segment_pb2.Segment, paths: Iterable[str]) -> None:
+    # PostgreSQL cannot store U+0000 in text: refused here, not as a failed write.
+    for field in {"display_name", "description"} & set(paths):
+        if "\x00" in getattr(segment, field):
+            raise InvalidArgument(f"segment.{field}", "must not contain U+0000")
 
 
 def _mask(request: segment_pb2.UpdateSegmentRequest) -> set[str]:

@@ -2,8 +2,10 @@
 `prescribed_at`") changes its members with no new event, so a sweeper re-evaluates the
 time-dependent segments in SQL every `timed_sweep_seconds` and announces the differences.
 
-Each segment is swept in a transaction of its own holding the segment's row lock, so a replica
-sweeping at the same moment (or an update of the segment) waits and then finds nothing to do.
+Each segment is swept in a transaction of its own, scoped to its workspace and holding the
+segment's row lock, so a replica sweeping at the same moment (or an update of the segment)
+waits and then finds nothing to do. A segment that fails is logged and left for the next sweep;
+the sweep goes on with every other segment and workspace.
 """
 
 import asyncio
@@ -16,14 +18,13 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db
-from engage.errors import NotFound
+from engage.clock import Clock
+from engage.errors import EngageError, NotFound
 from services.segments import batch
-from services.segments.segment_store import Segment, SegmentStore
-from services.segments.writes import table_of
+from services.segments.models import SEGMENTS
+from services.segments.segment_store import SegmentStore
 
 log = logging.getLogger(__name__)
-
-SEGMENTS = table_of(Segment)
 
 
 class TimedSweeper:
@@ -33,7 +34,7 @@ class TimedSweeper:
         self,
         sessions: async_sessionmaker[AsyncSession],
         published: Callable[[], None],
-        clock: Callable[[], datetime],
+        clock: Clock,
         interval_seconds: float = 30.0,
     ) -> None:
         self.sessions = sessions
@@ -56,31 +57,51 @@ class TimedSweeper:
     async def sweep(self) -> tuple[int, int]:
         """One pass over every time-dependent segment; returns (entered, exited) in total."""
         now = self.clock()
-        async with self.sessions() as session:
-            # The only query across workspaces: finding which segments need the clock.
+        entered = exited = 0
+        for workspace, segment_id in await self._due():
+            try:
+                came, went = await self._sweep_one(workspace, segment_id, now)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                # Our own errors say what failed without values; a driver's message may quote
+                # a stored value, so of anything else only its kind is logged.
+                reason = error.message if isinstance(error, EngageError) else type(error).__name__
+                log.error(
+                    "time sweep of a segment failed; it is retried at the next sweep: %s",
+                    reason,
+                    extra={"workspace": workspace, "segment": segment_id},
+                )
+                continue
+            entered, exited = entered + came, exited + went
+        return entered, exited
+
+    async def _due(self) -> list[tuple[str, str]]:
+        """(workspace, segment id) of every time-dependent segment: the one query across
+        workspaces."""
+        async with db.reading(self.sessions, db.EVERY_WORKSPACE) as session:
             rows = await session.exec(
                 select(SEGMENTS.c.workspace, SEGMENTS.c.id)
                 .where(SEGMENTS.c.time_dependent)
                 .order_by(SEGMENTS.c.workspace, SEGMENTS.c.id)
             )
-            due = [(workspace, segment_id) for workspace, segment_id in rows.all()]
-        entered = exited = 0
-        for workspace, segment_id in due:
-            async with db.transaction(self.sessions) as session:
-                store = SegmentStore(session, workspace)
-                try:
-                    segment = await store.get(segment_id, lock=True)
-                except NotFound:
-                    continue  # deleted since the list was read
-                if not segment.time_dependent:
-                    continue
-                came, went = await batch.evaluate_in_sql(session, store, segment, now)
-            if came or went:
-                self.published()
-                log.info(
-                    "time sweep changed members",
-                    extra={"workspace": workspace, "segment": segment_id, "entered": came,
-                           "exited": went},
-                )  # fmt: skip
-            entered, exited = entered + came, exited + went
-        return entered, exited
+            return [(workspace, segment_id) for workspace, segment_id in rows.all()]
+
+    async def _sweep_one(self, workspace: str, segment_id: str, now: datetime) -> tuple[int, int]:
+        async with db.transaction(self.sessions, workspace) as session:
+            store = SegmentStore(session, workspace)
+            try:
+                segment = await store.get(segment_id, lock=True)
+            except NotFound:
+                return 0, 0  # deleted since the list was read
+            if not segment.time_dependent:
+                return 0, 0
+            came, went = await batch.evaluate_in_sql(session, store, segment, now, field="rule")
+        if came or went:
+            self.published()
+            changed = {"entered": came, "exited": went}
+            log.info(
+                "time sweep changed members",
+                extra={"workspace": workspace, "segment": segment_id, **changed},
+            )
+        return came, went

@@ -1,35 +1,16 @@
-"""Rules of the profile, pure but for `keyset_page`: trait merging by event time, configured
-property sums, page tokens and keyset pages, stored times as UTC."""
+"""Traits of a profile, pure: merging by event time (the latest event wins, key by key) and the
+configured numeric property sums."""
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from datetime import datetime
+from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import SelectOfScalar
-
-from engage.errors import InvalidArgument
+from services.segments.times import as_utc
 
 # Pseudo-keys in the per-key times, for the profile fields that are not traits.
 TIME_ZONE_KEY = "$time_zone"
 LOCALE_KEY = "$locale"
-
-
-def as_utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time this service keeps is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    """A stored time (naive from SQLite, or aware) as a protobuf Timestamp."""
-    stamp = Timestamp()
-    stamp.FromDatetime(as_utc(moment))
-    return stamp
 
 
 @dataclass
@@ -130,54 +111,3 @@ def summed_amounts(
         if name == event_name and isinstance(value, int | float) and not isinstance(value, bool):
             amounts[key] = float(value)
     return amounts
-
-
-def encode_page_token(last_id: str) -> str:
-    """An opaque token: where the next page starts (after this profile id)."""
-    return base64.urlsafe_b64encode(json.dumps({"after": last_id}).encode()).decode()
-
-
-def decode_page_token(token: str) -> str:
-    """The profile id a page token continues after; "" for the first page."""
-    if not token:
-        return ""
-    try:
-        after = json.loads(base64.urlsafe_b64decode(token.encode()))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidArgument("page_token", "is not a token from a previous page") from None
-    if not isinstance(after, str) or not after:
-        raise InvalidArgument("page_token", "is not a token from a previous page")
-    return after
-
-
-class _Keyed(Protocol):
-    id: str
-
-
-KeyedT = TypeVar("KeyedT", bound=_Keyed)
-
-
-async def keyset_page(
-    session: AsyncSession, query: SelectOfScalar[KeyedT], id_column: Any, size: int, token: str
-) -> tuple[list[KeyedT], str]:
-    """One page of `query`'s rows in id order after the token's position, and the next page's
-    token ("" on the last page)."""
-    after = decode_page_token(token)
-    query = query.order_by(col(id_column)).limit(size + 1)
-    if after:
-        query = query.where(col(id_column) > after)
-    rows = list((await session.exec(query)).all())
-    if len(rows) > size:
-        rows = rows[:size]
-        return rows, encode_page_token(rows[-1].id)
-    return rows, ""
-
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
-
-
-def page_size(requested: int) -> int:
-    if requested < 0:
-        raise InvalidArgument("page_size", "must not be negative")
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)

@@ -1,22 +1,40 @@
-"""`engage apply`: the examples a marketer keeps in git become live segments, and again later."""
+"""`engage apply`: the examples a marketer keeps in git become live segments, and again later;
+`engage export segments` gives back the files a marketer would have written."""
 
 import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from engage.v1 import segment_pb2, segment_pb2_grpc
+from engage_cli.rules_yaml import from_data
 from tests.harness import MARKETER_KEY, SUPPORT_KEY, WORKSPACE, Suite, auth
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "segments").glob("*.yaml"))
 
 
-async def engage_apply(suite: Suite, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "engage.cli", "apply", "--address", suite.address("segments")]
-    command += ["--workspace", WORKSPACE, *args]
+async def engage(suite: Suite, *args: str) -> subprocess.CompletedProcess[str]:
+    """`engage <args>` against the suite's segments service, as a marketer runs it."""
+    command = [sys.executable, "-m", "engage_cli", *args, "--address", suite.address("segments")]
+    command += ["--workspace", WORKSPACE]
     return await asyncio.to_thread(
         subprocess.run, command, capture_output=True, text=True, timeout=60
     )
+
+
+async def engage_apply(suite: Suite, *args: str) -> subprocess.CompletedProcess[str]:
+    return await engage(suite, "apply", *args)
+
+
+async def live_segments(suite: Suite) -> dict[str, segment_pb2.Segment]:
+    async with suite.channel("segments") as channel:
+        listed = await segment_pb2_grpc.SegmentServiceStub(channel).ListSegments(
+            segment_pb2.ListSegmentsRequest(parent=f"workspaces/{WORKSPACE}"),
+            metadata=auth(SUPPORT_KEY),
+        )
+    return {segment.name.rsplit("/", 1)[1]: segment for segment in listed.segments}
 
 
 async def test_examples_are_created_then_updated_as_new_versions(bare_suite: Suite) -> None:
@@ -29,12 +47,7 @@ async def test_examples_are_created_then_updated_as_new_versions(bare_suite: Sui
     assert [line.split()[0] for line in first.stdout.splitlines()] == ["created"] * len(EXAMPLES)
     assert again.stdout.startswith(f"updated workspaces/{WORKSPACE}/segments/")
     assert " v2:" in again.stdout
-    async with bare_suite.channel("segments") as channel:
-        listed = await segment_pb2_grpc.SegmentServiceStub(channel).ListSegments(
-            segment_pb2.ListSegmentsRequest(parent=f"workspaces/{WORKSPACE}"),
-            metadata=auth(SUPPORT_KEY),
-        )
-    assert {s.name.rsplit("/", 1)[1] for s in listed.segments} == {p.stem for p in EXAMPLES}
+    assert set(await live_segments(bare_suite)) == {path.stem for path in EXAMPLES}
 
 
 async def test_a_bad_file_or_key_is_refused_with_the_reason(
@@ -49,3 +62,34 @@ async def test_a_bad_file_or_key_is_refused_with_the_reason(
 
     assert bad_file.returncode == 2 and "equalz" in bad_file.stderr
     assert bad_key.returncode == 1 and "PERMISSION_DENIED" in bad_key.stderr
+
+
+async def test_exported_segments_apply_back_to_the_same_rules(
+    bare_suite: Suite, tmp_path: Path
+) -> None:
+    bare_suite.start("segments")
+    applied = await engage_apply(bare_suite, "--api-key", MARKETER_KEY, *map(str, EXAMPLES))
+    assert applied.returncode == 0, applied.stderr
+    before = await live_segments(bare_suite)
+
+    exported = await engage(
+        bare_suite, "export", "segments", "--dir", str(tmp_path / "out"), "--api-key", SUPPORT_KEY
+    )
+    one = await engage(bare_suite, "export", "segments", EXAMPLES[0].stem, "--api-key", SUPPORT_KEY)
+    files = sorted((tmp_path / "out").glob("*.yaml"))
+    again = await engage_apply(bare_suite, "--api-key", MARKETER_KEY, *map(str, files))
+    after = await live_segments(bare_suite)
+
+    assert exported.returncode == 0, exported.stderr
+    assert [path.name for path in files] == [path.name for path in EXAMPLES]
+    assert one.stdout == (tmp_path / "out" / EXAMPLES[0].name).read_text()
+    assert again.returncode == 0, again.stderr
+    for segment_id, segment in before.items():
+        document = yaml.safe_load((tmp_path / "out" / f"{segment_id}.yaml").read_text())
+        original = yaml.safe_load((EXAMPLES[0].parent / f"{segment_id}.yaml").read_text())
+        assert from_data(document["rule"]) == segment.rule == from_data(original["rule"])
+        assert {k: v for k, v in document.items() if k != "rule"} == {
+            k: v for k, v in original.items() if k != "rule"
+        }
+        assert after[segment_id].rule == segment.rule, segment_id
+        assert after[segment_id].version == segment.version + 1

@@ -1,4 +1,8 @@
-"""GDPR erasure end to end: DeleteProfile on segments, and every other service erases its copy."""
+"""GDPR erasure end to end: DeleteProfile on segments, and every other service erases its copy:
+no cell of any table of any service's database, text, JSON or blob, still holds the person's
+email address, user id or name."""
+
+import json
 
 import sqlalchemy as sa
 
@@ -17,34 +21,39 @@ from tests.scenario import (
 
 ADDRESS = "ada.lovelace@example.com"
 USER_ID = "ada-erasure-7f3c"
+FIRST_NAME = "Adelheid"
+PERSONAL = [ADDRESS, USER_ID, FIRST_NAME]
+# Every service that keeps a database (ingest keeps none).
+WITH_DATABASE = ("segments", "scheduler", "channels", "reporting")
 
 
-async def personal_data_in(suite: Suite, service: str, needles: list[str]) -> list[str]:
-    """`table.column` of every text cell of the service's database containing a needle."""
+def searchable(value: object) -> tuple[str, bytes]:
+    """A stored value's kind and its bytes to search: blobs (protobuf payloads) as they are,
+    JSON as its JSON text, text as UTF-8, anything else as its text."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "blob", bytes(value)
+    if isinstance(value, dict | list):
+        return "json", json.dumps(value, ensure_ascii=False).encode()
+    if isinstance(value, str):
+        return "text", value.encode()
+    return "other", b"" if value is None else str(value).encode()
+
+
+async def personal_data_in(suite: Suite, service: str, needles: list[str]) -> dict[str, str]:
+    """Every `table.column` of the service's database, of any type, where some cell holds a
+    needle, with the kind of that cell (text, json, blob)."""
     engine = create_engine(suite.service_env(service)["ENGAGE_DATABASE_URL"])
-    found: list[str] = []
+    found: dict[str, str] = {}
     try:
         async with engine.connect() as connection:
-            tables = await connection.run_sync(
-                lambda sync: {
-                    name: [
-                        column["name"]
-                        for column in sa.inspect(sync).get_columns(name)
-                        if isinstance(column["type"], sa.String)
-                    ]
-                    for name in sa.inspect(sync).get_table_names()
-                }
-            )
-            for table, columns in tables.items():
-                for column in columns:
-                    for needle in needles:
-                        statement = (
-                            sa.select(sa.func.count())
-                            .select_from(sa.table(table))
-                            .where(sa.column(column).contains(needle, autoescape=True))
-                        )
-                        if (await connection.execute(statement)).scalar_one():
-                            found.append(f"{table}.{column}")
+            schema = sa.MetaData()
+            await connection.run_sync(schema.reflect)
+            for table in schema.sorted_tables:
+                for row in (await connection.execute(sa.select(table))).mappings():
+                    for column, value in row.items():
+                        kind, cell = searchable(value)
+                        if any(needle.encode() in cell for needle in needles):
+                            found[f"{table.name}.{column}"] = kind
     finally:
         await engine.dispose()
     return found
@@ -54,7 +63,7 @@ async def test_deleted_profile_is_erased_from_every_service_and_counts_stay(
     suite: Suite, smtp_sink: SmtpSink
 ) -> None:
     await create_welcome_journey(suite)
-    await identify(suite, USER_ID, "Ada", ADDRESS)
+    await identify(suite, USER_ID, FIRST_NAME, ADDRESS)
     await track(suite, USER_ID, "signed_up")
     await wait_for_mail(smtp_sink, ADDRESS)
     await report_once_sent(suite, sent=1)
@@ -71,9 +80,13 @@ async def test_deleted_profile_is_erased_from_every_service_and_counts_stay(
             metadata=auth(ADMIN_KEY),
         )
         assert [(m.profile, m.recipient) for m in listed.messages] == [(profile.name, ADDRESS)]
-        # What the scan below looks for is there before the erasure.
-        for service in ("channels", "scheduler"):
-            assert await personal_data_in(suite, service, [ADDRESS, USER_ID]), service
+        # What the scan below looks for is there before the erasure, in text, JSON and blobs.
+        held = {
+            service: await personal_data_in(suite, service, PERSONAL) for service in WITH_DATABASE
+        }
+        for service in ("segments", "channels", "scheduler"):
+            assert held[service], service
+        assert "blob" in held["segments"].values(), held["segments"]  # the stored event payloads
 
         async with suite.channel("segments") as segments:
             await profile_pb2_grpc.ProfileServiceStub(segments).DeleteProfile(
@@ -81,8 +94,8 @@ async def test_deleted_profile_is_erased_from_every_service_and_counts_stay(
             )
 
         async def erased_everywhere() -> bool:
-            for service in ("channels", "scheduler", "reporting"):
-                found = await personal_data_in(suite, service, [ADDRESS, USER_ID])
+            for service in WITH_DATABASE:
+                found = await personal_data_in(suite, service, PERSONAL)
                 assert not found, (service, found)
             return True
 

@@ -5,10 +5,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from engage.processes import SERVICES
-from engage.v1 import reporting_pb2, reporting_pb2_grpc
+from engage.v1 import ingest_pb2, ingest_pb2_grpc, reporting_pb2, reporting_pb2_grpc
+from engage_cli.processes import SERVICES
 from services.channels.sandboxes.smtp_sink import SmtpSink
-from tests.harness import Suite
+from tests.harness import INGEST_KEY, Suite, auth, stored_events
 from tests.scenario import (
     JOURNEY,
     create_welcome_journey,
@@ -42,10 +42,29 @@ async def test_signed_up_customer_gets_one_welcome_email_by_name(
     report = await report_once_sent(suite, sent=1)
     assert (report.enrolled_count, report.deliveries.sent) == (1, 1)
 
-    # The same event again, and a second sign-up: the journey enrolls a customer once.
+
+async def test_ingest_drops_an_event_sent_again_under_the_same_message_id(suite: Suite) -> None:
+    async with suite.channel("ingest") as channel:
+        ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        request = ingest_pb2.TrackRequest(message_id="signup-1", user_id="ada", event="signed_up")
+        first = await ingest.Track(request, metadata=auth(INGEST_KEY))
+        again = await ingest.Track(request, metadata=auth(INGEST_KEY))
+
+    # Ingest answers once JetStream holds the event: what the stream holds now is final.
+    stored = [event for event in await stored_events(suite) if event.message_id == "signup-1"]
+    assert len(stored) == 1
+    assert (first.duplicate, again.duplicate) == (False, True)
+
+
+async def test_a_second_sign_up_is_not_welcomed_again(suite: Suite, smtp_sink: SmtpSink) -> None:
+    await create_welcome_journey(suite)
+    await identify(suite, "ada", "Ada", "ada@example.com")
     await track(suite, "ada", "signed_up", message_id="signup-1")
+    await wait_for_mail(smtp_sink, "ada@example.com")
+
+    # A new message id, so ingest passes it on: the journey's enrollment key absorbs it.
     await track(suite, "ada", "signed_up", message_id="signup-2")
-    # A second customer's email shows the pipeline has moved past Ada's repeats.
+    # A second customer's email shows the pipeline has moved past Ada's repeat.
     await identify(suite, "grace", "Grace", "grace@example.com")
     await track(suite, "grace", "signed_up")
     await wait_for_mail(smtp_sink, "grace@example.com")

@@ -1,19 +1,19 @@
-"""The bus on a real nats-server: idempotent declaration, retries, dead letters, the outbox."""
+"""The bus on a real nats-server: idempotent declaration, retries, dead letters.
+
+The outbox relay has tests of its own: test_outbox.py."""
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from nats.aio.msg import Msg
-from sqlmodel import SQLModel, select
+from nats.js import api
 
-from engage import db
+from engage import subjects
 from engage.bus import Bus, ConsumerSpec, PermanentError
-from engage.outbox import OutboxMessage, OutboxRelay, enqueue
-from engage.processes import NatsServer
 from engage.v1 import bus_pb2
-from tests.harness import eventually
+from engage_cli.processes import NatsServer
+from tests.harness import dead_letters, eventually
 
 
 @pytest.fixture
@@ -28,27 +28,23 @@ def journey_event(event_id: str) -> bus_pb2.JourneyEvent:
     return bus_pb2.JourneyEvent(id=event_id, workspace="acme", journey="j")
 
 
-async def dead_letters(bus: Bus, durable: str) -> list[Msg]:
-    subscription = await bus.js.subscribe(f"engage.deadletter.{durable}", ordered_consumer=True)
-    found: list[Msg] = []
-    try:
-        while True:
-            found.append(await subscription.next_msg(timeout=0.5))
-    except TimeoutError:
-        return found
-    finally:
-        await subscription.unsubscribe()
+async def settled(bus: Bus, spec: ConsumerSpec, messages: int) -> api.ConsumerInfo | None:
+    """The consumer's state once the first `messages` messages of its stream are all
+    acknowledged (nothing pending), else None."""
+    info = await bus.js.consumer_info(spec.stream, spec.durable)
+    done = info.ack_floor.stream_seq >= messages and info.num_ack_pending == 0
+    return info if done else None
 
 
 async def test_declaring_streams_again_changes_nothing(bus: Bus) -> None:
-    await bus.js.publish("engage.journeys.acme", b"kept", headers={"Nats-Msg-Id": "x"})
+    await bus.js.publish(subjects.journeys("acme"), b"kept", headers={"Nats-Msg-Id": "x"})
     await bus.declare_streams()
 
     assert (await bus.js.stream_info("JOURNEYS")).state.messages == 1
 
 
 async def test_failing_message_is_retried_then_parked_with_its_error(bus: Bus) -> None:
-    spec = ConsumerSpec("test-always-fails", "JOURNEYS", ["engage.journeys.>"], [0.05], 3)
+    spec = ConsumerSpec("test-always-fails", "JOURNEYS", [subjects.JOURNEYS], [0.05], 3)
     attempts: list[int] = []
 
     async def handle(message: Msg) -> None:
@@ -56,20 +52,20 @@ async def test_failing_message_is_retried_then_parked_with_its_error(bus: Bus) -
         raise RuntimeError("database is down")
 
     task = asyncio.create_task(bus.consume(spec, handle))
-    await bus.publish("engage.journeys.acme", journey_event("e1"), "e1", "acme")
+    await bus.publish(subjects.journeys("acme"), journey_event("e1"), "e1", "acme")
     await eventually(lambda: asyncio.sleep(0, len(attempts) == 3))
     [parked] = await eventually(lambda: dead_letters(bus, spec.durable))
     task.cancel()
 
     assert attempts == [1, 2, 3]
-    assert bus_pb2.JourneyEvent.FromString(parked.data).id == "e1"
+    assert bus_pb2.JourneyEvent.FromString(parked.data or b"").id == "e1"
     assert parked.headers is not None
     assert parked.headers["Engage-Error"] == "RuntimeError: database is down"
-    assert parked.headers["Engage-Original-Subject"] == "engage.journeys.acme"
+    assert parked.headers["Engage-Original-Subject"] == subjects.journeys("acme")
 
 
 async def test_permanent_error_is_parked_without_retrying(bus: Bus) -> None:
-    spec = ConsumerSpec("test-poison", "JOURNEYS", ["engage.journeys.>"], [0.05], 5)
+    spec = ConsumerSpec("test-poison", "JOURNEYS", [subjects.JOURNEYS], [0.05], 5)
     attempts: list[int] = []
 
     async def handle(message: Msg) -> None:
@@ -77,7 +73,7 @@ async def test_permanent_error_is_parked_without_retrying(bus: Bus) -> None:
         raise PermanentError("undecodable")
 
     task = asyncio.create_task(bus.consume(spec, handle))
-    await bus.publish("engage.journeys.acme", journey_event("e2"), "e2", "acme")
+    await bus.publish(subjects.journeys("acme"), journey_event("e2"), "e2", "acme")
     await eventually(lambda: dead_letters(bus, spec.durable))
     task.cancel()
 
@@ -85,7 +81,7 @@ async def test_permanent_error_is_parked_without_retrying(bus: Bus) -> None:
 
 
 async def test_transient_failure_is_retried_until_it_succeeds(bus: Bus) -> None:
-    spec = ConsumerSpec("test-flaky", "JOURNEYS", ["engage.journeys.>"], [0.05], 5)
+    spec = ConsumerSpec("test-flaky", "JOURNEYS", [subjects.JOURNEYS], [0.05], 5)
     attempts: list[int] = []
 
     async def handle(message: Msg) -> None:
@@ -94,56 +90,34 @@ async def test_transient_failure_is_retried_until_it_succeeds(bus: Bus) -> None:
             raise ConnectionError("try again")
 
     task = asyncio.create_task(bus.consume(spec, handle))
-    await bus.publish("engage.journeys.acme", journey_event("e3"), "e3", "acme")
-    await eventually(lambda: asyncio.sleep(0, len(attempts) == 2))
-    await asyncio.sleep(0.3)  # room for a wrong third delivery to show
+    await bus.publish(subjects.journeys("acme"), journey_event("e3"), "e3", "acme")
+    # Once acknowledged, the message can never come again: count the deliveries then.
+    info = await eventually(lambda: settled(bus, spec, messages=1))
     task.cancel()
 
     assert attempts == [1, 2]
+    assert info.delivered is not None
+    assert info.delivered.consumer_seq == 2
     assert await dead_letters(bus, spec.durable) == []
 
 
 async def test_slow_handler_is_not_handed_the_same_message_again(bus: Bus) -> None:
-    spec = ConsumerSpec("test-slow", "JOURNEYS", ["engage.journeys.>"], concurrency=4)
+    spec = ConsumerSpec("test-slow", "JOURNEYS", [subjects.JOURNEYS], concurrency=4)
     handled: list[str] = []
 
     async def handle(message: Msg) -> None:
-        await asyncio.sleep(0.6)  # longer than the first backoff step, well inside ack wait
         handled.append(bus_pb2.JourneyEvent.FromString(message.data).id)
+        await asyncio.sleep(0.6)  # longer than the first backoff step, well inside ack wait
 
     task = asyncio.create_task(bus.consume(spec, handle))
     for number in range(6):
-        await bus.publish("engage.journeys.acme", journey_event(f"s{number}"), f"s{number}", "acme")
-    await eventually(lambda: asyncio.sleep(0, len(handled) >= 6))
-    await asyncio.sleep(1.0)  # room for a wrong redelivery to show
+        await bus.publish(
+            subjects.journeys("acme"), journey_event(f"s{number}"), f"s{number}", "acme"
+        )
+    # Every message acknowledged: none can come again, and the server counted every delivery.
+    info = await eventually(lambda: settled(bus, spec, messages=6))
     task.cancel()
 
     assert sorted(handled) == [f"s{number}" for number in range(6)]
-
-
-async def test_outbox_rows_are_published_once_committed_then_deleted(
-    bus: Bus, tmp_path: Path
-) -> None:
-    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
-    async with engine.begin() as connection:
-        await connection.run_sync(
-            SQLModel.metadata.create_all,
-            tables=[OutboxMessage.__table__],  # type: ignore[attr-defined]
-        )
-    sessions = db.session_factory(engine)
-    relay = OutboxRelay(sessions, bus)
-    async with db.transaction(sessions) as session:
-        enqueue(session, "engage.journeys.acme", journey_event("o1"), "o1", "acme")
-    with pytest.raises(RuntimeError):
-        async with db.transaction(sessions) as session:
-            enqueue(session, "engage.journeys.acme", journey_event("o2"), "o2", "acme")
-            raise RuntimeError("rolled back: its message must never go out")
-
-    assert await relay.publish_pending() == 1
-    assert await relay.publish_pending() == 0
-    async with sessions() as session:
-        assert (await session.exec(select(OutboxMessage))).all() == []
-    stored = await bus.js.get_msg("JOURNEYS", 1)
-    assert bus_pb2.JourneyEvent.FromString(stored.data or b"").id == "o1"
-    assert (await bus.js.stream_info("JOURNEYS")).state.messages == 1
-    await engine.dispose()
+    assert info.delivered is not None
+    assert info.delivered.consumer_seq == 6

@@ -14,7 +14,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from nats.js import JetStreamContext
 
-from engage.bus import Bus, events_subject
+from engage import subjects
+from engage.bus import Bus
 from engage.v1 import (
     bus_pb2,
     common_pb2,
@@ -30,7 +31,8 @@ from tests.harness import SUPPORT_KEY, Suite, auth, eventually
 
 WORKSPACE = "acme"
 PARENT = f"workspaces/{WORKSPACE}"
-DELIVERIES = f"engage.deliveries.{WORKSPACE}.email"
+DELIVERIES = subjects.deliveries(WORKSPACE, common_pb2.CHANNEL_EMAIL)
+SENDS = subjects.sends(common_pb2.CHANNEL_EMAIL)
 
 
 @dataclass
@@ -105,7 +107,7 @@ async def identify(bus: Bus, user_id: str, **traits: str) -> None:
     )
     event.traits.update(traits)
     batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[event])
-    subject = events_subject(WORKSPACE, user_id, 8)
+    subject = subjects.events(WORKSPACE, user_id, 8)
     await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", WORKSPACE)
 
 
@@ -175,7 +177,7 @@ async def test_send_reaches_the_profile_once_and_is_recorded(
     deliveries = await running.bus.js.subscribe(DELIVERIES, ordered_consumer=True)
     send = send_request("spring:enrollment-1:welcome:u1", "welcome")
 
-    await running.bus.publish("engage.sends.email", send, send.id, WORKSPACE)
+    await running.bus.publish(SENDS, send, send.id, WORKSPACE)
 
     await eventually(lambda: asyncio.sleep(0, len(smtp_sink.received) == 1))
     mail = smtp_sink.received[0]
@@ -192,7 +194,7 @@ async def test_send_reaches_the_profile_once_and_is_recorded(
     assert event.message == message_name(send.id)
 
     # The same send again, past JetStream's dedupe: the record makes it a no-op.
-    await running.bus.publish("engage.sends.email", send, f"{send.id}-again", WORKSPACE)
+    await running.bus.publish(SENDS, send, f"{send.id}-again", WORKSPACE)
     await eventually(lambda: sends_settled(running.bus))
     assert len(smtp_sink.received) == 1
 
@@ -225,7 +227,7 @@ async def test_refused_recipient_fails_the_send_for_good(
     deliveries = await running.bus.js.subscribe(DELIVERIES, ordered_consumer=True)
     send = send_request("spring:enrollment-3:welcome:u3", "welcome", user_id="u3")
 
-    await running.bus.publish("engage.sends.email", send, send.id, WORKSPACE)
+    await running.bus.publish(SENDS, send, send.id, WORKSPACE)
 
     event = await next_delivery(deliveries)
     assert event.kind == bus_pb2.DeliveryEvent.KIND_FAILED
@@ -244,7 +246,7 @@ async def test_send_with_unknown_template_is_skipped_with_reason(
     deliveries = await channels.bus.js.subscribe(DELIVERIES, ordered_consumer=True)
     send = send_request("spring:enrollment-2:welcome:u2", "no-such-template", user_id="u2")
 
-    await channels.bus.publish("engage.sends.email", send, send.id, WORKSPACE)
+    await channels.bus.publish(SENDS, send, send.id, WORKSPACE)
 
     event = await next_delivery(deliveries)
     assert event.kind == bus_pb2.DeliveryEvent.KIND_SKIPPED
@@ -328,3 +330,36 @@ async def test_template_lifecycle_and_errors(channels: Channels) -> None:
             template_pb2.GetTemplateRequest(name=created.name), metadata=auth()
         )
     assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_messages_are_listed_a_page_at_a_time(channels: Channels) -> None:
+    keys = [f"spring:enrollment-{n}:welcome:u{n}" for n in (4, 5)]
+    for key in keys:
+        send = send_request(key, "no-such-template", user_id=key.rsplit(":", 1)[1])
+        await channels.bus.publish(SENDS, send, send.id, WORKSPACE)
+    await eventually(lambda: sends_settled(channels.bus))
+
+    first = await channels.messages.ListMessages(
+        message_pb2.ListMessagesRequest(parent=PARENT, page_size=1), metadata=auth()
+    )
+    second = await channels.messages.ListMessages(
+        message_pb2.ListMessagesRequest(
+            parent=PARENT, page_size=1, page_token=first.next_page_token
+        ),
+        metadata=auth(),
+    )
+    listed = [m.idempotency_key for m in [*first.messages, *second.messages]]
+    assert sorted(listed) == sorted(keys) and len(set(listed)) == 2
+    # A token belongs to the filter it was issued for.
+    with pytest.raises(grpc.aio.AioRpcError) as error:
+        await channels.messages.ListMessages(
+            message_pb2.ListMessagesRequest(
+                parent=PARENT,
+                page_size=1,
+                page_token=first.next_page_token,
+                profile=f"{PARENT}/profiles/someone",
+            ),
+            metadata=auth(),
+        )
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_of(error.value) == "page_token"

@@ -9,6 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from engage.bus import Bus
 from engage.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
+from services.ingest.limits import MAX_BATCH_EVENTS
 from tests.grpc_errors import violated_fields
 from tests.harness import INGEST_KEY, SUPPORT_KEY, Suite, auth, stored_events
 
@@ -146,7 +147,10 @@ async def test_batch_over_the_limit_is_refused_whole(
 ) -> None:
     event = common_pb2.Event(type=common_pb2.EventType.EVENT_TYPE_TRACK, user_id="u", event="e")
     with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await ingest.Batch(ingest_pb2.BatchRequest(events=[event] * 501), metadata=auth(INGEST_KEY))
+        await ingest.Batch(
+            ingest_pb2.BatchRequest(events=[event] * (MAX_BATCH_EVENTS + 1)),
+            metadata=auth(INGEST_KEY),
+        )
 
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert await stored_events(bare_suite) == []
@@ -211,7 +215,9 @@ async def test_stream_ends_with_the_error_of_a_batch_over_the_limit(
 
     async def batches() -> AsyncIterator[ingest_pb2.StreamEventsRequest]:
         yield ingest_pb2.StreamEventsRequest(batch_id="ok", events=[event])
-        yield ingest_pb2.StreamEventsRequest(batch_id="too-big", events=[event] * 501)
+        yield ingest_pb2.StreamEventsRequest(
+            batch_id="too-big", events=[event] * (MAX_BATCH_EVENTS + 1)
+        )
         yield ingest_pb2.StreamEventsRequest(batch_id="after", events=[event])
 
     answers: list[str] = []

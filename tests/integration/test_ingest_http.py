@@ -259,14 +259,23 @@ async def test_requests_over_segments_size_limits_are_refused(
     too_many_bytes = [{**small, "properties": {"blob": "x" * 30 * 1024}}] * 17
     cases = [
         ("/v1/track", {"userId": "u-1", "event": "e", "properties": big}, "body"),
-        ("/v1/batch", {"batch": [small, {**small, "properties": big}]}, "batch[1]"),
         ("/v1/batch", {"batch": too_many_bytes}, "body"),
+        ("/v1/batch", {"batch": [small] * 2501}, "batch"),
     ]
     for path, body, field in cases:
         status, answer = await http.post(path, body)
         assert (status, answer["error"]["field"]) == (400, field), field
 
     assert await stored_events(bare_suite) == []
+
+
+async def test_a_batched_call_over_32_kb_is_refused_alone(http: Client, bare_suite: Suite) -> None:
+    small = {"type": "track", "userId": "u-1", "event": "e"}
+    batch = [{**small, "messageId": "s-1"}, {**small, "properties": {"blob": "x" * 33 * 1024}}]
+    status, answer = await http.post("/v1/batch", {"batch": batch})
+
+    assert (status, [e["field"] for e in answer["errors"]]) == (200, ["batch[1]"])
+    assert [e.message_id for e in await stored_events(bare_suite)] == ["s-1"]
 
 
 async def test_repeated_message_id_is_success_flagged_duplicate_and_stored_once(

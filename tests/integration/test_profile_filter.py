@@ -9,7 +9,8 @@ from typing import Any
 import grpc
 import pytest
 
-from engage.bus import Bus, events_subject
+from engage import subjects
+from engage.bus import Bus
 from engage.v1 import (
     bus_pb2,
     common_pb2,
@@ -19,9 +20,9 @@ from engage.v1 import (
     segment_pb2_grpc,
 )
 from services.segments.rules_proto import to_proto
-from services.segments.rules_yaml import from_yaml
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, OTHER_WORKSPACE_KEY, Suite, auth, eventually
+from tests.rules import from_yaml
 
 WORKSPACE = "acme"
 PARENT = f"workspaces/{WORKSPACE}"
@@ -47,7 +48,7 @@ async def running(bare_suite: Suite) -> AsyncIterator[grpc.aio.Channel]:
         made.traits.update(traits)
         events.append(made)
     batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=events)
-    await bus.publish(events_subject(WORKSPACE, "ann", 8), batch, batch.id, WORKSPACE)
+    await bus.publish(subjects.events(WORKSPACE, "ann", 8), batch, batch.id, WORKSPACE)
     channel = bare_suite.channel("segments")
     yield channel
     await channel.close()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from engage import subjects
 from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2, reporting_pb2, reporting_pb2_grpc
 from tests.grpc_errors import violated_fields
@@ -53,9 +54,9 @@ async def deliver(
         campaign=campaign,
     )
     event.occurred_at.GetCurrentTime()
-    name = common_pb2.Channel.Name(channel).removeprefix("CHANNEL_").lower()
-    subject = f"engage.deliveries.{WORKSPACE}.{name}"
-    await bus.publish(subject, event, uuid.uuid4().hex, workspace=WORKSPACE)
+    await bus.publish(
+        subjects.deliveries(WORKSPACE, channel), event, uuid.uuid4().hex, workspace=WORKSPACE
+    )
 
 
 async def journey_event(bus: Bus, kind: "bus_pb2.JourneyEvent.Kind", event_id: str = "") -> None:
@@ -67,7 +68,7 @@ async def journey_event(bus: Bus, kind: "bus_pb2.JourneyEvent.Kind", event_id: s
         journey_version=1,
         enrollment_id="e1",
     )
-    await bus.publish(f"engage.journeys.{WORKSPACE}", event, uuid.uuid4().hex, WORKSPACE)
+    await bus.publish(subjects.journeys(WORKSPACE), event, uuid.uuid4().hex, WORKSPACE)
 
 
 async def journey_report(

@@ -8,7 +8,8 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from engage.bus import Bus, events_subject
+from engage import subjects
+from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2, journey_pb2, journey_pb2_grpc
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, SUPPORT_KEY, WORKSPACE, Suite, auth, eventually
@@ -77,7 +78,7 @@ async def track(bus: Bus, event: str, user_id: str = "", anonymous_id: str = "")
             )
         ],
     )
-    subject = events_subject(WORKSPACE, user_id or anonymous_id, 8)
+    subject = subjects.events(WORKSPACE, user_id or anonymous_id, 8)
     await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
 
 
@@ -87,7 +88,7 @@ async def sends(bus: Bus) -> list[bus_pb2.SendRequested]:
     found = []
     for sequence in range(state.first_seq, state.last_seq + 1) if state.messages else ():
         message = await bus.js.get_msg("SENDS", sequence)
-        assert message.subject == "engage.sends.email"
+        assert message.subject == subjects.sends(common_pb2.CHANNEL_EMAIL)
         request = bus_pb2.SendRequested()
         request.ParseFromString(message.data or b"")
         found.append(request)
@@ -124,7 +125,7 @@ async def test_a_matching_event_requests_one_send_even_when_repeated(
     await eventually(lambda: sends_to(bus, ""))
     assert [s.id for s in await sends_to(bus, "u1")] == [send.id]
 
-    enrolled = await bus.js.get_last_msg("JOURNEYS", f"engage.journeys.{WORKSPACE}")
+    enrolled = await bus.js.get_last_msg("JOURNEYS", subjects.journeys(WORKSPACE))
     assert enrolled.data is not None
     event = bus_pb2.JourneyEvent.FromString(enrolled.data)
     assert event.kind == bus_pb2.JourneyEvent.KIND_ENROLLED

@@ -15,12 +15,13 @@ import pytest
 from google.protobuf import field_mask_pb2
 from nats.js.api import DeliverPolicy
 
-from engage.bus import Bus, events_subject
+from engage import subjects
+from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
 from services.segments.rules_proto import to_proto
-from services.segments.rules_yaml import from_yaml
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, SUPPORT_KEY, Suite, auth, eventually
+from tests.rules import from_yaml
 
 WORKSPACE = "acme"
 PARENT = f"workspaces/{WORKSPACE}"
@@ -70,7 +71,7 @@ async def identify(bus: Bus, people: dict[str, dict[str, Any]]) -> None:
         made.traits.update(traits)
         events.append(made)
     batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=events)
-    subject = events_subject(WORKSPACE, events[0].user_id, 8)
+    subject = subjects.events(WORKSPACE, events[0].user_id, 8)
     await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", WORKSPACE)
 
 

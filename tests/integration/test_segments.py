@@ -12,7 +12,8 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from engage.bus import Bus, events_subject
+from engage import subjects
+from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2, profile_pb2, profile_pb2_grpc
 from tests.harness import OTHER_WORKSPACE_KEY, Suite, auth, eventually
 
@@ -78,7 +79,7 @@ async def publish(bus: Bus, *events: common_pb2.Event, batch_id: str = "") -> No
     )
     key = events[0].user_id or events[0].anonymous_id
     await bus.publish(
-        events_subject(WORKSPACE, key, 8), batch, f"{WORKSPACE}:{batch.id}", WORKSPACE
+        subjects.events(WORKSPACE, key, 8), batch, f"{WORKSPACE}:{batch.id}", WORKSPACE
     )
 
 

@@ -16,20 +16,20 @@ import pytest
 from nats.js.api import DeliverPolicy
 
 import services.segments
-from engage import db
-from engage.auth import Principal, current_principal
-from engage.bus import Bus, events_subject
+from engage import db, subjects
+from engage.bus import Bus
 from engage.outbox import OutboxRelay
-from engage.processes import NatsServer
+from engage.principal import Principal, current_principal
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
+from engage_cli.processes import NatsServer
 from services.segments.consumers import EVENTS_CONSUMER, EventsConsumer
 from services.segments.profiles import ProfileStore
 from services.segments.rules_proto import to_proto
-from services.segments.rules_yaml import from_yaml
 from services.segments.segment_store import SegmentStore
 from services.segments.segments_api import SegmentApi
 from services.segments.timed import TimedSweeper
 from tests.harness import MARKETER_KEY, Databases, Suite, auth, eventually
+from tests.rules import from_yaml
 
 WORKSPACE = "acme"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -61,7 +61,7 @@ def event(
 
 async def publish(bus: Bus, *events: common_pb2.Event) -> None:
     batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=list(events))
-    subject = events_subject(WORKSPACE, events[0].user_id, 8)
+    subject = subjects.events(WORKSPACE, events[0].user_id, 8)
     await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", WORKSPACE)
 
 
@@ -91,7 +91,7 @@ class Memberships:
 
 async def memberships_of(bus: Bus) -> Memberships:
     subscription = await bus.js.subscribe(
-        f"engage.memberships.{WORKSPACE}", deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
+        subjects.memberships(WORKSPACE), deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
     )
     return Memberships(subscription)
 
@@ -116,7 +116,7 @@ async def service(databases: Databases, nats_server: NatsServer) -> AsyncIterato
     bus = await Bus.open(nats_server.url, "test")
     relay = OutboxRelay(sessions, bus)
     now = [T0]
-    consumer = EventsConsumer(sessions, relay.notify, clock=lambda: now[0])
+    consumer = EventsConsumer(sessions, bus, relay.notify, clock=lambda: now[0])
     tasks = [
         asyncio.create_task(relay.run()),
         asyncio.create_task(bus.consume(EVENTS_CONSUMER, consumer.handle)),
@@ -127,7 +127,7 @@ async def service(databases: Databases, nats_server: NatsServer) -> AsyncIterato
             bus,
             SegmentApi(sessions, relay.notify, clock=lambda: now[0]),
             TimedSweeper(sessions, relay.notify, lambda: now[0]),
-            lambda: db.transaction(sessions),
+            lambda: db.transaction(sessions, WORKSPACE),
             now,
         )
     finally:

@@ -42,8 +42,8 @@ from services.segments.rules import (
 )
 from services.segments.rules_proto import from_proto, to_proto
 from services.segments.rules_sql import count_members, member_ids
-from services.segments.rules_yaml import from_yaml, to_yaml
 from tests.harness import Databases
+from tests.rules import from_yaml, to_yaml
 
 MIGRATIONS = Path(services.segments.__file__).parent / "migrations"
 NOW = datetime(2025, 3, 20, 9, 30, tzinfo=UTC)
@@ -212,7 +212,7 @@ def store(databases: Databases) -> Iterator[Store]:
 async def _write(
     sessions: async_sessionmaker[AsyncSession], workspace: str, group: list[Person]
 ) -> None:
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, workspace) as session:
         for index, person in enumerate(group):
             profile_id = f"{workspace}-{index}"
             session.add(
@@ -263,7 +263,7 @@ async def _check(store: Store, rule: Rule, group: list[Person]) -> None:
     )
     # Shown by --hypothesis-show-statistics: how often a rule splits the profiles.
     hypothesis.event("split" if 0 < len(expected) < len(group) else "all or none")
-    async with db.transaction(store.sessions) as session:
+    async with db.reading(store.sessions, workspace) as session:
         assert await member_ids(session, workspace, rule, NOW) == expected, to_yaml(rule)
         assert await count_members(session, workspace, rule, NOW) == len(expected)
 

@@ -18,7 +18,7 @@ import services.segments
 from engage import db
 from engage.outbox import OutboxMessage
 from engage.v1 import bus_pb2, common_pb2
-from services.segments.events import BatchApplier
+from services.segments.event_applier import EventApplier
 from services.segments.models import EventCounter, Identity, ProfileEvent, ProfileMerge
 from services.segments.profiles import ProfileStore
 from services.segments.traits import SummedProperties
@@ -73,9 +73,9 @@ async def apply(
     *events: common_pb2.Event,
     summed: SummedProperties = frozenset(),
 ) -> int:
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         batch = bus_pb2.EventBatch(id="b", workspace=WORKSPACE, events=list(events))
-        return await BatchApplier(session, WORKSPACE, summed=summed).apply(batch)
+        return await EventApplier(session, WORKSPACE, summed=summed).apply(batch)
 
 
 async def test_merge_inside_one_batch_sums_counters_and_moves_history(
@@ -90,7 +90,7 @@ async def test_merge_inside_one_batch_sums_counters_and_moves_history(
         event("e4", anonymous_id="anon", minutes=4),
     )
     assert applied == 4
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         store = ProfileStore(session, WORKSPACE)
         profile = await store.by_identity("anonymous_id", "anon")
         assert (await store.by_identity("user_id", "user")).id == profile.id
@@ -110,7 +110,7 @@ async def test_merge_across_batches_folds_counters_of_both_profiles(
     await apply(sessions, event("e3", user_id="user", minutes=5))
     await apply(sessions, event("e4", IDENTIFY, user_id="user", anonymous_id="anon"))
     assert await apply(sessions, event("e2", anonymous_id="anon")) == 0
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         counters = (await session.exec(select(EventCounter))).all()
         assert [(c.event_name, c.count) for c in counters] == [("viewed", 3)]
         assert len({c.profile_id for c in counters}) == 1
@@ -128,7 +128,7 @@ async def test_anonymous_id_of_another_user_is_not_merged(
 ) -> None:
     await apply(sessions, event("e1", user_id="ann", anonymous_id="shared-device"))
     await apply(sessions, event("e2", user_id="bob", anonymous_id="shared-device"))
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         identities = (await session.exec(select(Identity))).all()
         owners = {(i.kind, i.value): i.profile_id for i in identities}
         assert owners[("user_id", "ann")] == owners[("anonymous_id", "shared-device")]
@@ -140,17 +140,17 @@ async def test_erase_removes_every_row_of_the_profile(
 ) -> None:
     await apply(sessions, event("e1", user_id="user", anonymous_id="anon"))
     await apply(sessions, event("e2", user_id="other"))
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         store = ProfileStore(session, WORKSPACE)
         await store.erase((await store.by_identity("user_id", "user")).id)
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         assert {i.value for i in (await session.exec(select(Identity))).all()} == {"other"}
         assert [e.message_id for e in (await session.exec(select(ProfileEvent))).all()] == ["e2"]
         assert len((await session.exec(select(EventCounter))).all()) == 1
 
 
 async def owners(sessions: async_sessionmaker[AsyncSession]) -> dict[tuple[str, str], str]:
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         return {(i.kind, i.value): i.profile_id for i in (await session.exec(select(Identity)))}
 
 
@@ -168,7 +168,7 @@ async def test_alias_merges_the_anonymous_profile_and_records_the_merge(
     await apply(sessions, event("e5", ALIAS, user_id="user", previous_id="anon", minutes=9))
     ids = await owners(sessions)
     assert ids[("anonymous_id", "anon")] == ids[("user_id", "user")]
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         store = ProfileStore(session, WORKSPACE)
         profile = await store.by_identity("user_id", "user")
         [proto] = await store.to_protos([profile])
@@ -197,7 +197,7 @@ async def test_alias_before_the_anonymous_events_sends_them_to_the_user(
     await apply(sessions, event("e2", anonymous_id="anon", minutes=1))
     ids = await owners(sessions)
     assert ids[("anonymous_id", "anon")] == ids[("user_id", "user")]
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         store = ProfileStore(session, WORKSPACE)
         profile = await store.by_identity("anonymous_id", "anon")
         assert profile.user_id == "user"
@@ -212,7 +212,7 @@ async def test_alias_of_an_earlier_user_id_joins_two_users(
     await apply(sessions, event("e3", ALIAS, user_id="new", previous_id="old", minutes=2))
     ids = await owners(sessions)
     assert len(set(ids.values())) == 1
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         profile = await ProfileStore(session, WORKSPACE).by_identity("user_id", "old")
         assert profile.user_id == "new"
 
@@ -256,7 +256,7 @@ async def test_configured_property_sums_add_up_and_follow_merges(
         order("e1", {"revenue": 10.5, "items": 2}, anonymous_id="anon"),
         summed=summed,
     )
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         store = ProfileStore(session, WORKSPACE)
         profile = await store.by_identity("user_id", "user")
         assert await store.property_sums(profile.id) == {
@@ -273,7 +273,7 @@ async def test_erase_after_merges_removes_the_merged_history_and_memberships(
     await apply(sessions, event("e3", IDENTIFY, user_id="user", anonymous_id="a1"))
     await apply(sessions, event("e4", user_id="other"))
     await apply(sessions, event("e5", ALIAS, user_id="user", previous_id="a2"))
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         store = ProfileStore(session, WORKSPACE)
         profile = await store.by_identity("user_id", "user")
         assert [m.reason for m in await store.merges(profile.id)] == ["alias"]
@@ -284,10 +284,10 @@ async def test_erase_after_merges_removes_the_merged_history_and_memberships(
                 " VALUES (:w, 's1', :p, :t)"
             ).bindparams(w=WORKSPACE, p=profile.id, t=T0)
         )
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         store = ProfileStore(session, WORKSPACE)
         await store.erase((await store.by_identity("anonymous_id", "a2")).id)
-    async with db.transaction(sessions) as session:
+    async with db.transaction(sessions, WORKSPACE) as session:
         assert {i.value for i in (await session.exec(select(Identity))).all()} == {"other"}
         assert [e.message_id for e in (await session.exec(select(ProfileEvent))).all()] == ["e4"]
         assert (await session.exec(select(ProfileMerge))).all() == []

@@ -2,8 +2,8 @@
 
 import pytest
 
-from engage.apply import SegmentFile, in_reference_order
 from engage.v1 import segment_pb2
+from engage_cli.apply import SegmentFile, in_reference_order
 
 
 def file(segment_id: str, *references: str) -> SegmentFile:

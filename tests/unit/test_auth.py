@@ -2,8 +2,9 @@
 
 import pytest
 
-from engage.auth import ApiKeys, Principal, authorize
-from engage.errors import PermissionDenied, Unauthenticated
+from engage.auth import ApiKeys, authorize
+from engage.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from engage.principal import Principal
 
 KEYS = ApiKeys.parse("k-admin=acme:admin, k-ingest=acme:ingest, k-support=acme:support+marketer")
 
@@ -72,3 +73,16 @@ def test_a_workspace_key_ignores_the_workspace_header() -> None:
     metadata = {"x-api-key": "k-ingest", "x-engage-workspace": "globex"}
 
     assert KEYS.authenticate(metadata).workspace == "acme"
+
+
+@pytest.mark.parametrize("workspace", ["a.b", "acme.>", "Acme", "ümlaut", "a b", "-x"])
+def test_a_platform_key_cannot_act_on_a_workspace_that_is_not_a_name(workspace: str) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        PLATFORM.authenticate({"x-api-key": "k-service", "x-engage-workspace": workspace})
+    assert raised.value.field == "x-engage-workspace"
+
+
+@pytest.mark.parametrize("spec", ["k=acme.eu:admin", "k=ACME:admin"])
+def test_a_key_for_a_workspace_that_is_not_a_name_is_refused(spec: str) -> None:
+    with pytest.raises(ValueError, match="workspace"):
+        ApiKeys.parse(spec)

@@ -6,9 +6,10 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
-from engage.errors import InvalidArgument
+from engage.errors import InvalidArgument, ResourceExhausted
 from engage.v1 import common_pb2
-from services.ingest.segment_json import MAX_EVENT_BYTES, batch_events, json_field, to_event
+from services.ingest.limits import MAX_BATCH_EVENTS
+from services.ingest.tracking_api_json import batch_events, json_field, to_event
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 EventType = common_pb2.EventType
@@ -91,7 +92,7 @@ def test_batch_context_and_sent_at_apply_to_every_item_under_its_own() -> None:
         "context": {"ip": "batch", "locale": "ja-JP"},
         "sentAt": "2026-11-22T10:00:00Z",
     }
-    first, second = batch_events(body, NOW, 200)
+    first, second = batch_events(body, NOW)
 
     assert isinstance(first, common_pb2.Event) and isinstance(second, common_pb2.Event)
     assert json_format.MessageToDict(first.context) == {"ip": "item", "locale": "ja-JP"}
@@ -100,19 +101,20 @@ def test_batch_context_and_sent_at_apply_to_every_item_under_its_own() -> None:
 
 def test_bad_batch_items_stand_in_place_as_the_error_naming_the_field() -> None:
     body = {"batch": [{"type": "track", "userId": "u", "event": "e"}, 7, {"type": "x"}]}
-    good, not_object, bad_type = batch_events(body, NOW, 100)
+    good, not_object, bad_type = batch_events(body, NOW)
 
     assert isinstance(good, common_pb2.Event)
     assert isinstance(not_object, InvalidArgument) and not_object.field == ""
     assert isinstance(bad_type, InvalidArgument) and bad_type.field == "type"
 
 
-def test_a_batched_event_over_32_kb_refuses_the_whole_batch() -> None:
-    item = {"type": "track", "userId": "u", "event": "e", "properties": {"x": "y" * 33_000}}
-    with pytest.raises(InvalidArgument) as raised:
-        batch_events({"batch": [item]}, NOW, MAX_EVENT_BYTES + 100)
+def test_a_batch_of_more_than_2500_calls_is_refused_whole() -> None:
+    item = {"type": "track", "userId": "u", "event": "e"}
+    assert len(batch_events({"batch": [item] * MAX_BATCH_EVENTS}, NOW)) == MAX_BATCH_EVENTS
 
-    assert raised.value.field == "batch[0]"
+    with pytest.raises(ResourceExhausted) as raised:
+        batch_events({"batch": [item] * (MAX_BATCH_EVENTS + 1)}, NOW)
+    assert raised.value.field == "batch"
 
 
 @pytest.mark.parametrize(
@@ -126,6 +128,10 @@ def test_a_batched_event_over_32_kb_refuses_the_whole_batch() -> None:
         ("track", {"userId": "u", "timestamp": "2026-11-22", "sentAt": "soon"}, "sentAt"),
         ("group", {"userId": "u"}, "groupId"),
         ("identify", {"userId": "u", "traits": {"n": 10**400}}, "traits"),
+        # `\ud800` in JSON decodes to a lone surrogate: not text, and no UTF-8 for it.
+        ("track", {"userId": "u\ud800", "event": "e"}, "userId"),
+        ("track", {"userId": "u", "event": "e", "properties": {"a": "\udfff"}}, "properties"),
+        ("identify", {"userId": "u", "traits": {"\ud800": 1}}, "traits"),
     ],
 )
 def test_wrongly_typed_field_is_named(call: str, body: dict[str, Any], field: str) -> None:
@@ -141,3 +147,5 @@ def test_fields_named_by_validation_translate_to_json_names() -> None:
     assert json_field("event", EventType.EVENT_TYPE_TRACK) == "event"
     assert json_field("event", EventType.EVENT_TYPE_PAGE) == "name"
     assert json_field("properties", EventType.EVENT_TYPE_TRACK) == "properties"
+    assert json_field("properties.note", EventType.EVENT_TYPE_TRACK) == "properties.note"
+    assert json_field("properties.groupId", EventType.EVENT_TYPE_GROUP) == "groupId"

@@ -11,7 +11,7 @@ import yaml
 from services.segments.evaluate import Facts, evaluate
 from services.segments.rules import Rule
 from services.segments.rules_proto import from_proto, to_proto
-from services.segments.rules_yaml import from_data
+from tests.rules import from_data
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "segments"
 NOW = datetime(2025, 3, 20, 12, tzinfo=UTC)

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.protobuf import struct_pb2
 
+from engage.durations import format_duration, parse_duration
 from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2
 from services.segments.rules import (
@@ -21,14 +22,12 @@ from services.segments.rules import (
     TraitCondition,
     date_micros,
     dependencies,
-    format_duration,
     is_time_dependent,
     micros,
-    parse_duration,
     validate,
 )
 from services.segments.rules_proto import from_proto, to_proto
-from services.segments.rules_yaml import from_yaml, to_yaml
+from tests.rules import from_yaml, to_yaml
 
 DAY = timedelta(days=1)
 STORY_1 = """
@@ -210,3 +209,24 @@ def test_time_dependence_is_anything_relative_to_now() -> None:
     assert not is_time_dependent(from_yaml("{trait: a, before: 2025-01-01}"))
     assert is_time_dependent(from_yaml("{event: paid, within: 18d}"))
     assert is_time_dependent(from_yaml("{trait: a, between: [now, {from_now: 7d}]}"))
+
+
+def test_in_segment_takes_an_id_or_a_name_of_the_rules_own_workspace() -> None:
+    def reference(segment: str) -> segment_pb2.Rule:
+        return segment_pb2.Rule(in_segment=segment_pb2.SegmentReference(segment=segment))
+
+    assert from_proto(reference("pro"), workspace="acme") == InSegment("pro")
+    named = reference("workspaces/acme/segments/pro")
+    assert from_proto(named, workspace="acme") == InSegment("pro")
+    for other in ("workspaces/globex/segments/pro", "segments/pro", "workspaces/acme/pro/x"):
+        with pytest.raises(InvalidArgument) as error:
+            from_proto(reference(other), workspace="acme")
+        assert error.value.field == "rule.in_segment.segment"
+
+
+def test_string_operands_with_u0000_are_refused() -> None:
+    with pytest.raises(InvalidArgument) as error:
+        validate(TraitCondition("plan", Operator.EQUALS, "pro\x00"))
+    assert error.value.field == "rule.trait.value"
+    with pytest.raises(InvalidArgument):
+        validate(TraitCondition("plan", Operator.IN, ("a", "b\x00")))

@@ -5,7 +5,7 @@ from typing import Any
 
 from services.segments.evaluate import Facts, evaluate
 from services.segments.rules import Sample
-from services.segments.rules_yaml import from_yaml
+from tests.rules import from_yaml
 
 NOW = datetime(2025, 3, 20, 12, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -1,20 +1,11 @@
-"""Pure profile rules: traits merge by event time, property sums, page tokens and sizes."""
+"""Pure profile rules: traits merge by event time, property sums, stored times as UTC."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engage.errors import InvalidArgument
-from services.segments.traits import (
-    MAX_PAGE_SIZE,
-    TraitState,
-    as_utc,
-    decode_page_token,
-    encode_page_token,
-    page_size,
-    parse_summed_properties,
-    summed_amounts,
-)
+from services.segments.times import as_utc
+from services.segments.traits import TraitState, parse_summed_properties, summed_amounts
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 LATER = T0 + timedelta(hours=1)
@@ -67,27 +58,6 @@ def test_claim_refuses_older_times() -> None:
 
 def test_naive_times_from_sqlite_are_utc() -> None:
     assert as_utc(datetime(2025, 3, 1)) == T0
-
-
-def test_page_token_round_trip_and_first_page() -> None:
-    assert decode_page_token(encode_page_token("abc123")) == "abc123"
-    assert decode_page_token("") == ""
-
-
-@pytest.mark.parametrize("token", ["not base64!", "e30=", "bnVsbA==", "W10="])
-def test_forged_page_token_is_invalid_argument(token: str) -> None:
-    with pytest.raises(InvalidArgument) as error:
-        decode_page_token(token)
-    assert error.value.field == "page_token"
-
-
-def test_page_size_defaults_caps_and_refuses_negative() -> None:
-    assert page_size(0) == 50
-    assert page_size(10) == 10
-    assert page_size(10**6) == MAX_PAGE_SIZE
-    with pytest.raises(InvalidArgument) as error:
-        page_size(-1)
-    assert error.value.field == "page_size"
 
 
 def test_merged_time_zone_is_the_one_set_by_the_later_event() -> None:

@@ -1,8 +1,10 @@
 """Provider adapters: one module per provider, all behind one small interface.
 
 An adapter hands one message to its provider and returns the provider's id for it. It tells a
-failure worth retrying (`TransientSendError`: provider busy or unreachable) from one that will
-never succeed (`PermanentSendError`: address refused, message rejected).
+failure worth retrying (`TransientSendError`: the provider did not take the message, so sending
+again is safe) from one that will never succeed (`PermanentSendError`: address refused, message
+rejected), and both from a handoff cut off midway (`UncertainSendError`): the provider may have
+the message, so sending again could reach the person twice.
 """
 
 from typing import Protocol, TypeVar
@@ -24,6 +26,11 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """Never retry: the provider refused this message or recipient for good."""
+
+
+class UncertainSendError(SendError):
+    """The message was being handed over when the connection failed or timed out: it may have
+    been accepted. Never retry (a provider without an idempotency key would send it twice)."""
 
 
 class ChannelAdapter(Protocol[MessageT_contra]):

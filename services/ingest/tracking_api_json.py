@@ -24,10 +24,10 @@ the group id travels in `properties.groupId`, and consumers must never merge a g
 traits into the user's profile (segments merges traits from identify events only).
 
 Errors name the JSON field (`userId`, `name`), never the proto one; `json_field` translates the
-fields that `events.normalize` names.
+fields that `validation.check_and_stamp` names. The limits (per request, batch and event) are
+the same as over gRPC: see `limits`.
 """
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,14 +36,9 @@ from google.protobuf.struct_pb2 import Struct
 
 from engage.errors import InvalidArgument
 from engage.v1 import common_pb2
-from services.ingest.events import MAX_ID_LENGTH, EventType
+from services.ingest import limits
 
-# Segment's documented limits: 32 KB per call or per batched event, 500 KB per batch request,
-# 2,500 events per batch.
-MAX_EVENT_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
-MAX_BATCH_EVENTS = 2500
-
+EventType = common_pb2.EventType
 CALLS: Mapping[str, common_pb2.EventType] = {
     "track": EventType.EVENT_TYPE_TRACK,
     "identify": EventType.EVENT_TYPE_IDENTIFY,
@@ -53,6 +48,8 @@ CALLS: Mapping[str, common_pb2.EventType] = {
     "group": EventType.EVENT_TYPE_GROUP,
 }
 _NAMED_BY_NAME = (EventType.EVENT_TYPE_PAGE, EventType.EVENT_TYPE_SCREEN)
+# A lone `\ud800` escape in JSON decodes to Python text that no UTF-8 can hold.
+_NOT_UNICODE = "holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
 _JSON_NAMES = {
     "message_id": "messageId",
     "user_id": "userId",
@@ -104,21 +101,19 @@ def to_event(
 
 
 def batch_events(
-    body: Mapping[str, Any], received_at: datetime, body_bytes: int
+    body: Mapping[str, Any], received_at: datetime
 ) -> list[common_pb2.Event | InvalidArgument]:
     """The events of a `/v1/batch` body, each bad item in its place as the error saying why.
 
-    Raises InvalidArgument for what fails the whole request: no `batch` array, an item over
-    32 KB (Segment refuses the request then).
+    Raises for what fails the whole request: InvalidArgument without a `batch` array,
+    ResourceExhausted for more than 2,500 items.
     """
     items = body.get("batch")
     if not isinstance(items, list):
         raise InvalidArgument("batch", "required: an array of calls")
+    limits.check_batch_events(len(items), "batch")
     context = _object(body, "context")
     sent_at = _timestamp(body, "sentAt")
-    # An item is never larger than the body, so small bodies need no per-item measure.
-    if body_bytes > MAX_EVENT_BYTES:
-        _check_item_sizes(items)
     events: list[common_pb2.Event | InvalidArgument] = []
     for index, item in enumerate(items):
         try:
@@ -129,9 +124,12 @@ def batch_events(
 
 
 def json_field(field: str, event_type: common_pb2.EventType) -> str:
-    """The JSON name of an event field that `events.normalize` names (`user_id` → `userId`)."""
+    """The JSON name of an event field that validation names (`user_id` → `userId`); paths
+    into properties, traits and context (`properties.note`) are the same in both."""
     if field == "event" and event_type in _NAMED_BY_NAME:
         return "name"
+    if field == "properties.groupId" and event_type == EventType.EVENT_TYPE_GROUP:
+        return "groupId"
     return _JSON_NAMES.get(field, field)
 
 
@@ -142,8 +140,6 @@ def _batch_item(
     context: Mapping[str, Any] | None,
     sent_at: datetime | None,
 ) -> common_pb2.Event:
-    if index >= MAX_BATCH_EVENTS:
-        raise InvalidArgument("", f"a batch holds at most {MAX_BATCH_EVENTS} calls")
     if not isinstance(item, dict):
         raise InvalidArgument("", "must be a JSON object")
     call = item.get("type")
@@ -152,18 +148,13 @@ def _batch_item(
     return to_event(call, item, received_at, context, sent_at)
 
 
-def _check_item_sizes(items: list[Any]) -> None:
-    for index, item in enumerate(items):
-        encoded = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
-        if len(encoded) > MAX_EVENT_BYTES:
-            raise InvalidArgument(f"batch[{index}]", f"over {MAX_EVENT_BYTES} bytes")
-
-
 def _text(body: Mapping[str, Any], key: str) -> str:
     value = body.get(key)
     if value is None:
         return ""
     if isinstance(value, str):
+        if not value.isascii():
+            _check_unicode(key, value)
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
@@ -174,8 +165,8 @@ def _group_id(body: Mapping[str, Any]) -> str:
     group_id = _text(body, "groupId")
     if not group_id:
         raise InvalidArgument("groupId", "required for group")
-    if len(group_id) > MAX_ID_LENGTH:
-        raise InvalidArgument("groupId", f"at most {MAX_ID_LENGTH} characters")
+    if len(group_id) > limits.MAX_ID_LENGTH:
+        raise InvalidArgument("groupId", f"at most {limits.MAX_ID_LENGTH} characters")
     return group_id
 
 
@@ -191,9 +182,20 @@ def _fill(struct: Struct, key: str, value: dict[str, Any] | None) -> None:
         return
     try:
         struct.update(value)
+    except UnicodeEncodeError:
+        raise InvalidArgument(key, _NOT_UNICODE) from None
+    except RecursionError:
+        raise InvalidArgument(key, f"nested more than {limits.MAX_NESTING} levels") from None
     except (ValueError, TypeError, OverflowError):
         # Only integers too large for a double get here: JSON gives nothing else odd.
         raise InvalidArgument(key, "holds a number too large to store") from None
+
+
+def _check_unicode(key: str, value: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgument(key, _NOT_UNICODE) from None
 
 
 def _timestamp(body: Mapping[str, Any], key: str) -> datetime | None:

@@ -1,4 +1,4 @@
-"""ProfileService over gRPC: validate, call the store in one transaction, answer protos."""
+"""ProfileService over gRPC: validate, call the profile store in one session, answer protos."""
 
 from collections.abc import Callable
 
@@ -7,25 +7,29 @@ from google.protobuf import empty_pb2
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import db, resources
+from engage import db, paging, resources
+from engage.clock import Clock, utc_now
 from engage.errors import InvalidArgument
 from engage.v1 import profile_pb2, profile_pb2_grpc
-from services.segments import profile_filter
+from services.segments import profile_filter, rules_sql
 from services.segments.identity import ANONYMOUS_ID, USER_ID
 from services.segments.models import Profile
 from services.segments.profiles import ProfileStore
-from services.segments.traits import page_size
 
 COLLECTION = "profiles"
 
 
 class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], published: Callable[[], None]
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        published: Callable[[], None],
+        clock: Clock = utc_now,
     ) -> None:
         self.sessions = sessions
         # Wakes the outbox relay once a transaction with bus messages has committed.
         self.published = published
+        self.clock = clock
 
     async def GetProfile(
         self, request: profile_pb2.GetProfileRequest, context: grpc.aio.ServicerContext
@@ -37,7 +41,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         value: str = getattr(request, key)
         if not value:
             raise InvalidArgument(key, "must not be empty")
-        async with db.transaction(self.sessions) as session:
+        async with db.reading(self.sessions, workspace) as session:
             store = ProfileStore(session, workspace)
             profile = await _find(store, key, value)
             return (await store.to_protos([profile]))[0]
@@ -46,13 +50,18 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.ListProfilesRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ListProfilesResponse:
         workspace = resources.parse_parent("parent", request.parent)
-        size = page_size(request.page_size)
+        size = paging.page_size(request.page_size)
         restrictions = profile_filter.parse(request.filter) if request.filter.strip() else []
-        async with db.transaction(self.sessions) as session:
+        async with db.reading(self.sessions, workspace) as session:
             dialect = session.get_bind().dialect.name
-            where = [profile_filter.condition(r, workspace, dialect) for r in restrictions]
+            now = self.clock()
+            where = [profile_filter.condition(r, workspace, dialect, now) for r in restrictions]
             store = ProfileStore(session, workspace)
-            profiles, next_token = await store.page(size, request.page_token, where)
+            with rules_sql.stored_values_read("filter", "the filter"):
+                # A token is good for the filter it was issued with only (AIP-158).
+                profiles, next_token = await store.page(
+                    size, request.page_token, where, scope=request.filter
+                )
             return profile_pb2.ListProfilesResponse(
                 profiles=await store.to_protos(profiles), next_page_token=next_token
             )
@@ -61,8 +70,9 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.DeleteProfileRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         profile_id = resources.parse_name("name", request.name, COLLECTION)
-        async with db.transaction(self.sessions) as session:
-            await ProfileStore(session, resources.workspace()).erase(profile_id)
+        workspace = resources.workspace()
+        async with db.transaction(self.sessions, workspace) as session:
+            await ProfileStore(session, workspace).erase(profile_id)
         self.published()
         return empty_pb2.Empty()
 
@@ -70,8 +80,9 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.ExportProfileRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ExportProfileResponse:
         profile_id = resources.parse_name("name", request.name, COLLECTION)
-        async with db.transaction(self.sessions) as session:
-            store = ProfileStore(session, resources.workspace())
+        workspace = resources.workspace()
+        async with db.reading(self.sessions, workspace) as session:
+            store = ProfileStore(session, workspace)
             profile = await store.by_id(profile_id)
             return profile_pb2.ExportProfileResponse(
                 profile=(await store.to_protos([profile]))[0],

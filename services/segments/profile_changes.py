@@ -1,0 +1,45 @@
+"""ProfileChanged announcements: what applying events, merging and erasing did to a profile,
+put in the outbox of the transaction that did it (published on `engage.profiles.<workspace>`).
+"""
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import outbox, subjects
+from engage.clock import Clock, utc_now
+from engage.resources import name_of
+from engage.v1 import bus_pb2
+from services.segments.models import Profile
+
+
+def profile_name(workspace: str, profile_id: str) -> str:
+    return name_of("profiles", profile_id, workspace)
+
+
+def announce(
+    session: AsyncSession,
+    workspace: str,
+    kind: "bus_pb2.ProfileChanged.Kind",
+    profile: Profile,
+    changed_traits: dict[str, Any] | None = None,
+    merged_profile: str = "",
+    anonymous_ids: Sequence[str] = (),
+    clock: Clock = utc_now,
+) -> None:
+    """Put a ProfileChanged in the transaction's outbox."""
+    change = bus_pb2.ProfileChanged(
+        id=uuid.uuid4().hex,
+        workspace=workspace,
+        kind=kind,
+        profile=profile_name(workspace, profile.id),
+        user_id=profile.user_id or "",
+        merged_profile=merged_profile,
+        anonymous_ids=sorted(anonymous_ids),
+    )
+    change.occurred_at.FromDatetime(clock())
+    if changed_traits:
+        change.changed_traits.update(changed_traits)
+    outbox.enqueue(session, subjects.profiles(workspace), change, change.id, workspace)
