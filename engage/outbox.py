@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, telemetry
 from engage.bus import MSG_ID_HEADER, WORKSPACE_HEADER, Bus
+from engage.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def enqueue(
             msg_id=msg_id,
             payload=payload.SerializeToString(),
             headers=json.dumps(telemetry.inject_headers()),
-            created_at=datetime.now(UTC),
+            created_at=utc_now(),
         )
     )
 
