@@ -1,7 +1,9 @@
 """The real parts tests run against: nats-server, SMTP sink, databases, service processes."""
 
 import asyncio
+import importlib
 import os
+import pkgutil
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,9 +13,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from nats.js import api
 from sqlalchemy.engine import make_url
 
+import engage.v1
 from engage import subjects
 from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2
@@ -131,6 +136,28 @@ class Suite(LocalSuite):
 
     def log(self, service: str) -> str:
         return (self.run_dir / f"{service}.log").read_text(errors="replace")
+
+
+def contract_services() -> list[ServiceDescriptor]:
+    """Every service of every generated contract module, found by walking `engage.v1`."""
+    found = []
+    for module in pkgutil.iter_modules(engage.v1.__path__):
+        if module.name.endswith("_pb2"):
+            contract = importlib.import_module(f"engage.v1.{module.name}")
+            found += list(contract.DESCRIPTOR.services_by_name.values())
+    return sorted(found, key=lambda service: service.full_name)
+
+
+async def hosts(suite: Suite) -> dict[str, str]:
+    """Which running process hosts each gRPC service, as its reflection lists them."""
+    hosted: dict[str, str] = {}
+    for process in suite.processes:
+        async with suite.channel(process) as channel:
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            async for answer in reflection.ServerReflectionInfo(iter([request])):
+                hosted |= {s.name: process for s in answer.list_services_response.service}
+    return hosted
 
 
 async def stored_events(suite: Suite) -> list[common_pb2.Event]:

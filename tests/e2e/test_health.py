@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy.engine import make_url
 
-from tests.harness import POSTGRES_URL, Suite, eventually
+from tests.harness import POSTGRES_URL, Suite, eventually, hosts
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -29,17 +28,10 @@ async def suite_checked_often(bare_suite: Suite) -> AsyncIterator[Suite]:
 
 async def hosted_services(suite: Suite, process: str) -> list[str]:
     """The empty name (the whole process) and every Engage service it lists by reflection."""
-    async with suite.channel(process) as channel:
-        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        request = reflection_pb2.ServerReflectionRequest(list_services="")
-        names = [
-            service.name
-            async for answer in reflection.ServerReflectionInfo(iter([request]))
-            for service in answer.list_services_response.service
-        ]
-    hosted = [name for name in names if name.startswith("engage.")]
-    assert hosted, process
-    return ["", *hosted]
+    hosted = [name for name, host in (await hosts(suite)).items() if host == process]
+    engage_services = [name for name in hosted if name.startswith("engage.")]
+    assert engage_services, process
+    return ["", *engage_services]
 
 
 async def statuses(suite: Suite, processes: tuple[str, ...]) -> dict[tuple[str, str], int]:

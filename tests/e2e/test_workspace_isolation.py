@@ -7,17 +7,13 @@ probe in `PROBES` fails it until someone writes the probe.
 """
 
 import asyncio
-import importlib
-import pkgutil
 from collections.abc import Sequence
 
 import grpc
 from google.protobuf import message_factory, text_format
-from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-import engage.v1
 from engage import subjects
 from engage.bus import Bus
 from engage.v1 import (
@@ -55,29 +51,7 @@ from tests.e2e.workspace_probes import (
     name,
     traits,
 )
-from tests.harness import ADMIN_KEY, Suite, auth, eventually
-
-
-def contract_services() -> list[ServiceDescriptor]:
-    """Every service of every generated contract module, found by walking `engage.v1`."""
-    found = []
-    for module in pkgutil.iter_modules(engage.v1.__path__):
-        if module.name.endswith("_pb2"):
-            contract = importlib.import_module(f"engage.v1.{module.name}")
-            found += list(contract.DESCRIPTOR.services_by_name.values())
-    return sorted(found, key=lambda service: service.full_name)
-
-
-async def hosts(suite: Suite) -> dict[str, str]:
-    """Which process hosts each service, as its reflection lists them."""
-    hosted: dict[str, str] = {}
-    for process in suite.processes:
-        async with suite.channel(process) as channel:
-            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-            request = reflection_pb2.ServerReflectionRequest(list_services="")
-            async for answer in reflection.ServerReflectionInfo(iter([request])):
-                hosted |= {s.name: process for s in answer.list_services_response.service}
-    return hosted
+from tests.harness import ADMIN_KEY, Suite, auth, contract_services, eventually, hosts
 
 
 async def call(
