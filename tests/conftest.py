@@ -1,8 +1,9 @@
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from engage.bus import Bus
 from engage_cli.processes import NatsServer
 from services.channels.sandboxes.smtp_sink import SmtpSink
 from tests.harness import BACKENDS, Databases, Suite, running_nats
@@ -13,6 +14,15 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A JetStream nats-server of this test's own, on a free port."""
     with running_nats(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
+    """The test's own connection to its nats-server, every stream declared."""
+    connection = await Bus.connect(nats_server.url, "test")
+    await connection.declare_streams()
+    yield connection
+    await connection.close()
 
 
 @pytest.fixture

@@ -3,25 +3,14 @@
 The outbox relay has tests of its own: test_outbox.py."""
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from nats.aio.msg import Msg
 from nats.js import api
 
 from engage import subjects
 from engage.bus import Bus, ConsumerSpec, PermanentError
 from engage.v1 import bus_pb2
-from engage_cli.processes import NatsServer
 from tests.harness import dead_letters, eventually
-
-
-@pytest.fixture
-async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
-    connected = await Bus.connect(nats_server.url, "test")
-    await connected.declare_streams()
-    yield connected
-    await connected.close()
 
 
 def journey_event(event_id: str) -> bus_pb2.JourneyEvent:

@@ -42,14 +42,6 @@ class Channels:
     messages: message_pb2_grpc.MessageServiceStub
 
 
-@pytest.fixture
-async def bus(bare_suite: Suite) -> AsyncIterator[Bus]:
-    connection = await Bus.connect(bare_suite.nats.url, "test")
-    await connection.declare_streams()
-    yield connection
-    await connection.close()
-
-
 async def start(bare_suite: Suite, bus: Bus, *services: str) -> AsyncIterator[Channels]:
     # `start` blocks until ready (and makes PostgreSQL databases with asyncio.run): off the loop.
     for service in services:

@@ -49,14 +49,6 @@ async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncS
 
 
 @pytest.fixture
-async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
-    connected = await Bus.connect(nats_server.url, "test-relay")
-    await connected.declare_streams()
-    yield connected
-    await connected.close()
-
-
-@pytest.fixture
 async def relay_task(
     sessions: async_sessionmaker[AsyncSession], bus: Bus
 ) -> AsyncIterator[tuple[OutboxRelay, "asyncio.Task[None]"]]:
