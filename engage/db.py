@@ -9,6 +9,7 @@ timed-segment sweep) say so with `EVERY_WORKSPACE`. Core statements on bare tabl
 paths of segments) are not ORM statements and carry their workspace parameter themselves.
 """
 
+import asyncio
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -155,7 +156,13 @@ def upsert_into(session: AsyncSession, model: type[Any]) -> Insert:
 
 
 async def ping(engine: AsyncEngine) -> None:
-    """Raise unless the database answers a trivial query now."""
+    """Raise unless the database answers a trivial query now. A SQLite file must also still be
+    where it was opened: pooled connections keep answering from a file that was removed or
+    moved away (its volume gone), and nothing written there would be found again."""
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database or ":memory:"
+        if database != ":memory:" and not await asyncio.to_thread(Path(database).exists):
+            raise FileNotFoundError("the SQLite database file is gone")
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
 

@@ -4,6 +4,7 @@ hosts, while NATS or its database is unreachable, and SERVING again on its own o
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -113,3 +114,26 @@ if POSTGRES_URL:
             await allow_connections(suite, WITH_DATABASE, allowed=True)
 
         await all_become(suite, WITH_DATABASE, SERVING)
+
+
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+async def test_health_follows_a_sqlite_file_going_away_and_coming_back(
+    suite_checked_often: Suite,
+) -> None:
+    """A laptop's database is a file: moved away (its volume gone), the services stop serving."""
+    suite = suite_checked_often
+    files = {
+        process: Path(make_url(suite.service_env(process)["ENGAGE_DATABASE_URL"]).database or "")
+        for process in WITH_DATABASE
+    }
+    await all_become(suite, WITH_DATABASE, SERVING)
+
+    for path in files.values():
+        path.rename(path.with_suffix(".away"))
+    try:
+        await all_become(suite, WITH_DATABASE, NOT_SERVING)
+    finally:
+        for path in files.values():
+            path.with_suffix(".away").rename(path)
+
+    await all_become(suite, WITH_DATABASE, SERVING)
