@@ -110,3 +110,23 @@ async def test_slow_handler_is_not_handed_the_same_message_again(bus: Bus) -> No
     assert sorted(handled) == [f"s{number}" for number in range(6)]
     assert info.delivered is not None
     assert info.delivered.consumer_seq == 6
+
+
+async def test_a_handler_slower_than_the_ack_wait_keeps_its_message(bus: Bus) -> None:
+    # Two replicas on one durable: the idle one would take a message whose ack wait ran out.
+    spec = ConsumerSpec("test-slower", "JOURNEYS", [subjects.JOURNEYS], ack_wait_seconds=1.0)
+    handled: list[str] = []
+
+    async def handle(message: Msg) -> None:
+        handled.append(bus_pb2.JourneyEvent.FromString(message.data).id)
+        await asyncio.sleep(2.5)  # the work: two and a half ack waits
+
+    replicas = [asyncio.create_task(bus.consume(spec, handle)) for _ in range(2)]
+    await bus.publish(subjects.journeys("acme"), journey_event("slow"), "slow", "acme")
+    info = await eventually(lambda: settled(bus, spec, messages=1))
+    for replica in replicas:
+        replica.cancel()
+
+    assert handled == ["slow"]
+    assert info.delivered is not None
+    assert info.delivered.consumer_seq == 1
