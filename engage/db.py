@@ -105,11 +105,13 @@ async def reading(
 def _scope_to_workspace(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
         return
-    scoped = _workspace_models(state)
-    if not scoped:
-        return
     workspace = state.session.info.get(_WORKSPACE_KEY)
     if workspace == EVERY_WORKSPACE:
+        return
+    if workspace is not None and not state.is_orm_statement:
+        return  # Core on bare tables: carries its own filter (the hot bulk paths)
+    scoped = _workspace_models(state)
+    if not scoped:
         return
     if workspace is None:
         names = ", ".join(sorted(model.__name__ for model in scoped))
