@@ -20,7 +20,7 @@ from engage import resources
 from engage.auth import API_KEY_HEADER
 from engage.errors import EngageError
 from engage.v1 import segment_pb2, segment_pb2_grpc
-from engage_cli.rules_yaml import from_data
+from engage_cli.rules_yaml import from_data, load
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class SegmentFile:
 def segment_from_file(path: Path, workspace: str) -> SegmentFile:
     """The segment a YAML file describes; ValueError names what is wrong."""
     try:
-        data: Any = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, ValueError) as error:  # ValueError: a date like 2025-13-01
+        data: Any = load(path.read_text())
+    except (yaml.YAMLError, ValueError) as error:
         raise ValueError(f"{path}: is not valid YAML: {error}") from None
     if not isinstance(data, dict) or "segment_id" not in data or "rule" not in data:
         raise ValueError(f"{path}: needs `segment_id` and `rule`")

@@ -17,8 +17,9 @@ by its path in the proto form (`rule.all.rules[2].trait.value`), so a marketer r
 of path whichever side found the mistake.
 """
 
+import re
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import yaml
@@ -42,11 +43,49 @@ _TIME_OPERATORS = {"before", "after"}
 TimePoint = str | segment_pb2.RelativeTime
 
 
+class MarketerYamlLoader(yaml.SafeLoader):
+    """YAML 1.2's core schema, as a marketer reads their file: `NO` (Norway) and `yes` stay
+    text, `010` is ten, and dates and times stay the very text written, so `2026-03-01T09:00Z`
+    equals a trait holding that text. PyYAML alone reads YAML 1.1, where all four change."""
+
+    def construct_core_int(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node))
+        return int(text, 0) if text.lstrip("+-")[:2] in ("0o", "0x") else int(text, 10)
+
+
+_CORE_SCHEMA = (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", "~nN"),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$",
+        "-+.0123456789",
+    ),
+    # Not in YAML 1.2, but kept: files written with `<<: *defaults` read as their authors meant.
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),
+)
+# Its own resolvers, none inherited from YAML 1.1.
+MarketerYamlLoader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    # An empty scalar is looked up under "": only null can be empty.
+    firsts = [*_first, ""] if _tag.endswith(":null") else list(_first)
+    MarketerYamlLoader.add_implicit_resolver(_tag, re.compile(_pattern), firsts)
+MarketerYamlLoader.add_constructor("tag:yaml.org,2002:int", MarketerYamlLoader.construct_core_int)
+
+
+def load(text: str) -> Any:
+    """A marketer's YAML document, read with YAML 1.2 core-schema meanings; yaml.YAMLError when
+    it is not YAML."""
+    return yaml.load(text, Loader=MarketerYamlLoader)
+
+
 def from_yaml(text: str, path: str = "rule") -> segment_pb2.Rule:
     """The rule a YAML document describes; InvalidArgument names a field that is misshapen."""
     try:
-        data = yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError) as error:  # ValueError: a date like 2025-13-01
+        data = load(text)
+    except (yaml.YAMLError, ValueError) as error:
         raise InvalidArgument(path, f"is not valid YAML: {error}") from None
     return from_data(data, path)
 
@@ -273,8 +312,6 @@ def _operand(operator: str, value: object, field: str) -> struct_pb2.Value:
 
 
 def _scalar(value: object, field: str) -> struct_pb2.Value:
-    if isinstance(value, date):  # YAML reads an unquoted 2025-03-01 as a date
-        return struct_pb2.Value(string_value=value.isoformat())
     if isinstance(value, bool):
         return struct_pb2.Value(bool_value=value)
     if isinstance(value, str):
@@ -297,8 +334,6 @@ def _relative(trait: str, offset: timedelta) -> segment_pb2.RelativeTime:
 def _time(value: object, field: str) -> TimePoint:
     if value == "now":
         return _relative("", timedelta())
-    if isinstance(value, date):
-        return value.isoformat()
     if isinstance(value, str):
         return value  # a date; the service says if it is not one
     if isinstance(value, dict) and len(value) == 1 and ("ago" in value or "from_now" in value):

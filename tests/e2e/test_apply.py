@@ -6,10 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from engage.v1 import segment_pb2, segment_pb2_grpc
-from engage_cli.rules_yaml import from_data
+from engage_cli.rules_yaml import from_data, load
 from tests.harness import MARKETER_KEY, SUPPORT_KEY, WORKSPACE, Suite, auth
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "segments").glob("*.yaml"))
@@ -85,8 +83,8 @@ async def test_exported_segments_apply_back_to_the_same_rules(
     assert one.stdout == (tmp_path / "out" / EXAMPLES[0].name).read_text()
     assert again.returncode == 0, again.stderr
     for segment_id, segment in before.items():
-        document = yaml.safe_load((tmp_path / "out" / f"{segment_id}.yaml").read_text())
-        original = yaml.safe_load((EXAMPLES[0].parent / f"{segment_id}.yaml").read_text())
+        document = load((tmp_path / "out" / f"{segment_id}.yaml").read_text())
+        original = load((EXAMPLES[0].parent / f"{segment_id}.yaml").read_text())
         assert from_data(document["rule"]) == segment.rule == from_data(original["rule"])
         assert {k: v for k, v in document.items() if k != "rule"} == {
             k: v for k, v in original.items() if k != "rule"

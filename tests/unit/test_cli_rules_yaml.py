@@ -7,12 +7,12 @@ import pytest
 import yaml
 
 from engage_cli import rules_yaml
-from engage_cli.apply import referenced_segments
+from engage_cli.apply import referenced_segments, segment_from_file
 from services.segments.rules_proto import from_proto, to_proto
 from tests.unit.test_segments_rules import STORY_1
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "segments").glob("*.yaml"))
-EXAMPLE_RULES = [yaml.safe_dump(yaml.safe_load(path.read_text())["rule"]) for path in EXAMPLES]
+EXAMPLE_RULES = [yaml.safe_dump(rules_yaml.load(path.read_text())["rule"]) for path in EXAMPLES]
 
 
 @pytest.mark.parametrize("text", EXAMPLE_RULES)
@@ -44,3 +44,42 @@ def test_referenced_segments_are_read_from_the_proto() -> None:
     )
 
     assert sorted(referenced_segments(rule)) == ["lapsed", "vip"]
+
+
+def condition_value(text: str) -> object:
+    """The value of the one trait condition `text` holds, as the service receives it."""
+    condition = rules_yaml.from_yaml(text).trait
+    kind = condition.value.WhichOneof("kind")
+    return getattr(condition.value, kind) if kind else None
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("{trait: country, equals: NO}", "NO"),  # Norway, not false (YAML 1.1 reads false)
+        ("{trait: answer, equals: yes}", "yes"),
+        ("{trait: answer, equals: off}", "off"),
+        ("{trait: branch, equals: 010}", 10.0),  # ten, not octal 8
+        ("{trait: branch, equals: 0o10}", 8.0),  # octal when said so
+        ("{trait: vip, equals: true}", True),
+        ("{trait: paid_at, equals: 2026-03-01T09:00:00Z}", "2026-03-01T09:00:00Z"),  # as written
+        ("{trait: visit_date, equals: 2026-03-01}", "2026-03-01"),
+        ("{trait: visit_date, equals: 2026-03-01 09:00:00+09:00}", "2026-03-01 09:00:00+09:00"),
+        ("{trait: ratio, equals: 1.5e3}", 1500.0),
+    ],
+)
+def test_values_mean_what_the_marketer_wrote(written: str, meant: object) -> None:
+    assert condition_value(written) == meant
+
+
+def test_a_date_literal_is_kept_as_written() -> None:
+    rule = rules_yaml.from_yaml("{trait: prescribed_at, before: 2026-12-01}")
+    assert rule.trait.value.string_value == "2026-12-01"
+
+
+def test_a_segment_file_keeps_norway_a_string(tmp_path: Path) -> None:
+    path = tmp_path / "norway.yaml"
+    path.write_text("segment_id: norway\nrule: {trait: country, in: [NO, SE, DK]}\n")
+    segment = segment_from_file(path, "acme").segment
+    countries = [value.string_value for value in segment.rule.trait.value.list_value.values]
+    assert countries == ["NO", "SE", "DK"]

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from engage_cli import rules_yaml
 from services.segments.evaluate import Facts, evaluate
 from services.segments.rules import Rule
 from services.segments.rules_proto import from_proto, to_proto
@@ -136,7 +136,7 @@ CASES: dict[str, list[tuple[str, Facts, bool]]] = {
 
 
 def load(name: str) -> tuple[dict[str, Any], Rule]:
-    document = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text())
+    document = rules_yaml.load((EXAMPLES / f"{name}.yaml").read_text())
     return document, from_data(document["rule"])
 
 
