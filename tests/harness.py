@@ -2,6 +2,7 @@
 
 import asyncio
 import importlib
+import inspect
 import os
 import pkgutil
 import uuid
@@ -9,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import asyncpg
 import grpc
@@ -53,12 +54,18 @@ def auth(key: str = ADMIN_KEY) -> tuple[tuple[str, str], ...]:
     return (("x-api-key", key),)
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 20.0) -> T:
-    """Poll `check` until it returns something truthy without raising; fail at the deadline."""
+@overload
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = ...) -> T: ...
+@overload
+async def eventually(check: Callable[[], T | None], timeout: float = ...) -> T: ...
+async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll `check` (a coroutine function, or a plain one for state already at hand) until it
+    returns something truthy without raising; fail at the deadline."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
-            result = await check()
+            answer = check()
+            result = await answer if inspect.isawaitable(answer) else answer
             if result:
                 return result
             last: Any = result

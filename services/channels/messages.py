@@ -8,12 +8,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, paging
+from engage.clock import timestamp
 from engage.erasure import Erasure
 from engage.errors import NotFound
 from engage.resources import name_of
 from engage.v1 import common_pb2, message_pb2
 from services.channels.models import MessageRow
-from services.channels.templates import utc
 
 COLLECTION = "messages"
 SENDING, SENT, SKIPPED, FAILED = "SENDING", "SENT", "SKIPPED", "FAILED"
@@ -45,9 +45,9 @@ def to_proto(row: MessageRow, reveal_recipient: bool) -> message_pb2.Message:
         reason=row.reason,
         journey=row.journey,
     )
-    message.create_time.FromDatetime(utc(row.create_time))
+    message.create_time.CopyFrom(timestamp(row.create_time))
     if row.send_time:
-        message.send_time.FromDatetime(utc(row.send_time))
+        message.send_time.CopyFrom(timestamp(row.send_time))
     return message
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db
-from engage.clock import Clock, utc_now
+from engage.clock import Clock, as_utc, utc_now
 from engage.resources import is_valid_id, name_of, read_name
 from engage.v1 import bus_pb2, common_pb2
 from services.channels import records
@@ -54,7 +54,7 @@ from services.channels.models import MessageRow
 from services.channels.profiles import ProfileDirectory, ProfileView
 from services.channels.rendering import TemplateProblem, profile_context, render_email
 from services.channels.templates import COLLECTION as TEMPLATES
-from services.channels.templates import TemplateStore, utc
+from services.channels.templates import TemplateStore
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class SendProcessor:
             log.info("duplicate send ignored", extra={**context, "state": existing.state})
             return existing.state
         if existing and existing.handoff_time is not None:
-            claimed_at = utc(existing.handoff_time)
+            claimed_at = as_utc(existing.handoff_time)
             return await self._settle_open_claim(existing, send, claimed_at, final_attempt)
         template_id = template_id_of(send.template, workspace)
         record = existing or self._new_record(send, workspace, template_id)

@@ -1,7 +1,6 @@
 """Templates: validation, storage and conversion to and from the `Template` proto."""
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from email.utils import parseaddr
 
 from sqlalchemy.exc import IntegrityError
@@ -10,7 +9,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, paging
-from engage.clock import Clock, utc_now
+from engage.clock import Clock, timestamp, utc_now
 from engage.errors import AlreadyExists, InvalidArgument, NotFound
 from engage.resources import name_of
 from engage.v1 import common_pb2, template_pb2
@@ -32,11 +31,6 @@ UPDATABLE_PATHS = frozenset(
 )
 FULL_REPLACEMENT = ("display_name", "email")
 MAX_DISPLAY_NAME = 200
-
-
-def utc(moment: datetime) -> datetime:
-    """SQLite hands datetimes back without their zone; every stored time is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def validate_template(template: template_pb2.Template, field: str = "template") -> None:
@@ -73,8 +67,8 @@ def to_proto(row: TemplateRow) -> template_pb2.Template:
         channel=common_pb2.Channel.Name(row.channel),
     )
     template.email.ParseFromString(row.content)
-    template.create_time.FromDatetime(utc(row.create_time))
-    template.update_time.FromDatetime(utc(row.update_time))
+    template.create_time.CopyFrom(timestamp(row.create_time))
+    template.update_time.CopyFrom(timestamp(row.update_time))
     return template
 
 

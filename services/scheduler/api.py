@@ -4,12 +4,11 @@ from typing import cast
 
 import grpc
 from google.protobuf import empty_pb2
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import paging, resources
-from engage.clock import Clock, utc_now
+from engage.clock import Clock, timestamp, utc_now
 from engage.db import reading, transaction
 from engage.errors import InvalidArgument, NotFound
 from engage.v1 import journey_pb2, journey_pb2_grpc
@@ -85,9 +84,6 @@ async def _existing(session: AsyncSession, journey_id: str, for_update: bool = F
 
 
 def journey_to_proto(row: JourneyRow) -> journey_pb2.Journey:
-    create_time, update_time = Timestamp(), Timestamp()
-    create_time.FromDatetime(row.create_time)
-    update_time.FromDatetime(row.update_time)
     return journey_pb2.Journey(
         name=journeys.journey_name(row.workspace, row.journey_id),
         display_name=row.display_name,
@@ -95,6 +91,6 @@ def journey_to_proto(row: JourneyRow) -> journey_pb2.Journey:
         version=row.version,
         trigger=journey_pb2.JourneyTrigger(event=journey_pb2.EventTrigger(event=row.trigger_event)),
         steps=journeys.steps_to_proto(journeys.steps_from_json(row.steps)),
-        create_time=create_time,
-        update_time=update_time,
+        create_time=timestamp(row.create_time),
+        update_time=timestamp(row.update_time),
     )

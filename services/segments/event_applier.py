@@ -18,14 +18,13 @@ from google.protobuf import json_format
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.clock import Clock, utc_now
+from engage.clock import Clock, as_utc, utc_now
 from engage.db import upsert_into
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.identity import IdentityResolver
 from services.segments.models import CHUNK, Profile, ProfileEvent
 from services.segments.profile_changes import announce
-from services.segments.times import as_utc
 from services.segments.traits import (
     LOCALE_KEY,
     TIME_ZONE_KEY,

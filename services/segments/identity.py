@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from engage.clock import as_utc
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.models import (
@@ -32,7 +33,6 @@ from services.segments.models import (
     PropertySum,
 )
 from services.segments.profile_changes import announce, profile_name
-from services.segments.times import as_utc
 from services.segments.traits import LOCALE_KEY, TIME_ZONE_KEY, TraitState
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import paging
+from engage.clock import as_utc, timestamp
 from engage.errors import NotFound
 from engage.resources import name_of
 from engage.v1 import bus_pb2, common_pb2, profile_pb2
@@ -25,7 +26,6 @@ from services.segments.models import (
     PropertySum,
 )
 from services.segments.profile_changes import announce
-from services.segments.times import as_utc, timestamp
 
 
 class ProfileStore:

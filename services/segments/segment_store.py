@@ -17,6 +17,7 @@ from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import paging, subjects, telemetry
+from engage.clock import as_utc
 from engage.db import Insert, table_of, upsert_into
 from engage.errors import AlreadyExists, NotFound
 from engage.outbox import OutboxMessage
@@ -32,7 +33,6 @@ from services.segments.models import (
     SegmentMembership,
     SegmentVersion,
 )
-from services.segments.times import as_utc
 
 ENTERED = bus_pb2.MembershipChanged.CHANGE_ENTERED
 EXITED = bus_pb2.MembershipChanged.CHANGE_EXITED

@@ -13,14 +13,13 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, paging, resources
-from engage.clock import Clock, utc_now
+from engage.clock import Clock, timestamp, utc_now
 from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2, segment_pb2_grpc
 from services.segments import batch, rules_sql
 from services.segments.batch import SegmentGraph
 from services.segments.models import Segment
 from services.segments.segment_store import SegmentStore
-from services.segments.times import timestamp
 
 COLLECTION = "segments"
 DEFAULT_SAMPLE = 10

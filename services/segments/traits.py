@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.segments.times import as_utc
+from engage.clock import as_utc
 
 # Pseudo-keys in the per-key times, for the profile fields that are not traits.
 TIME_ZONE_KEY = "$time_zone"

@@ -6,7 +6,6 @@ The RPCs come from the generated descriptors, so a new RPC joins this test by it
 probe in `PROBES` fails it until someone writes the probe.
 """
 
-import asyncio
 from collections.abc import Sequence
 
 import grpc
@@ -16,6 +15,7 @@ from google.protobuf.message import Message
 
 from engage import subjects
 from engage.bus import Bus
+from engage.resources import name_of
 from engage.v1 import (
     bus_pb2,
     common_pb2,
@@ -48,7 +48,6 @@ from tests.e2e.workspace_probes import (
     Phase,
     Probe,
     email_rule,
-    name,
     traits,
 )
 from tests.harness import ADMIN_KEY, Suite, auth, contract_services, eventually, hosts
@@ -201,9 +200,7 @@ async def fill_workspace_b(suite: Suite, smtp_sink: SmtpSink) -> Held:
         await ingest_pb2_grpc.IngestServiceStub(channel).Track(
             ingest_pb2.TrackRequest(user_id=probe.user_id, event="signed_up"), metadata=auth(B_KEY)
         )
-    await eventually(
-        lambda: asyncio.sleep(0, any(probe.email in m.recipients for m in smtp_sink.received))
-    )
+    await eventually(lambda: any(probe.email in m.recipients for m in smtp_sink.received))
     await report_a_b_campaign_delivery(suite, probe)
     async with suite.channel("segments") as channel:
         profiles = profile_pb2_grpc.ProfileServiceStub(channel)
@@ -229,7 +226,7 @@ async def fill_workspace_b(suite: Suite, smtp_sink: SmtpSink) -> Held:
 
 
 async def create_b_journey(suite: Suite, held: Held) -> None:
-    template = name(B, "templates", held.template_id)
+    template = name_of("templates", held.template_id, B)
     async with suite.channel("channels") as channel:
         await template_pb2_grpc.TemplateServiceStub(channel).CreateTemplate(
             template_pb2.CreateTemplateRequest(
@@ -267,7 +264,7 @@ async def create_b_journey(suite: Suite, held: Held) -> None:
 async def report_a_b_campaign_delivery(suite: Suite, held: Held) -> None:
     """No process serves campaigns yet: a delivery of B's campaign, as channels publishes it,
     gives reporting something of B's to keep."""
-    campaign = name(B, "campaigns", held.campaign_id)
+    campaign = name_of("campaigns", held.campaign_id, B)
     event = bus_pb2.DeliveryEvent(
         id="globex-delivery-1",
         workspace=B,
@@ -293,7 +290,7 @@ async def report_a_b_campaign_delivery(suite: Suite, held: Held) -> None:
             )
             journey_report = await reports.GetJourneyReport(
                 reporting_pb2.GetJourneyReportRequest(
-                    name=f"{name(B, 'journeys', held.journey_id)}/report"
+                    name=f"{name_of('journeys', held.journey_id, B)}/report"
                 ),
                 metadata=auth(B_KEY),
             )
@@ -307,22 +304,26 @@ async def b_as_b_sees_it(suite: Suite, held: Held) -> list[Message]:
     key = auth(B_KEY)
     async with suite.channel("segments") as channel:
         profile = await profile_pb2_grpc.ProfileServiceStub(channel).GetProfile(
-            profile_pb2.GetProfileRequest(name=name(B, "profiles", held.profile_id)), metadata=key
+            profile_pb2.GetProfileRequest(name=name_of("profiles", held.profile_id, B)),
+            metadata=key,
         )
         segment = await segment_pb2_grpc.SegmentServiceStub(channel).GetSegment(
-            segment_pb2.GetSegmentRequest(name=name(B, "segments", held.segment_id)), metadata=key
+            segment_pb2.GetSegmentRequest(name=name_of("segments", held.segment_id, B)),
+            metadata=key,
         )
     async with suite.channel("channels") as channel:
         template = await template_pb2_grpc.TemplateServiceStub(channel).GetTemplate(
-            template_pb2.GetTemplateRequest(name=name(B, "templates", held.template_id)),
+            template_pb2.GetTemplateRequest(name=name_of("templates", held.template_id, B)),
             metadata=key,
         )
         message = await message_pb2_grpc.MessageServiceStub(channel).GetMessage(
-            message_pb2.GetMessageRequest(name=name(B, "messages", held.message_id)), metadata=key
+            message_pb2.GetMessageRequest(name=name_of("messages", held.message_id, B)),
+            metadata=key,
         )
     async with suite.channel("scheduler") as channel:
         journey = await journey_pb2_grpc.JourneyServiceStub(channel).GetJourney(
-            journey_pb2.GetJourneyRequest(name=name(B, "journeys", held.journey_id)), metadata=key
+            journey_pb2.GetJourneyRequest(name=name_of("journeys", held.journey_id, B)),
+            metadata=key,
         )
     return [profile, segment, template, message, journey]
 

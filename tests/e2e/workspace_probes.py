@@ -14,6 +14,7 @@ from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct, Value
 
+from engage.resources import name_of
 from engage.v1 import (
     common_pb2,
     ingest_pb2,
@@ -31,7 +32,6 @@ Code = grpc.StatusCode
 A = WORKSPACE
 B = "globex"
 B_KEY = OTHER_WORKSPACE_KEY
-Code = grpc.StatusCode
 
 # Defined in the contracts, hosted by no process yet (see the README's "What is served").
 NOT_SERVED_SERVICES = {"engage.v1.CampaignService", "engage.v1.SubscriptionService"}
@@ -94,8 +94,14 @@ class Probe:
     check: Callable[[list[Message]], bool] = field(default=lambda answers: True)
 
 
-def name(workspace: str, collection: str, resource_id: str) -> str:
-    return f"workspaces/{workspace}/{collection}/{resource_id}"
+def named(request: Callable[..., Message], theirs: str, ours: str) -> list[Probe]:
+    """B's resource by its own name (denied), and by its id under A's name (hidden)."""
+    return [Probe(request(name=theirs), DENIED), Probe(request(name=ours), HIDDEN)]
+
+
+def listed(request: Callable[..., Message]) -> list[Probe]:
+    """B's collection (denied), and A's own, which must hold nothing of B's (hidden)."""
+    return listed(request)
 
 
 def traits(**values: str) -> Struct:
@@ -142,15 +148,14 @@ def zero_counts(answers: list[Message]) -> bool:
 
 
 def profile_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
-    ours, theirs = name(A, "profiles", h.profile_id), name(B, "profiles", h.profile_id)
+    ours, theirs = name_of("profiles", h.profile_id, A), name_of("profiles", h.profile_id, B)
     get = profile_pb2.GetProfileRequest
     listing = profile_pb2.ListProfilesRequest
     return {
         "GetProfile": (
             Phase.READ,
             [
-                Probe(get(name=theirs), DENIED),
-                Probe(get(name=ours), HIDDEN),
+                *named(get, theirs, ours),
                 Probe(get(user_id=h.user_id), HIDDEN),
                 Probe(get(anonymous_id=h.anonymous_id), HIDDEN),
                 Probe(get(email=h.email), HIDDEN),
@@ -159,8 +164,7 @@ def profile_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
         "ListProfiles": (
             Phase.READ,
             [
-                Probe(listing(parent=f"workspaces/{B}"), DENIED),
-                Probe(listing(parent=f"workspaces/{A}"), HIDDEN),
+                *listed(listing),
                 Probe(listing(parent=f"workspaces/{A}", filter=f'user_id = "{h.user_id}"'), HIDDEN),
                 Probe(listing(parent=f"workspaces/{A}", filter=f'email = "{h.email}"'), HIDDEN),
                 Probe(
@@ -169,14 +173,14 @@ def profile_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
                 Probe(
                     listing(
                         parent=f"workspaces/{A}",
-                        filter=f'segment = "{name(A, "segments", h.segment_id)}"',
+                        filter=f'segment = "{name_of("segments", h.segment_id, A)}"',
                     ),
                     HIDDEN,
                 ),
                 Probe(
                     listing(
                         parent=f"workspaces/{A}",
-                        filter=f'segment = "{name(B, "segments", h.segment_id)}"',
+                        filter=f'segment = "{name_of("segments", h.segment_id, B)}"',
                     ),
                     REFUSED,
                 ),
@@ -184,24 +188,18 @@ def profile_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
         ),
         "ExportProfile": (
             Phase.READ,
-            [
-                Probe(profile_pb2.ExportProfileRequest(name=theirs), DENIED),
-                Probe(profile_pb2.ExportProfileRequest(name=ours), HIDDEN),
-            ],
+            named(profile_pb2.ExportProfileRequest, theirs, ours),
         ),
         "DeleteProfile": (
             Phase.CHANGE,
-            [
-                Probe(profile_pb2.DeleteProfileRequest(name=theirs), DENIED),
-                Probe(profile_pb2.DeleteProfileRequest(name=ours), HIDDEN),
-            ],
+            named(profile_pb2.DeleteProfileRequest, theirs, ours),
         ),
     }
 
 
 def segment_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
-    ours, theirs = name(A, "segments", h.segment_id), name(B, "segments", h.segment_id)
-    our_profile = name(A, "profiles", h.profile_id)
+    ours, theirs = name_of("segments", h.segment_id, A), name_of("segments", h.segment_id, B)
+    our_profile = name_of("profiles", h.profile_id, A)
     hijack = segment_pb2.Segment(display_name="hijacked by acme")
     mask = field_mask_pb2.FieldMask(paths=["display_name"])
 
@@ -221,17 +219,11 @@ def segment_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
     return {
         "GetSegment": (
             Phase.READ,
-            [
-                Probe(segment_pb2.GetSegmentRequest(name=theirs), DENIED),
-                Probe(segment_pb2.GetSegmentRequest(name=ours), HIDDEN),
-            ],
+            named(segment_pb2.GetSegmentRequest, theirs, ours),
         ),
         "ListSegments": (
             Phase.READ,
-            [
-                Probe(segment_pb2.ListSegmentsRequest(parent=f"workspaces/{B}"), DENIED),
-                Probe(segment_pb2.ListSegmentsRequest(parent=f"workspaces/{A}"), HIDDEN),
-            ],
+            listed(segment_pb2.ListSegmentsRequest),
         ),
         "PreviewSegment": (
             Phase.READ,
@@ -256,7 +248,7 @@ def segment_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
             [
                 Probe(
                     segment_pb2.CheckMembershipRequest(
-                        segment=theirs, profile=name(B, "profiles", h.profile_id)
+                        segment=theirs, profile=name_of("profiles", h.profile_id, B)
                     ),
                     DENIED,
                 ),
@@ -273,10 +265,7 @@ def segment_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
         ),
         "DeleteSegment": (
             Phase.CHANGE,
-            [
-                Probe(segment_pb2.DeleteSegmentRequest(name=theirs), DENIED),
-                Probe(segment_pb2.DeleteSegmentRequest(name=ours), HIDDEN),
-            ],
+            named(segment_pb2.DeleteSegmentRequest, theirs, ours),
         ),
         "CreateSegment": (
             Phase.CREATE,
@@ -314,7 +303,7 @@ def segment_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
 
 
 def template_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
-    ours, theirs = name(A, "templates", h.template_id), name(B, "templates", h.template_id)
+    ours, theirs = name_of("templates", h.template_id, A), name_of("templates", h.template_id, B)
     content = template_pb2.Template(
         channel=common_pb2.CHANNEL_EMAIL,
         email=template_pb2.EmailContent(subject="Acme hello", text_body="Hello"),
@@ -335,17 +324,11 @@ def template_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
     return {
         "GetTemplate": (
             Phase.READ,
-            [
-                Probe(template_pb2.GetTemplateRequest(name=theirs), DENIED),
-                Probe(template_pb2.GetTemplateRequest(name=ours), HIDDEN),
-            ],
+            named(template_pb2.GetTemplateRequest, theirs, ours),
         ),
         "ListTemplates": (
             Phase.READ,
-            [
-                Probe(template_pb2.ListTemplatesRequest(parent=f"workspaces/{B}"), DENIED),
-                Probe(template_pb2.ListTemplatesRequest(parent=f"workspaces/{A}"), HIDDEN),
-            ],
+            listed(template_pb2.ListTemplatesRequest),
         ),
         "RenderTemplate": (
             Phase.READ,
@@ -360,10 +343,7 @@ def template_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
         ),
         "DeleteTemplate": (
             Phase.CHANGE,
-            [
-                Probe(template_pb2.DeleteTemplateRequest(name=theirs), DENIED),
-                Probe(template_pb2.DeleteTemplateRequest(name=ours), HIDDEN),
-            ],
+            named(template_pb2.DeleteTemplateRequest, theirs, ours),
         ),
         "CreateTemplate": (
             Phase.CREATE,
@@ -376,7 +356,7 @@ def template_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
 
 
 def journey_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
-    ours, theirs = name(A, "journeys", h.journey_id), name(B, "journeys", h.journey_id)
+    ours, theirs = name_of("journeys", h.journey_id, A), name_of("journeys", h.journey_id, B)
 
     def draft(template: str) -> journey_pb2.Journey:
         send = journey_pb2.SendStep(channel=common_pb2.CHANNEL_EMAIL, template=template)
@@ -393,21 +373,15 @@ def journey_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
         )
 
     create = journey_pb2.CreateJourneyRequest
-    our_template = name(A, "templates", h.template_id)
+    our_template = name_of("templates", h.template_id, A)
     return {
         "GetJourney": (
             Phase.READ,
-            [
-                Probe(journey_pb2.GetJourneyRequest(name=theirs), DENIED),
-                Probe(journey_pb2.GetJourneyRequest(name=ours), HIDDEN),
-            ],
+            named(journey_pb2.GetJourneyRequest, theirs, ours),
         ),
         "ListJourneys": (
             Phase.READ,
-            [
-                Probe(journey_pb2.ListJourneysRequest(parent=f"workspaces/{B}"), DENIED),
-                Probe(journey_pb2.ListJourneysRequest(parent=f"workspaces/{A}"), HIDDEN),
-            ],
+            listed(journey_pb2.ListJourneysRequest),
         ),
         "UpdateJourney": (
             Phase.CHANGE,
@@ -415,10 +389,7 @@ def journey_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
         ),
         "DeleteJourney": (
             Phase.CHANGE,
-            [
-                Probe(journey_pb2.DeleteJourneyRequest(name=theirs), DENIED),
-                Probe(journey_pb2.DeleteJourneyRequest(name=ours), HIDDEN),
-            ],
+            named(journey_pb2.DeleteJourneyRequest, theirs, ours),
         ),
         "CreateJourney": (
             Phase.CREATE,
@@ -439,7 +410,7 @@ def journey_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
                     create(
                         parent=f"workspaces/{A}",
                         journey_id="acme-theirs",
-                        journey=draft(name(B, "templates", h.template_id)),
+                        journey=draft(name_of("templates", h.template_id, B)),
                     ),
                     REFUSED,
                 ),
@@ -449,7 +420,7 @@ def journey_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
 
 
 def message_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
-    ours, theirs = name(A, "messages", h.message_id), name(B, "messages", h.message_id)
+    ours, theirs = name_of("messages", h.message_id, A), name_of("messages", h.message_id, B)
     listing = message_pb2.ListMessagesRequest
     unserved = frozenset({Code.UNIMPLEMENTED})
 
@@ -465,22 +436,18 @@ def message_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
     return {
         "GetMessage": (
             Phase.READ,
-            [
-                Probe(message_pb2.GetMessageRequest(name=theirs), DENIED),
-                Probe(message_pb2.GetMessageRequest(name=ours), HIDDEN),
-            ],
+            named(message_pb2.GetMessageRequest, theirs, ours),
         ),
         "ListMessages": (
             Phase.READ,
             [
-                Probe(listing(parent=f"workspaces/{B}"), DENIED),
-                Probe(listing(parent=f"workspaces/{A}"), HIDDEN),
+                *listed(listing),
                 Probe(
-                    listing(parent=f"workspaces/{A}", profile=name(A, "profiles", h.profile_id)),
+                    listing(parent=f"workspaces/{A}", profile=name_of("profiles", h.profile_id, A)),
                     HIDDEN,
                 ),
                 Probe(
-                    listing(parent=f"workspaces/{A}", profile=name(B, "profiles", h.profile_id)),
+                    listing(parent=f"workspaces/{A}", profile=name_of("profiles", h.profile_id, B)),
                     REFUSED,
                 ),
             ],
@@ -489,10 +456,12 @@ def message_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
             Phase.CHANGE,
             [
                 Probe(
-                    send(f"workspaces/{B}", name(B, "templates", h.template_id)), DENIED | unserved
+                    send(f"workspaces/{B}", name_of("templates", h.template_id, B)),
+                    DENIED | unserved,
                 ),
                 Probe(
-                    send(f"workspaces/{A}", name(A, "templates", h.template_id)), HIDDEN | unserved
+                    send(f"workspaces/{A}", name_of("templates", h.template_id, A)),
+                    HIDDEN | unserved,
                 ),
             ],
         ),
@@ -502,12 +471,12 @@ def message_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
 def report_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
     def journey(workspace: str) -> reporting_pb2.GetJourneyReportRequest:
         return reporting_pb2.GetJourneyReportRequest(
-            name=f"{name(workspace, 'journeys', h.journey_id)}/report"
+            name=f"{name_of('journeys', h.journey_id, workspace)}/report"
         )
 
     def campaign(workspace: str) -> reporting_pb2.GetCampaignReportRequest:
         return reporting_pb2.GetCampaignReportRequest(
-            name=f"{name(workspace, 'campaigns', h.campaign_id)}/report"
+            name=f"{name_of('campaigns', h.campaign_id, workspace)}/report"
         )
 
     return {

@@ -47,8 +47,16 @@ async def record_of(suite: Suite, key: str) -> message_pb2.Message:
         return message
 
 
+async def ada_ready_for_a_greeting(suite: Suite, bus: Bus) -> bus_pb2.SendRequested:
+    """Segments and channels up, Ada known, the greeting template there: her send, unsent."""
+    await start(suite, "segments", "channels", **SETTINGS)
+    await customer(suite, bus, "ada", "ada@example.com", "Ada")
+    await greeting_template(suite)
+    return send_request("spring:ada:greeting", "ada")
+
+
 async def mail_in(sink: SmtpSink, address: str) -> None:
-    await eventually(lambda: asyncio.sleep(0, copies_at(sink, address) == 1))
+    await eventually(lambda: copies_at(sink, address) == 1)
 
 
 async def later_send_arrives(suite: Suite, bus: Bus, sink: SmtpSink) -> None:
@@ -64,10 +72,7 @@ async def later_send_arrives(suite: Suite, bus: Bus, sink: SmtpSink) -> None:
 async def test_killed_while_the_provider_holds_its_reply_the_send_is_not_sent_again(
     bare_suite: Suite, bus: Bus, smtp_sink: SmtpSink
 ) -> None:
-    await start(bare_suite, "segments", "channels", **SETTINGS)
-    await customer(bare_suite, bus, "ada", "ada@example.com", "Ada")
-    await greeting_template(bare_suite)
-    send = send_request("spring:ada:greeting", "ada")
+    send = await ada_ready_for_a_greeting(bare_suite, bus)
     smtp_sink.hold()
 
     await publish(bus, send)
@@ -90,19 +95,14 @@ async def test_killed_while_the_provider_holds_its_reply_the_send_is_not_sent_ag
 async def test_a_sent_send_published_again_is_not_sent_again(
     bare_suite: Suite, bus: Bus, smtp_sink: SmtpSink
 ) -> None:
-    await start(bare_suite, "segments", "channels", **SETTINGS)
-    await customer(bare_suite, bus, "ada", "ada@example.com", "Ada")
-    await greeting_template(bare_suite)
-    send = send_request("spring:ada:greeting", "ada")
+    send = await ada_ready_for_a_greeting(bare_suite, bus)
     await publish(bus, send)
     assert (await outcome_of(bus, send.id)).kind == SENT
 
     # The same send again, past JetStream's dedupe: a replay, or a publisher that retried.
     await publish(bus, send, msg_id=f"{send.id}:again")
 
-    await eventually(
-        lambda: asyncio.sleep(0, logged(bare_suite, "duplicate send ignored", send.id) == 1)
-    )
+    await eventually(lambda: logged(bare_suite, "duplicate send ignored", send.id) == 1)
     await later_send_arrives(bare_suite, bus, smtp_sink)
     assert copies_at(smtp_sink, "ada@example.com") == 1
     assert [event.kind for event in await deliveries_of(bus, send.id)] == [SENT]
@@ -111,10 +111,7 @@ async def test_a_sent_send_published_again_is_not_sent_again(
 async def test_killed_after_recording_sent_before_the_ack_the_redelivery_sends_nothing(
     bare_suite: Suite, bus: Bus, smtp_sink: SmtpSink
 ) -> None:
-    await start(bare_suite, "segments", "channels", **SETTINGS)
-    await customer(bare_suite, bus, "ada", "ada@example.com", "Ada")
-    await greeting_template(bare_suite)
-    send = send_request("spring:ada:greeting", "ada")
+    send = await ada_ready_for_a_greeting(bare_suite, bus)
     smtp_sink.hold()
     await publish(bus, send)
     await mail_in(smtp_sink, "ada@example.com")
@@ -136,9 +133,7 @@ async def test_killed_after_recording_sent_before_the_ack_the_redelivery_sends_n
     await asyncio.to_thread(bare_suite.nats.start)
     await start(bare_suite, "channels")
 
-    await eventually(
-        lambda: asyncio.sleep(0, logged(bare_suite, "duplicate send ignored", send.id) == 1)
-    )
+    await eventually(lambda: logged(bare_suite, "duplicate send ignored", send.id) == 1)
     await later_send_arrives(bare_suite, bus, smtp_sink)
     assert copies_at(smtp_sink, "ada@example.com") == 1
     assert logged(bare_suite, "handing over to provider", send.id) == 1

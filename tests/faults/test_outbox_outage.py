@@ -3,7 +3,6 @@ while NATS is away is published, once, by the relay's own retry after NATS retur
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 
 from engage import subjects
 from engage.bus import Bus
@@ -57,7 +56,8 @@ async def test_an_erasure_committed_while_nats_is_away_is_published_once_it_retu
             # The erasure commits with its announcement in the outbox; NATS cannot take it.
             deletion = profile_pb2.DeleteProfileRequest(name=profile.name)
             await profiles.DeleteProfile(deletion, metadata=auth())
-            await eventually(relay_failed(bare_suite), timeout=30)
+            relay_failed = "outbox not relayed, will retry"
+            await eventually(lambda: relay_failed in bare_suite.log("segments"), timeout=30)
         finally:
             await asyncio.to_thread(bare_suite.nats.start)  # same port, same store
 
@@ -65,10 +65,3 @@ async def test_an_erasure_committed_while_nats_is_away_is_published_once_it_retu
         return await erasures_published(bare_suite.nats.url, profile.name)
 
     assert await eventually(published, timeout=30) == 1
-
-
-def relay_failed(suite: Suite) -> Callable[[], Awaitable[bool]]:
-    async def logged() -> bool:
-        return "outbox not relayed, will retry" in suite.log("segments")
-
-    return logged

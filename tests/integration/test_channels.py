@@ -171,7 +171,7 @@ async def test_send_reaches_the_profile_once_and_is_recorded(
 
     await running.bus.publish(SENDS, send, send.id, WORKSPACE)
 
-    await eventually(lambda: asyncio.sleep(0, len(smtp_sink.received) == 1))
+    await eventually(lambda: len(smtp_sink.received) == 1)
     mail = smtp_sink.received[0]
     assert mail.recipients == ["ada@example.com"]
     assert mail.message["Subject"] == "Welcome, Ada"

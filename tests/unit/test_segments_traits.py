@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.segments.times import as_utc
+from engage.clock import as_utc
 from services.segments.traits import TraitState, parse_summed_properties, summed_amounts
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
