@@ -101,7 +101,8 @@ def named(request: Callable[..., Message], theirs: str, ours: str) -> list[Probe
 
 def listed(request: Callable[..., Message]) -> list[Probe]:
     """B's collection (denied), and A's own, which must hold nothing of B's (hidden)."""
-    return listed(request)
+    theirs, ours = f"workspaces/{B}", f"workspaces/{A}"
+    return [Probe(request(parent=theirs), DENIED), Probe(request(parent=ours), HIDDEN)]
 
 
 def traits(**values: str) -> Struct:
