@@ -203,8 +203,7 @@ async def apply_and_evaluate(
         applier = EventApplier(session, WORKSPACE, clock=lambda: NOW)
         await applier.apply(batch)
         applied = time.perf_counter()
-        touched = realtime.touched_by(batch.events, applier.resolver)
-        transitions = await realtime.reevaluate(session, WORKSPACE, touched, NOW)
+        transitions = await realtime.reevaluate_applied(session, applier, NOW)
         evaluated = time.perf_counter()
     return applied - started, evaluated - applied, len(transitions)
 

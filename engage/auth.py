@@ -25,6 +25,8 @@ WRITER_ROLES: Mapping[str, frozenset[str]] = {
     "MessageService": frozenset({"ingest", "marketer"}),
     "SubscriptionService": frozenset({"marketer", "support"}),
     "ReportingService": frozenset(),
+    # The customers' calendar (time zone) shapes every segment: marketers set it.
+    "WorkspaceService": frozenset({"marketer"}),
 }
 READER_ROLES = frozenset({"support", "marketer"})
 READING_VERBS = ("Get", "List", "Check", "Preview", "Export", "Render")

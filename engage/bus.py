@@ -71,6 +71,17 @@ class ConsumerSpec:
     # Messages of one fetch handled at once. Keep 1 where order matters (per-profile events);
     # independent work (one send each) gains throughput from overlapping I/O waits.
     concurrency: int = 1
+    # At most this many messages delivered and not yet acked (None: 10,000). A consumer whose
+    # order matters sets its fetch batch, so a second process bound to the same durable (a
+    # replica starting while another stops) waits for the first one's acks instead of taking
+    # later messages of the same partition out of order.
+    max_ack_pending: int | None = None
+    # Where its dead letters are parked, when several durables share one (partitions).
+    dead_letter_name: str = ""
+
+    @property
+    def dead_letters(self) -> str:
+        return self.dead_letter_name or self.durable
 
 
 class PermanentError(Exception):
@@ -159,7 +170,7 @@ class Bus:
             # first delivery and redeliver any message still being worked on after 0.2 s.
             # Failures are retried by an explicit nak with the backoff delay instead.
             filter_subjects=spec.filter_subjects,
-            max_ack_pending=10_000,
+            max_ack_pending=spec.max_ack_pending or 10_000,
         )
         await self.js.add_consumer(spec.stream, config)
 
@@ -173,12 +184,21 @@ class Bus:
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> api.PubAck:
         return await self.js.publish(subject, data, headers=headers)
 
-    async def consume(self, spec: ConsumerSpec, handle: Callable[[Msg], Awaitable[None]]) -> None:
+    async def consume(
+        self,
+        spec: ConsumerSpec,
+        handle: Callable[[Msg], Awaitable[None]],
+        together: Callable[[list[Msg]], Awaitable[None]] | None = None,
+    ) -> None:
         """Run `handle` on every message of the consumer until cancelled.
 
         Success acks. A failure naks with the consumer's backoff, so it is retried; a
         `PermanentError`, or a failure on the last allowed delivery, parks the message on
         `engage.deadletter.<durable>` with the error and terminates it.
+
+        With `together`, the messages of each fetch go to it at once first (one transaction
+        for many messages) and are all acked when it returns; should it fail, each message is
+        delivered alone through `handle`, with all of the above.
         """
         await self.declare_consumer(spec)
         subscription = await self.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
@@ -193,7 +213,9 @@ class Bus:
                     log.warning("fetch failed, will retry: %s", type(error).__name__)
                     await asyncio.sleep(_RECONNECT_PAUSE_SECONDS)
                     continue
-                if spec.concurrency == 1:
+                if together is not None and len(messages) > 1:
+                    await self._deliver_together(spec, messages, handle, together)
+                elif spec.concurrency == 1:
                     for message in messages:
                         await self._deliver(spec, message, handle)
                 else:
@@ -202,6 +224,50 @@ class Bus:
             # An open pull request would hold up the connection's drain at shutdown.
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
+
+    async def _deliver_together(
+        self,
+        spec: ConsumerSpec,
+        messages: list[Msg],
+        handle: Callable[[Msg], Awaitable[None]],
+        together: Callable[[list[Msg]], Awaitable[None]],
+    ) -> None:
+        # One span for the lot, linked to the trace each message carried.
+        links = [
+            trace.Link(
+                trace.get_current_span(telemetry.extract_context(m.headers)).get_span_context()
+            )
+            for m in messages
+        ]
+        try:
+            with telemetry.tracer().start_as_current_span(
+                f"{spec.durable} {len(messages)} messages",
+                kind=trace.SpanKind.CONSUMER,
+                links=links,
+            ):
+                async with _kept_in_progress(messages, spec.ack_wait_seconds):
+                    await together(messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.info(
+                "messages failed together; delivering them one at a time: %s",
+                privacy.redact(type(error).__name__),
+                extra={"consumer": spec.durable, "messages": len(messages)},
+            )
+            for message in messages:
+                await self._deliver(spec, message, handle)
+            return
+        for message in messages:
+            try:
+                await message.ack()
+            except nats.errors.Error as error:
+                # Redelivered after the ack wait; the handler is idempotent on it.
+                log.warning(
+                    "ack not reported to NATS: %s",
+                    type(error).__name__,
+                    extra={"consumer": spec.durable, "subject": message.subject},
+                )
 
     async def _deliver_concurrently(
         self, spec: ConsumerSpec, messages: list[Msg], handle: Callable[[Msg], Awaitable[None]]
@@ -239,7 +305,7 @@ class Bus:
     ) -> None:
         delivered = message.metadata.num_delivered
         try:
-            async with _kept_in_progress(message, spec.ack_wait_seconds):
+            async with _kept_in_progress([message], spec.ack_wait_seconds):
                 await handle(message)
         except asyncio.CancelledError:
             raise
@@ -249,7 +315,7 @@ class Bus:
             reason = privacy.redact(f"{type(error).__name__}: {error}")
             if final:
                 log.error("message dead-lettered: %s", reason, extra=context)
-                await self.dead_letter(spec.durable, message, message.data, reason)
+                await self.dead_letter(spec.dead_letters, message, message.data, reason)
                 await message.term()
             else:
                 log.warning("message failed, will retry: %s", reason, extra=context)
@@ -330,15 +396,16 @@ def receive(message: Msg, payload_type: type[PayloadT]) -> tuple[str, PayloadT]:
 
 
 @contextlib.asynccontextmanager
-async def _kept_in_progress(message: Msg, ack_wait_seconds: float) -> AsyncIterator[None]:
-    """Tell JetStream the message is still being worked on (every third of the ack wait), so a
-    handler slower than the ack wait never sees its message handed to a second worker."""
+async def _kept_in_progress(messages: list[Msg], ack_wait_seconds: float) -> AsyncIterator[None]:
+    """Tell JetStream the messages are still being worked on (every third of the ack wait), so
+    a handler slower than the ack wait never sees its messages handed to a second worker."""
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(ack_wait_seconds / 3)
-            with contextlib.suppress(Exception):
-                await message.in_progress()
+            for message in messages:
+                with contextlib.suppress(Exception):
+                    await message.in_progress()
 
     heartbeat = asyncio.create_task(beat())
     try:

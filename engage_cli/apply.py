@@ -1,26 +1,34 @@
 """`engage apply`: create or update segments from the YAML files marketers keep in git.
 
-A file holds `segment_id`, optional `display_name` and `description`, and `rule` in the YAML
-rule language (engage_cli/rules_yaml.py). An existing segment is updated, which saves a new
-version and re-evaluates its members.
+A file holds one segment per YAML document: `segment_id`, optional `display_name` and
+`description`, and `rule` in the YAML rule language (engage_cli/rules_yaml.py); any other key is
+refused. A file that is already live changes nothing (the service saves no version); one that
+differs is saved as a new version and its members re-evaluated. With `dry_run`, the service
+validates each file and answers what it would save, and nothing is touched.
+
+Every mistake, found here or by the service, is named by file, line and the key as written.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-import yaml
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from engage import resources
-from engage.auth import API_KEY_HEADER
-from engage.errors import EngageError
+from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2, segment_pb2_grpc
-from engage_cli.rules_yaml import from_data, load
+from engage_cli.client import Client
+from engage_cli.documents import Document, FileError, KeyPath, check_keys, read_documents
+from engage_cli.rule_paths import parse_fields, rule_keys
+from engage_cli.rules_yaml import from_data
+
+FILE_KEYS = ("segment_id", "display_name", "description", "rule")
+_UPDATED_FIELDS = FieldMask(paths=["display_name", "description", "rule"])
 
 
 @dataclass(frozen=True)
@@ -29,28 +37,87 @@ class SegmentFile:
     segment: segment_pb2.Segment
     # Ids of the segments its rule refers to (`in_segment`).
     references: frozenset[str]
+    # Where it was written, to name file and line when the service refuses it.
+    document: Document
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one file did (or, in a dry run, would do)."""
+
+    file: SegmentFile
+    verb: str  # created, updated or unchanged
+    before: segment_pb2.Segment | None
+    after: segment_pb2.Segment
+    # False when a dry run could not ask the service (it refers to a segment not created yet).
+    validated: bool = True
+
+
+def read_segment_files(paths: Sequence[Path], workspace: str) -> list[SegmentFile]:
+    """Every segment the files describe; FileError names the first mistake."""
+    files: list[SegmentFile] = []
+    seen: dict[str, Document] = {}
+    for path in paths:
+        documents = read_documents(path)
+        if not documents:
+            raise FileError(path, "holds no segment")
+        for document in documents:
+            file = segment_from_document(document, workspace)
+            if file.segment_id in seen:
+                first = seen[file.segment_id]
+                where = f"{first.file}:{first.line_of(('segment_id',))}"
+                raise document.error(("segment_id",), f"{file.segment_id!r} is also in {where}")
+            seen[file.segment_id] = document
+            files.append(file)
+    return files
 
 
 def segment_from_file(path: Path, workspace: str) -> SegmentFile:
-    """The segment a YAML file describes; ValueError names what is wrong."""
-    try:
-        data: Any = load(path.read_text())
-    except (yaml.YAMLError, ValueError) as error:
-        raise ValueError(f"{path}: is not valid YAML: {error}") from None
-    if not isinstance(data, dict) or "segment_id" not in data or "rule" not in data:
-        raise ValueError(f"{path}: needs `segment_id` and `rule`")
+    """The segment of a one-segment file."""
+    documents = read_documents(path)
+    if len(documents) != 1:
+        raise FileError(path, f"holds {len(documents)} segments, not one")
+    return segment_from_document(documents[0], workspace)
+
+
+def segment_from_document(document: Document, workspace: str) -> SegmentFile:
+    data: Any = document.data
+    if not isinstance(data, dict):
+        raise document.error((), "must be a mapping with `segment_id` and `rule`")
+    check_keys(document, data, (), FILE_KEYS)
+    for key in ("segment_id", "rule"):
+        if key not in data:
+            raise document.error((), f"needs `{key}`")
+    for key in ("segment_id", "display_name", "description"):
+        if key in data and not isinstance(data[key], str):
+            raise document.error((key,), "must be text")
     try:
         rule = from_data(data["rule"], "rule")
-    except EngageError as error:
-        raise ValueError(f"{path}: {error.message}") from error
-    segment_id = str(data["segment_id"])
+    except InvalidArgument as error:
+        raise refused(document, error.field, error.description) from None
     segment = segment_pb2.Segment(
-        name=resources.name_of("segments", segment_id, workspace),
-        display_name=str(data.get("display_name", "")),
-        description=str(data.get("description", "")),
+        name=resources.name_of("segments", data["segment_id"], workspace),
+        display_name=data.get("display_name", ""),
+        description=data.get("description", ""),
         rule=rule,
     )
-    return SegmentFile(segment_id, segment, frozenset(referenced_segments(rule)))
+    references = frozenset(referenced_segments(rule))
+    return SegmentFile(data["segment_id"], segment, references, document)
+
+
+def refused(document: Document, field: str, description: str) -> FileError:
+    """A mistake named by its proto field path (`segment.rule.all.rules[1].trait.value`), as
+    the key the file wrote (`rule.all[1].equals`) and its line."""
+    fields = parse_fields(field.removeprefix("segment."))
+    head = fields[0][0] if fields else ""
+    key: KeyPath = ()
+    if head == "rule":
+        key = ("rule", *rule_keys(document.data.get("rule"), fields[1:]))
+    elif head in ("segment_id", "name"):
+        key = ("segment_id",)
+    elif head in FILE_KEYS:
+        key = (head,)
+    return document.error(key, description)
 
 
 def referenced_segments(rule: segment_pb2.Rule) -> Iterator[str]:
@@ -85,58 +152,88 @@ def in_reference_order(files: Sequence[SegmentFile]) -> list[SegmentFile]:
 
 
 async def apply_segments(
-    paths: Sequence[Path], address: str, api_key: str, workspace: str
-) -> list[str]:
-    """Create or update each file's segment (referenced ones first); one line per file.
-
-    ValueError when a file is refused, by its shape here or by the service's validation.
-    """
-    metadata = ((API_KEY_HEADER, api_key),)
-    sources = {path: segment_from_file(path, workspace) for path in paths}
-    source_of = {file.segment_id: path for path, file in sources.items()}
-    files = in_reference_order(list(sources.values()))
-    done = []
-    async with grpc.aio.insecure_channel(address) as channel:
+    files: Sequence[SegmentFile],
+    client: Client,
+    dry_run: bool = False,
+    done: Callable[[Applied], None] = lambda _: None,
+) -> list[Applied]:
+    """Create, update or leave each file's segment (referenced ones first), calling `done`
+    after each. FileError when the service refuses a file's content."""
+    results: list[Applied] = []
+    created: set[str] = set()
+    async with client.channel() as channel:
         segments = segment_pb2_grpc.SegmentServiceStub(channel)
-        for file in files:
+        for file in in_reference_order(files):
             try:
-                saved, verb = await _create_or_update(segments, file, workspace, metadata)
+                if dry_run and file.references & created:
+                    result = await _unvalidated(segments, file, client)
+                else:
+                    result = await _apply(segments, file, client, dry_run)
             except grpc.aio.AioRpcError as error:
                 if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
                     raise
-                raise _refused(error, source_of[file.segment_id]) from None
-            done.append(f"{verb} {saved.name} v{saved.version}: {saved.member_count} members")
-    return done
+                raise _refused_by_service(error, file.document) from None
+            if result.verb == "created":
+                created.add(file.segment_id)
+            results.append(result)
+            done(result)
+    return results
 
 
-async def _create_or_update(
-    segments: segment_pb2_grpc.SegmentServiceStub,
-    file: SegmentFile,
-    workspace: str,
-    metadata: tuple[tuple[str, str], ...],
-) -> tuple[segment_pb2.Segment, str]:
-    request = segment_pb2.CreateSegmentRequest(
-        parent=f"workspaces/{workspace}", segment_id=file.segment_id, segment=file.segment
+async def _apply(
+    segments: segment_pb2_grpc.SegmentServiceStub, file: SegmentFile, client: Client, dry: bool
+) -> Applied:
+    before = await _current(segments, file, client)
+    if before is None:
+        request = segment_pb2.CreateSegmentRequest(
+            parent=f"workspaces/{client.workspace}",
+            segment_id=file.segment_id,
+            segment=file.segment,
+            validate_only=dry,
+        )
+        return Applied(file, "created", None, await segments.CreateSegment(request, **client.call))
+    update = segment_pb2.UpdateSegmentRequest(
+        segment=file.segment, update_mask=_UPDATED_FIELDS, validate_only=dry
     )
+    after = await segments.UpdateSegment(update, **client.call)
+    return Applied(
+        file, "unchanged" if after.version == before.version else "updated", before, after
+    )
+
+
+async def _unvalidated(
+    segments: segment_pb2_grpc.SegmentServiceStub, file: SegmentFile, client: Client
+) -> Applied:
+    """A dry run of a file that reads a segment this run would create: the service cannot
+    validate it before that segment exists, so the file's own content is shown."""
+    before = await _current(segments, file, client)
+    after = segment_pb2.Segment()
+    after.CopyFrom(file.segment)
+    after.version = before.version + 1 if before else 1
+    verb = "created" if before is None else "updated"
+    return Applied(file, verb, before, after, validated=False)
+
+
+async def _current(
+    segments: segment_pb2_grpc.SegmentServiceStub, file: SegmentFile, client: Client
+) -> segment_pb2.Segment | None:
     try:
-        return await segments.CreateSegment(request, metadata=metadata), "created"
+        request = segment_pb2.GetSegmentRequest(name=file.segment.name)
+        found: segment_pb2.Segment = await segments.GetSegment(request, **client.call)
+        return found
     except grpc.aio.AioRpcError as error:
-        if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+        if error.code() != grpc.StatusCode.NOT_FOUND:
             raise
-    mask = FieldMask(paths=["display_name", "description", "rule"])
-    update = segment_pb2.UpdateSegmentRequest(segment=file.segment, update_mask=mask)
-    return await segments.UpdateSegment(update, metadata=metadata), "updated"
+        return None
 
 
-def _refused(error: grpc.aio.AioRpcError, source: Path) -> ValueError:
-    """The service's INVALID_ARGUMENT in the file's words: the file is the segment, so the
-    field `segment.rule.…` is the file's `rule.…`, as in the errors of `segment_from_file`."""
+def _refused_by_service(error: grpc.aio.AioRpcError, document: Document) -> FileError:
+    """The service's INVALID_ARGUMENT, pointed at the key and line of the file."""
     status = rpc_status.from_call(error)
     for detail in status.details if status else ():
         bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(bad_request) and bad_request.field_violations:
             violation = bad_request.field_violations[0]
-            field = violation.field.removeprefix("segment.")
             description = violation.description.removeprefix(f"{violation.field}: ")
-            return ValueError(f"{source}: {field}: {description}")
-    return ValueError(f"{source}: {error.details()}")
+            return refused(document, violation.field, description)
+    return document.error((), error.details() or "refused")

@@ -3,85 +3,74 @@
 `engage up` runs the whole suite on this machine: nats-server with JetStream, the five services
 as separate processes on SQLite, and an SMTP sink that keeps what it receives; Ctrl-C stops it
 all. `engage demo` plays one customer's event through every service and prints what happened.
-`engage apply` creates or updates segments from YAML files; `engage export segments` writes the
-live segments back as such files.
+`engage apply` creates or updates segments from YAML files (`--dry-run` shows the diff first);
+`engage export segments` writes the live segments back as such files, `engage export members`
+a segment's members as CSV. `engage get segments`, `engage describe segment ID` and `engage get
+profile USER_ID` read back what is live: tables for people, `-o json` / `-o yaml` for scripts.
+
+The client commands reach the segments process of the suite `engage up` runs on `--var-dir`
+(else its usual port), or `--address`, with an API key (`--api-key`, `ENGAGE_API_KEY`) in a
+workspace (`--workspace`, `ENGAGE_WORKSPACE`). Exit status: 0 done, 1 the service refused or
+could not be reached, 2 a file or an argument is wrong.
 """
 
-import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
 
 import grpc
+import typer
 
 from engage.settings import DEVELOPMENT_API_KEY
+from engage_cli import output
+from engage_cli.client import Client
 from engage_cli.launcher import local_suite, running_address, running_suite
+from engage_cli.output import Format
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Engage on this machine, and segments as code.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+get_app = typer.Typer(help="List live resources.", no_args_is_help=True)
+describe_app = typer.Typer(help="Show one live resource in full.", no_args_is_help=True)
+export_app = typer.Typer(help="Write live resources out as files.", no_args_is_help=True)
+app.add_typer(get_app, name="get")
+app.add_typer(describe_app, name="describe")
+app.add_typer(export_app, name="export")
+
+VarDir = Annotated[Path, typer.Option(help="The suite's state folder.")]
+Address = Annotated[
+    str | None,
+    typer.Option(help="SegmentService address (default: the running suite's).", show_default=False),
+]
+ApiKey = Annotated[str, typer.Option(envvar="ENGAGE_API_KEY", help="An API key.")]
+Workspace = Annotated[str, typer.Option(envvar="ENGAGE_WORKSPACE", help="The workspace.")]
+Output = Annotated[Format, typer.Option("--output", "-o", help="table, json or yaml.")]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    var_dir: Path = args.var_dir.resolve()
-    if args.command == "up":
-        return run_up(var_dir, play_demo=args.demo)
-    if args.command == "demo":
-        return run_demo(var_dir)
     try:
-        if args.command == "apply":
-            return run_apply(args, var_dir)
-        return run_export(args, var_dir)
-    except ValueError as error:
-        print(f"engage {args.command}: {error}", file=sys.stderr)
-        return 2
-    except grpc.aio.AioRpcError as error:
-        print(f"engage {args.command}: {error.code().name}: {error.details()}", file=sys.stderr)
-        return 1
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="engage", description=(__doc__ or "").splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="run the suite here until Ctrl-C")
-    up.add_argument("--demo", action="store_true", help="play the demo once everything is up")
-    demo = commands.add_parser("demo", help="play the demo on the running suite, or a fresh one")
-    apply = commands.add_parser("apply", help="create or update segments from YAML files")
-    apply.add_argument("files", type=Path, nargs="+", help="segment YAML files")
-    export = commands.add_parser("export", help="write live resources as the YAML apply reads")
-    export.add_argument("kind", choices=["segments"])
-    export.add_argument("ids", nargs="*", help="segment ids (default: every segment)")
-    export.add_argument("--dir", type=Path, help="write <id>.yaml files here (default: print)")
-    for client in (apply, export):
-        client.add_argument("--address", help="SegmentService address (default: running suite)")
-        client.add_argument("--api-key", default=DEVELOPMENT_API_KEY, help="an API key")
-        client.add_argument("--workspace", default="demo")
-    for command in (up, demo, apply, export):
-        command.add_argument("--var-dir", type=Path, default=Path("var"), help="state folder")
-    return parser
-
-
-def run_apply(args: argparse.Namespace, var_dir: Path) -> int:
-    from engage_cli.apply import apply_segments
-
-    address = args.address or running_address(var_dir, "segments")
-    lines = asyncio.run(apply_segments(args.files, address, args.api_key, args.workspace))
-    print("\n".join(lines))
+        app(args=argv, prog_name="engage")
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
     return 0
 
 
-def run_export(args: argparse.Namespace, var_dir: Path) -> int:
-    from engage_cli.export import fetch_segments, segment_yaml, write_segment_files
-
-    address = args.address or running_address(var_dir, "segments")
-    segments = asyncio.run(fetch_segments(address, args.api_key, args.workspace, args.ids))
-    if args.dir is None:
-        print("---\n".join(segment_yaml(segment) for segment in segments), end="")
-        return 0
-    for path in write_segment_files(segments, args.dir):
-        print(f"wrote {path}")
-    return 0
-
-
-def run_up(var_dir: Path, play_demo: bool) -> int:
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Play the demo once everything is up.")] = False,
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Run the suite here until Ctrl-C."""
+    var_dir = var_dir.resolve()
     stop = _stop_on_signals()
     with local_suite(var_dir) as addresses:
         print("Engage is up:")
@@ -90,20 +79,213 @@ def run_up(var_dir: Path, play_demo: bool) -> int:
         print(f"  API key    {DEVELOPMENT_API_KEY} (workspace demo, admin)")
         print(f"  mail kept  {var_dir / 'mail'}")
         print(f"  logs       {var_dir / 'run'}")
-        if play_demo:
+        if demo:
             _play(addresses, var_dir)
         print("Ctrl-C stops everything.", flush=True)
         stop.wait()
     print("Engage stopped.")
-    return 0
 
 
-def run_demo(var_dir: Path) -> int:
+@app.command("demo")
+def run_demo(var_dir: VarDir = Path("var")) -> None:
+    """Play the demo on the running suite, or on a fresh one."""
+    var_dir = var_dir.resolve()
     addresses = running_suite(var_dir)
     if addresses is not None:
-        return _play(addresses, var_dir)
+        raise typer.Exit(_play(addresses, var_dir))
     with local_suite(var_dir) as started:
-        return _play(started, var_dir)
+        raise typer.Exit(_play(started, var_dir))
+
+
+@app.command()
+def apply(
+    files: Annotated[
+        list[Path], typer.Argument(help="Segment YAML files, or folders of them.", metavar="FILE")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option(help="Show what would change, as a diff; change nothing.")
+    ] = False,
+    address: Address = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Create or update segments from YAML files; an unchanged file changes nothing."""
+    from engage_cli.apply import Applied, apply_segments, read_segment_files
+
+    client = _client(address, api_key, workspace, var_dir)
+
+    async def run() -> None:
+        segment_files = read_segment_files(_yaml_files(files), workspace)
+        # On a terminal the line printed per file is the progress; a bar would garble them.
+        bar_wanted = not sys.stdout.isatty()
+        with output.progress("applying", len(segment_files), enabled=bar_wanted) as bar:
+            done = 0
+
+            def report(result: Applied) -> None:
+                nonlocal done
+                done += 1
+                output.applied(result, dry_run)
+                output.advance(bar, done)
+
+            await apply_segments(segment_files, client, dry_run, report)
+
+    _run("apply", run)
+
+
+@export_app.command("segments")
+def export_segments(
+    ids: Annotated[list[str] | None, typer.Argument(help="Segment ids (default: all).")] = None,
+    folder: Annotated[
+        Path | None, typer.Option("--dir", help="Write <id>.yaml files here (default: print).")
+    ] = None,
+    address: Address = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Write live segments as the YAML files `engage apply` reads."""
+    from engage_cli.export import fetch_segments, segment_yaml, write_segment_files
+
+    client = _client(address, api_key, workspace, var_dir)
+    segments = _run("export", lambda: fetch_segments(client, ids or ()))
+    if folder is None:
+        print("---\n".join(segment_yaml(segment) for segment in segments), end="")
+        return
+    for path in write_segment_files(segments, folder):
+        print(f"wrote {path}")
+
+
+@export_app.command("members")
+def export_members(
+    segment_id: Annotated[str, typer.Argument(help="The segment's id.")],
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Write the CSV here (default: print).")
+    ] = None,
+    address: Address = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Write a segment's members as CSV: profile, user_id, email."""
+    from engage_cli import export
+
+    client = _client(address, api_key, workspace, var_dir)
+
+    with (
+        open(to, "w", newline="", encoding="utf-8") if to else nullcontext(sys.stdout) as out,
+        output.progress(f"exporting {segment_id}", None, enabled=to is not None) as bar,
+    ):
+        written = _run(
+            "export",
+            lambda: export.export_members(
+                client, segment_id, out, lambda done, total: output.advance(bar, done, total)
+            ),
+        )
+    if to is not None:
+        print(f"wrote {written} members to {to}")
+
+
+@get_app.command("segments")
+def get_segments(
+    output_format: Output = Format.table,
+    address: Address = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """List the workspace's segments: id, name, version, members, last update."""
+    from engage_cli.show import segment_records
+
+    client = _client(address, api_key, workspace, var_dir)
+    rows = _run("get", lambda: segment_records(client))
+    if output_format is Format.table:
+        output.segments_table(rows)
+    else:
+        output.records(rows, output_format)
+
+
+@get_app.command("profile")
+def get_profile(
+    key: Annotated[str, typer.Argument(help="The profile's user id (or what --by says).")],
+    by: Annotated[
+        str, typer.Option(help="What KEY is: user_id, anonymous_id, email or profile (its id).")
+    ] = "user_id",
+    output_format: Output = Format.table,
+    address: Address = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Show a profile: identities, traits, the segments it is in, its latest events."""
+    from engage_cli.show import PROFILE_KEYS, profile_record
+
+    if by not in PROFILE_KEYS:
+        _fail("get", f"--by: must be one of {', '.join(PROFILE_KEYS)}", 2)
+    client = _client(address, api_key, workspace, var_dir)
+    record = _run("get", lambda: profile_record(client, by, key))
+    if output_format is Format.table:
+        output.profile_view(record)
+    else:
+        output.records(record, output_format)
+
+
+@describe_app.command("segment")
+def describe_segment(
+    segment_id: Annotated[str, typer.Argument(help="The segment's id.")],
+    output_format: Output = Format.table,
+    address: Address = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Show a segment: its definition, version, member count and a sample of members."""
+    from engage_cli import show
+
+    client = _client(address, api_key, workspace, var_dir)
+    record = _run("describe", lambda: show.describe_segment(client, segment_id))
+    if output_format is Format.table:
+        output.segment_view(record)
+    else:
+        output.records(record, output_format)
+
+
+def _client(address: str | None, api_key: str, workspace: str, var_dir: Path) -> Client:
+    return Client(address or running_address(var_dir.resolve(), "segments"), api_key, workspace)
+
+
+def _run(command: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run a client command's work; a refusal is one line on stderr and an exit status."""
+    from engage_cli.documents import FileError
+
+    try:
+        return asyncio.run(_awaited(work))
+    except (FileError, ValueError) as error:
+        _fail(command, str(error), 2)
+    except grpc.aio.AioRpcError as error:
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            _fail(command, f"UNAVAILABLE: cannot reach the suite ({error.details()})", 1)
+        _fail(command, f"{error.code().name}: {error.details()}", 1)
+
+
+async def _awaited(work: Callable[[], Awaitable[T]]) -> T:
+    return await work()
+
+
+def _fail(command: str, message: str, status: int) -> NoReturn:
+    print(f"engage {command}: {message}", file=sys.stderr)
+    raise typer.Exit(status)
+
+
+def _yaml_files(paths: list[Path]) -> list[Path]:
+    """The files named, a folder standing for its *.yaml and *.yml files (sorted)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            found.append(path)
+    return found
 
 
 def _play(addresses: dict[str, str], var_dir: Path) -> int:

@@ -9,7 +9,10 @@
 
 A condition names its subject (`trait`, `event`, `in_segment`, `sample`) and one operator key:
 an `engage.v1.Operator` in lower case (`equals`, `greater_or_equal`, `between`). Times are
-`now`, `{ago: 18d}`, `{from_now: 7d}`, `{trait: prescribed_at, offset: 18d}` or an ISO date.
+`now`, `{ago: 18d}`, `{from_now: 7d}`, `{trait: prescribed_at, offset: 18d}` (elapsed time:
+`1d` is 24 hours), calendar days on the customer's calendar `today`, `{days_ago: 1}`,
+`{days_from_now: 7}`, `{trait: prescribed_at, days: 1}`, or an ISO date (`2026-12-01` is that
+whole local day, `2026-12-01T09:00` local wall-clock time, `2026-12-01T09:00Z` an instant).
 
 Only the shape is checked here: what the proto can carry. What a rule means (names, ids, bounds,
 dates, limits) is checked by the service, which answers INVALID_ARGUMENT. Both name the field
@@ -37,6 +40,8 @@ _OPERATORS = {
     if number != segment_pb2.OPERATOR_UNSPECIFIED
 }
 _OPERATOR_NAMES = {number: name for name, number in _OPERATORS.items()}
+# The operator keys a condition may be written with (`equals`, `before`, …).
+OPERATOR_KEYS = frozenset(_OPERATORS)
 _TIME_OPERATORS = {"before", "after"}
 
 # A point in time as the proto carries it: an ISO date in `value`, or a `relative_to`.
@@ -127,7 +132,7 @@ def to_yaml(rule: segment_pb2.Rule) -> str:
     return dump(to_data(rule))
 
 
-def dump(document: Mapping[str, Any]) -> str:
+def dump(document: Mapping[str, Any] | list[Any]) -> str:
     """YAML text of a document holding rule data: each condition on a line of its own."""
     return yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
@@ -222,8 +227,17 @@ def _put_between(condition: segment_pb2.TraitCondition, value: object, field: st
     low, high = (_time(bound, field) for bound in value)
     if isinstance(low, str) and isinstance(high, str):
         condition.value.CopyFrom(_list([struct_pb2.Value(string_value=d) for d in (low, high)]))
-    elif isinstance(low, str) or isinstance(high, str) or low.trait != high.trait:
+    elif (
+        isinstance(low, str)
+        or isinstance(high, str)
+        or low.trait != high.trait
+        or low.HasField("days") != high.HasField("days")
+    ):
         raise InvalidArgument(field, "bounds must be two dates or two times from one anchor")
+    elif low.HasField("days"):
+        condition.relative_to.CopyFrom(_calendar_day(low.trait, 0))
+        days = [struct_pb2.Value(number_value=bound.days) for bound in (low, high)]
+        condition.value.CopyFrom(_list(days))
     else:
         condition.relative_to.CopyFrom(_relative(low.trait, timedelta()))
         offsets = [format_duration(bound.offset.ToTimedelta()) for bound in (low, high)]
@@ -235,16 +249,14 @@ def _event(data: dict[Any, Any], path: str) -> segment_pb2.EventCondition:
     where = data.get("where", [])
     if not isinstance(where, list):
         raise InvalidArgument(f"{path}.where", "must be a list")
-    # proto3 cannot carry a count of 0 (it reads as unset), so 0 is refused here.
-    at_least = _count(data.get("at_least", 1), f"{path}.min_count")
-    if at_least < 1:
-        raise InvalidArgument(f"{path}.min_count", "must be at least 1 (use `not` for never)")
-    at_most = data.get("at_most")
-    if at_most is not None and _count(at_most, f"{path}.max_count") < 1:
-        raise InvalidArgument(f"{path}.max_count", "must not be less than min_count")
-    event = segment_pb2.EventCondition(
-        event=_text(data["event"], f"{path}.event"), min_count=at_least, max_count=at_most or 0
-    )
+    event = segment_pb2.EventCondition(event=_text(data["event"], f"{path}.event"))
+    if data.get("at_most") is not None:
+        event.at_most = _count(data["at_most"], f"{path}.at_most")
+    if data.get("at_least") is not None:
+        at_least = _count(data["at_least"], f"{path}.at_least")
+        # Set only when leaving it out would mean another count: the service's own form.
+        if at_least != _implied_at_least(event):
+            event.at_least = at_least
     event.where.extend(_property(item, f"{path}.where[{i}]") for i, item in enumerate(where))
     if "within" in data:
         event.within.FromTimedelta(_duration(data["within"], f"{path}.within"))
@@ -293,8 +305,14 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _implied_at_least(event: segment_pb2.EventCondition) -> int:
+    """What an unset `at_least` means: 1, or 0 beside an `at_most` (never included)."""
+    return 0 if event.HasField("at_most") else 1
+
+
 def _count(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    # An int64 in the proto.
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
         raise InvalidArgument(field, "must be a whole number")
     return value
 
@@ -331,18 +349,42 @@ def _relative(trait: str, offset: timedelta) -> segment_pb2.RelativeTime:
     return point
 
 
+def _calendar_day(trait: str, days: int) -> segment_pb2.RelativeTime:
+    return segment_pb2.RelativeTime(trait=trait, days=days)
+
+
 def _time(value: object, field: str) -> TimePoint:
     if value == "now":
         return _relative("", timedelta())
+    if value == "today":
+        return _calendar_day("", 0)
     if isinstance(value, str):
         return value  # a date; the service says if it is not one
     if isinstance(value, dict) and len(value) == 1 and ("ago" in value or "from_now" in value):
         sign = -1 if "ago" in value else 1
         return _relative("", sign * _duration(next(iter(value.values())), field))
+    if isinstance(value, dict) and len(value) == 1 and value.keys() & {"days_ago", "days_from_now"}:
+        key = next(iter(value))
+        sign = -1 if key == "days_ago" else 1
+        return _calendar_day("", sign * _days(value[key], f"{field}.{key}"))
     if isinstance(value, dict) and "trait" in value and set(value) <= {"trait", "offset"}:
         offset = _duration(value["offset"], f"{field}.offset") if "offset" in value else None
         return _relative(_text(value["trait"], f"{field}.trait"), offset or timedelta())
-    raise InvalidArgument(field, "must be now, {ago: 7d}, {from_now: 7d}, {trait: t} or a date")
+    if isinstance(value, dict) and "trait" in value and set(value) == {"trait", "days"}:
+        days = _days(value["days"], f"{field}.days")
+        return _calendar_day(_text(value["trait"], f"{field}.trait"), days)
+    raise InvalidArgument(
+        field,
+        "must be now, today, {ago: 7d}, {from_now: 7d}, {days_ago: 1}, {days_from_now: 1}, "
+        "{trait: t}, {trait: t, offset: 7d}, {trait: t, days: 1} or a date",
+    )
+
+
+def _days(value: object, field: str) -> int:
+    # Within int32, the proto's field; the service holds it to 100 years.
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > 2**31 - 1:
+        raise InvalidArgument(field, "must be a whole number of days")
+    return value
 
 
 # --- proto to YAML -----------------------------------------------------------------------------
@@ -360,6 +402,9 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)  # list items indented under their key
 
 
+# Texts are quoted by what the loader would read them as (`'1e0'` is a float in YAML 1.2, not
+# in 1.1), so every text written reads back as the same text.
+_Dumper.yaml_implicit_resolvers = MarketerYamlLoader.yaml_implicit_resolvers
 _Dumper.add_representer(
     _Condition,
     lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True),
@@ -378,8 +423,17 @@ def _trait_data(condition: segment_pb2.TraitCondition) -> _Condition:
     if operator == "exists":
         data["exists"] = True
     elif condition.HasField("relative_to") and operator in _TIME_OPERATORS:
+        data[operator] = _point_data(condition.relative_to)
+    elif (
+        condition.HasField("relative_to")
+        and operator == "between"
+        and (condition.relative_to.HasField("days"))
+    ):
         anchor = condition.relative_to
-        data[operator] = _time_data(anchor.trait, anchor.offset.ToTimedelta())
+        data["between"] = [
+            _days_data(anchor.trait, anchor.days + int(bound.number_value))
+            for bound in condition.value.list_value.values
+        ]
     elif condition.HasField("relative_to") and operator == "between":
         anchor = condition.relative_to
         data["between"] = [
@@ -393,14 +447,15 @@ def _trait_data(condition: segment_pb2.TraitCondition) -> _Condition:
 
 def _event_data(event: segment_pb2.EventCondition) -> _Condition:
     data = _Condition(event=event.event)
-    if event.min_count > 1:
-        data["at_least"] = event.min_count
-    if event.max_count:
-        data["at_most"] = event.max_count
+    # A count is written unless it is what leaving it out means.
+    if event.HasField("at_least") and event.at_least != _implied_at_least(event):
+        data["at_least"] = event.at_least
+    if event.HasField("at_most"):
+        data["at_most"] = event.at_most
     if event.HasField("within"):
         data["within"] = format_duration(event.within.ToTimedelta())
     if event.HasField("since"):
-        data["since"] = _time_data(event.since.trait, event.since.offset.ToTimedelta())
+        data["since"] = _point_data(event.since)
     if event.where:
         data["where"] = [
             {
@@ -414,6 +469,20 @@ def _event_data(event: segment_pb2.EventCondition) -> _Condition:
             for where in event.where
         ]
     return data
+
+
+def _point_data(point: segment_pb2.RelativeTime) -> object:
+    if point.HasField("days"):
+        return _days_data(point.trait, point.days)
+    return _time_data(point.trait, point.offset.ToTimedelta())
+
+
+def _days_data(trait: str, days: int) -> object:
+    if trait:
+        return {"trait": trait, "days": days}
+    if not days:
+        return "today"
+    return {"days_ago": -days} if days < 0 else {"days_from_now": days}
 
 
 def _time_data(trait: str, offset: timedelta) -> object:

@@ -13,6 +13,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ProfileView(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PROFILE_VIEW_UNSPECIFIED: _ClassVar[ProfileView]
+    PROFILE_VIEW_BASIC: _ClassVar[ProfileView]
+    PROFILE_VIEW_FULL: _ClassVar[ProfileView]
+PROFILE_VIEW_UNSPECIFIED: ProfileView
+PROFILE_VIEW_BASIC: ProfileView
+PROFILE_VIEW_FULL: ProfileView
+
 class EventStats(_message.Message):
     __slots__ = ("count", "first_time", "last_time", "property_totals")
     class PropertyTotalsEntry(_message.Message):
@@ -33,7 +42,7 @@ class EventStats(_message.Message):
     def __init__(self, count: _Optional[int] = ..., first_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., property_totals: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Profile(_message.Message):
-    __slots__ = ("name", "user_id", "anonymous_ids", "traits", "first_seen_time", "last_seen_time", "time_zone", "locale", "event_stats")
+    __slots__ = ("name", "user_id", "anonymous_ids", "traits", "first_seen_time", "last_seen_time", "time_zone", "locale", "event_stats", "memberships", "recent_events")
     class EventStatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +59,8 @@ class Profile(_message.Message):
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
     LOCALE_FIELD_NUMBER: _ClassVar[int]
     EVENT_STATS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIPS_FIELD_NUMBER: _ClassVar[int]
+    RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     user_id: str
     anonymous_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -59,19 +70,31 @@ class Profile(_message.Message):
     time_zone: str
     locale: str
     event_stats: _containers.MessageMap[str, EventStats]
-    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_ids: _Optional[_Iterable[str]] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., first_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., locale: _Optional[str] = ..., event_stats: _Optional[_Mapping[str, EventStats]] = ...) -> None: ...
+    memberships: _containers.RepeatedCompositeFieldContainer[SegmentMembership]
+    recent_events: _containers.RepeatedCompositeFieldContainer[_common_pb2.Event]
+    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_ids: _Optional[_Iterable[str]] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., first_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., locale: _Optional[str] = ..., event_stats: _Optional[_Mapping[str, EventStats]] = ..., memberships: _Optional[_Iterable[_Union[SegmentMembership, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ...) -> None: ...
+
+class SegmentMembership(_message.Message):
+    __slots__ = ("segment", "entered_time")
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_TIME_FIELD_NUMBER: _ClassVar[int]
+    segment: str
+    entered_time: _timestamp_pb2.Timestamp
+    def __init__(self, segment: _Optional[str] = ..., entered_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetProfileRequest(_message.Message):
-    __slots__ = ("name", "user_id", "anonymous_id", "email")
+    __slots__ = ("name", "user_id", "anonymous_id", "email", "view")
     NAME_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ANONYMOUS_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
+    VIEW_FIELD_NUMBER: _ClassVar[int]
     name: str
     user_id: str
     anonymous_id: str
     email: str
-    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+    view: ProfileView
+    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., email: _Optional[str] = ..., view: _Optional[_Union[ProfileView, str]] = ...) -> None: ...
 
 class ListProfilesRequest(_message.Message):
     __slots__ = ("parent", "page_size", "page_token", "filter")

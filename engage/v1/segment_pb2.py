@@ -29,15 +29,15 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65ngage/v1/segment.proto\x12\tengage.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x01\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1d\n\x04rule\x18\x04 \x01(\x0b\x32\x0f.engage.v1.Rule\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12\x14\n\x0cmember_count\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x02\n\x04Rule\x12#\n\x03\x61ll\x18\x01 \x01(\x0b\x32\x14.engage.v1.RuleGroupH\x00\x12#\n\x03\x61ny\x18\x02 \x01(\x0b\x32\x14.engage.v1.RuleGroupH\x00\x12\x1e\n\x03not\x18\x03 \x01(\x0b\x32\x0f.engage.v1.RuleH\x00\x12*\n\x05trait\x18\x04 \x01(\x0b\x32\x19.engage.v1.TraitConditionH\x00\x12*\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x19.engage.v1.EventConditionH\x00\x12\x31\n\nin_segment\x18\x06 \x01(\x0b\x32\x1b.engage.v1.SegmentReferenceH\x00\x12#\n\x06sample\x18\x07 \x01(\x0b\x32\x11.engage.v1.SampleH\x00\x42\x06\n\x04kind\"+\n\tRuleGroup\x12\x1e\n\x05rules\x18\x01 \x03(\x0b\x32\x0f.engage.v1.Rule\"H\n\x0cRelativeTime\x12\r\n\x05trait\x18\x01 \x01(\t\x12)\n\x06offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9b\x01\n\x0eTraitCondition\x12\r\n\x05trait\x18\x01 \x01(\t\x12%\n\x08operator\x18\x02 \x01(\x0e\x32\x13.engage.v1.Operator\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12,\n\x0brelative_to\x18\x04 \x01(\x0b\x32\x17.engage.v1.RelativeTime\"s\n\x11PropertyCondition\x12\x10\n\x08property\x18\x01 \x01(\t\x12%\n\x08operator\x18\x02 \x01(\x0e\x32\x13.engage.v1.Operator\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\"\xc5\x01\n\x0e\x45ventCondition\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12+\n\x05where\x18\x02 \x03(\x0b\x32\x1c.engage.v1.PropertyCondition\x12\x11\n\tmin_count\x18\x03 \x01(\x03\x12\x11\n\tmax_count\x18\x04 \x01(\x03\x12)\n\x06within\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x05since\x18\x06 \x01(\x0b\x32\x17.engage.v1.RelativeTime\"#\n\x10SegmentReference\x12\x0f\n\x07segment\x18\x01 \x01(\t\"\'\n\x06Sample\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x0c\n\x04seed\x18\x02 \x01(\t\"_\n\x14\x43reateSegmentRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12#\n\x07segment\x18\x03 \x01(\x0b\x32\x12.engage.v1.Segment\"!\n\x11GetSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x13ListSegmentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x14ListSegmentsResponse\x12$\n\x08segments\x18\x01 \x03(\x0b\x32\x12.engage.v1.Segment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x14UpdateSegmentRequest\x12#\n\x07segment\x18\x01 \x01(\x0b\x32\x12.engage.v1.Segment\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"$\n\x14\x44\x65leteSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"[\n\x15PreviewSegmentRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x1d\n\x04rule\x18\x02 \x01(\x0b\x32\x0f.engage.v1.Rule\x12\x13\n\x0bsample_size\x18\x03 \x01(\x05\"G\n\x16PreviewSegmentResponse\x12\x14\n\x0cmember_count\x18\x01 \x01(\x03\x12\x17\n\x0fsample_profiles\x18\x02 \x03(\t\",\n\x19ListSegmentMembersRequest\x12\x0f\n\x07segment\x18\x01 \x01(\t\".\n\x1aListSegmentMembersResponse\x12\x10\n\x08profiles\x18\x01 \x03(\t\":\n\x16\x43heckMembershipRequest\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\"[\n\x17\x43heckMembershipResponse\x12\x0e\n\x06member\x18\x01 \x01(\x08\x12\x30\n\x0c\x65ntered_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xbc\x02\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x13\n\x0fOPERATOR_EQUALS\x10\x01\x12\x17\n\x13OPERATOR_NOT_EQUALS\x10\x02\x12\x0f\n\x0bOPERATOR_IN\x10\x03\x12\x15\n\x11OPERATOR_CONTAINS\x10\x04\x12\x13\n\x0fOPERATOR_EXISTS\x10\x05\x12\x19\n\x15OPERATOR_GREATER_THAN\x10\x06\x12\x1d\n\x19OPERATOR_GREATER_OR_EQUAL\x10\x07\x12\x16\n\x12OPERATOR_LESS_THAN\x10\x08\x12\x1a\n\x16OPERATOR_LESS_OR_EQUAL\x10\t\x12\x13\n\x0fOPERATOR_BEFORE\x10\n\x12\x12\n\x0eOPERATOR_AFTER\x10\x0b\x12\x14\n\x10OPERATOR_BETWEEN\x10\x0c\x32\x8d\x05\n\x0eSegmentService\x12\x44\n\rCreateSegment\x12\x1f.engage.v1.CreateSegmentRequest\x1a\x12.engage.v1.Segment\x12>\n\nGetSegment\x12\x1c.engage.v1.GetSegmentRequest\x1a\x12.engage.v1.Segment\x12O\n\x0cListSegments\x12\x1e.engage.v1.ListSegmentsRequest\x1a\x1f.engage.v1.ListSegmentsResponse\x12\x44\n\rUpdateSegment\x12\x1f.engage.v1.UpdateSegmentRequest\x1a\x12.engage.v1.Segment\x12H\n\rDeleteSegment\x12\x1f.engage.v1.DeleteSegmentRequest\x1a\x16.google.protobuf.Empty\x12U\n\x0ePreviewSegment\x12 .engage.v1.PreviewSegmentRequest\x1a!.engage.v1.PreviewSegmentResponse\x12\x63\n\x12ListSegmentMembers\x12$.engage.v1.ListSegmentMembersRequest\x1a%.engage.v1.ListSegmentMembersResponse0\x01\x12X\n\x0f\x43heckMembership\x12!.engage.v1.CheckMembershipRequest\x1a\".engage.v1.CheckMembershipResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65ngage/v1/segment.proto\x12\tengage.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x01\n\x07Segment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1d\n\x04rule\x18\x04 \x01(\x0b\x32\x0f.engage.v1.Rule\x12\x0f\n\x07version\x18\x05 \x01(\x03\x12\x14\n\x0cmember_count\x18\x06 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa8\x02\n\x04Rule\x12#\n\x03\x61ll\x18\x01 \x01(\x0b\x32\x14.engage.v1.RuleGroupH\x00\x12#\n\x03\x61ny\x18\x02 \x01(\x0b\x32\x14.engage.v1.RuleGroupH\x00\x12\x1e\n\x03not\x18\x03 \x01(\x0b\x32\x0f.engage.v1.RuleH\x00\x12*\n\x05trait\x18\x04 \x01(\x0b\x32\x19.engage.v1.TraitConditionH\x00\x12*\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x19.engage.v1.EventConditionH\x00\x12\x31\n\nin_segment\x18\x06 \x01(\x0b\x32\x1b.engage.v1.SegmentReferenceH\x00\x12#\n\x06sample\x18\x07 \x01(\x0b\x32\x11.engage.v1.SampleH\x00\x42\x06\n\x04kind\"+\n\tRuleGroup\x12\x1e\n\x05rules\x18\x01 \x03(\x0b\x32\x0f.engage.v1.Rule\"d\n\x0cRelativeTime\x12\r\n\x05trait\x18\x01 \x01(\t\x12)\n\x06offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\x04\x64\x61ys\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x07\n\x05_days\"\x9b\x01\n\x0eTraitCondition\x12\r\n\x05trait\x18\x01 \x01(\t\x12%\n\x08operator\x18\x02 \x01(\x0e\x32\x13.engage.v1.Operator\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\x12,\n\x0brelative_to\x18\x04 \x01(\x0b\x32\x17.engage.v1.RelativeTime\"s\n\x11PropertyCondition\x12\x10\n\x08property\x18\x01 \x01(\t\x12%\n\x08operator\x18\x02 \x01(\x0e\x32\x13.engage.v1.Operator\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\"\xe5\x01\n\x0e\x45ventCondition\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12+\n\x05where\x18\x02 \x03(\x0b\x32\x1c.engage.v1.PropertyCondition\x12\x15\n\x08\x61t_least\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07\x61t_most\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12)\n\x06within\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x05since\x18\x06 \x01(\x0b\x32\x17.engage.v1.RelativeTimeB\x0b\n\t_at_leastB\n\n\x08_at_most\"#\n\x10SegmentReference\x12\x0f\n\x07segment\x18\x01 \x01(\t\"\'\n\x06Sample\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x0c\n\x04seed\x18\x02 \x01(\t\"v\n\x14\x43reateSegmentRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\nsegment_id\x18\x02 \x01(\t\x12#\n\x07segment\x18\x03 \x01(\x0b\x32\x12.engage.v1.Segment\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"!\n\x11GetSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x13ListSegmentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x14ListSegmentsResponse\x12$\n\x08segments\x18\x01 \x03(\x0b\x32\x12.engage.v1.Segment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x83\x01\n\x14UpdateSegmentRequest\x12#\n\x07segment\x18\x01 \x01(\x0b\x32\x12.engage.v1.Segment\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"$\n\x14\x44\x65leteSegmentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"[\n\x15PreviewSegmentRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x1d\n\x04rule\x18\x02 \x01(\x0b\x32\x0f.engage.v1.Rule\x12\x13\n\x0bsample_size\x18\x03 \x01(\x05\"G\n\x16PreviewSegmentResponse\x12\x14\n\x0cmember_count\x18\x01 \x01(\x03\x12\x17\n\x0fsample_profiles\x18\x02 \x03(\t\",\n\x19ListSegmentMembersRequest\x12\x0f\n\x07segment\x18\x01 \x01(\t\".\n\x1aListSegmentMembersResponse\x12\x10\n\x08profiles\x18\x01 \x03(\t\":\n\x16\x43heckMembershipRequest\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\"[\n\x17\x43heckMembershipResponse\x12\x0e\n\x06member\x18\x01 \x01(\x08\x12\x30\n\x0c\x65ntered_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xbc\x02\n\x08Operator\x12\x18\n\x14OPERATOR_UNSPECIFIED\x10\x00\x12\x13\n\x0fOPERATOR_EQUALS\x10\x01\x12\x17\n\x13OPERATOR_NOT_EQUALS\x10\x02\x12\x0f\n\x0bOPERATOR_IN\x10\x03\x12\x15\n\x11OPERATOR_CONTAINS\x10\x04\x12\x13\n\x0fOPERATOR_EXISTS\x10\x05\x12\x19\n\x15OPERATOR_GREATER_THAN\x10\x06\x12\x1d\n\x19OPERATOR_GREATER_OR_EQUAL\x10\x07\x12\x16\n\x12OPERATOR_LESS_THAN\x10\x08\x12\x1a\n\x16OPERATOR_LESS_OR_EQUAL\x10\t\x12\x13\n\x0fOPERATOR_BEFORE\x10\n\x12\x12\n\x0eOPERATOR_AFTER\x10\x0b\x12\x14\n\x10OPERATOR_BETWEEN\x10\x0c\x32\x8d\x05\n\x0eSegmentService\x12\x44\n\rCreateSegment\x12\x1f.engage.v1.CreateSegmentRequest\x1a\x12.engage.v1.Segment\x12>\n\nGetSegment\x12\x1c.engage.v1.GetSegmentRequest\x1a\x12.engage.v1.Segment\x12O\n\x0cListSegments\x12\x1e.engage.v1.ListSegmentsRequest\x1a\x1f.engage.v1.ListSegmentsResponse\x12\x44\n\rUpdateSegment\x12\x1f.engage.v1.UpdateSegmentRequest\x1a\x12.engage.v1.Segment\x12H\n\rDeleteSegment\x12\x1f.engage.v1.DeleteSegmentRequest\x1a\x16.google.protobuf.Empty\x12U\n\x0ePreviewSegment\x12 .engage.v1.PreviewSegmentRequest\x1a!.engage.v1.PreviewSegmentResponse\x12\x63\n\x12ListSegmentMembers\x12$.engage.v1.ListSegmentMembersRequest\x1a%.engage.v1.ListSegmentMembersResponse0\x01\x12X\n\x0f\x43heckMembership\x12!.engage.v1.CheckMembershipRequest\x1a\".engage.v1.CheckMembershipResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'engage.v1.segment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATOR']._serialized_start=2263
-  _globals['_OPERATOR']._serialized_end=2579
+  _globals['_OPERATOR']._serialized_start=2370
+  _globals['_OPERATOR']._serialized_end=2686
   _globals['_SEGMENT']._serialized_start=197
   _globals['_SEGMENT']._serialized_end=431
   _globals['_RULE']._serialized_start=434
@@ -45,41 +45,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RULEGROUP']._serialized_start=732
   _globals['_RULEGROUP']._serialized_end=775
   _globals['_RELATIVETIME']._serialized_start=777
-  _globals['_RELATIVETIME']._serialized_end=849
-  _globals['_TRAITCONDITION']._serialized_start=852
-  _globals['_TRAITCONDITION']._serialized_end=1007
-  _globals['_PROPERTYCONDITION']._serialized_start=1009
-  _globals['_PROPERTYCONDITION']._serialized_end=1124
-  _globals['_EVENTCONDITION']._serialized_start=1127
-  _globals['_EVENTCONDITION']._serialized_end=1324
-  _globals['_SEGMENTREFERENCE']._serialized_start=1326
-  _globals['_SEGMENTREFERENCE']._serialized_end=1361
-  _globals['_SAMPLE']._serialized_start=1363
-  _globals['_SAMPLE']._serialized_end=1402
-  _globals['_CREATESEGMENTREQUEST']._serialized_start=1404
-  _globals['_CREATESEGMENTREQUEST']._serialized_end=1499
-  _globals['_GETSEGMENTREQUEST']._serialized_start=1501
-  _globals['_GETSEGMENTREQUEST']._serialized_end=1534
-  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1536
-  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1612
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1614
-  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1699
-  _globals['_UPDATESEGMENTREQUEST']._serialized_start=1701
-  _globals['_UPDATESEGMENTREQUEST']._serialized_end=1809
-  _globals['_DELETESEGMENTREQUEST']._serialized_start=1811
-  _globals['_DELETESEGMENTREQUEST']._serialized_end=1847
-  _globals['_PREVIEWSEGMENTREQUEST']._serialized_start=1849
-  _globals['_PREVIEWSEGMENTREQUEST']._serialized_end=1940
-  _globals['_PREVIEWSEGMENTRESPONSE']._serialized_start=1942
-  _globals['_PREVIEWSEGMENTRESPONSE']._serialized_end=2013
-  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_start=2015
-  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_end=2059
-  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_start=2061
-  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_end=2107
-  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_start=2109
-  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_end=2167
-  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_start=2169
-  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_end=2260
-  _globals['_SEGMENTSERVICE']._serialized_start=2582
-  _globals['_SEGMENTSERVICE']._serialized_end=3235
+  _globals['_RELATIVETIME']._serialized_end=877
+  _globals['_TRAITCONDITION']._serialized_start=880
+  _globals['_TRAITCONDITION']._serialized_end=1035
+  _globals['_PROPERTYCONDITION']._serialized_start=1037
+  _globals['_PROPERTYCONDITION']._serialized_end=1152
+  _globals['_EVENTCONDITION']._serialized_start=1155
+  _globals['_EVENTCONDITION']._serialized_end=1384
+  _globals['_SEGMENTREFERENCE']._serialized_start=1386
+  _globals['_SEGMENTREFERENCE']._serialized_end=1421
+  _globals['_SAMPLE']._serialized_start=1423
+  _globals['_SAMPLE']._serialized_end=1462
+  _globals['_CREATESEGMENTREQUEST']._serialized_start=1464
+  _globals['_CREATESEGMENTREQUEST']._serialized_end=1582
+  _globals['_GETSEGMENTREQUEST']._serialized_start=1584
+  _globals['_GETSEGMENTREQUEST']._serialized_end=1617
+  _globals['_LISTSEGMENTSREQUEST']._serialized_start=1619
+  _globals['_LISTSEGMENTSREQUEST']._serialized_end=1695
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_start=1697
+  _globals['_LISTSEGMENTSRESPONSE']._serialized_end=1782
+  _globals['_UPDATESEGMENTREQUEST']._serialized_start=1785
+  _globals['_UPDATESEGMENTREQUEST']._serialized_end=1916
+  _globals['_DELETESEGMENTREQUEST']._serialized_start=1918
+  _globals['_DELETESEGMENTREQUEST']._serialized_end=1954
+  _globals['_PREVIEWSEGMENTREQUEST']._serialized_start=1956
+  _globals['_PREVIEWSEGMENTREQUEST']._serialized_end=2047
+  _globals['_PREVIEWSEGMENTRESPONSE']._serialized_start=2049
+  _globals['_PREVIEWSEGMENTRESPONSE']._serialized_end=2120
+  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_start=2122
+  _globals['_LISTSEGMENTMEMBERSREQUEST']._serialized_end=2166
+  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_start=2168
+  _globals['_LISTSEGMENTMEMBERSRESPONSE']._serialized_end=2214
+  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_start=2216
+  _globals['_CHECKMEMBERSHIPREQUEST']._serialized_end=2274
+  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_start=2276
+  _globals['_CHECKMEMBERSHIPRESPONSE']._serialized_end=2367
+  _globals['_SEGMENTSERVICE']._serialized_start=2689
+  _globals['_SEGMENTSERVICE']._serialized_end=3342
 # @@protoc_insertion_point(module_scope)

@@ -87,12 +87,14 @@ class RuleGroup(_message.Message):
     def __init__(self, rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ...) -> None: ...
 
 class RelativeTime(_message.Message):
-    __slots__ = ("trait", "offset")
+    __slots__ = ("trait", "offset", "days")
     TRAIT_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
     trait: str
     offset: _duration_pb2.Duration
-    def __init__(self, trait: _Optional[str] = ..., offset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    days: int
+    def __init__(self, trait: _Optional[str] = ..., offset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., days: _Optional[int] = ...) -> None: ...
 
 class TraitCondition(_message.Message):
     __slots__ = ("trait", "operator", "value", "relative_to")
@@ -117,20 +119,20 @@ class PropertyCondition(_message.Message):
     def __init__(self, property: _Optional[str] = ..., operator: _Optional[_Union[Operator, str]] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class EventCondition(_message.Message):
-    __slots__ = ("event", "where", "min_count", "max_count", "within", "since")
+    __slots__ = ("event", "where", "at_least", "at_most", "within", "since")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     WHERE_FIELD_NUMBER: _ClassVar[int]
-    MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
-    MAX_COUNT_FIELD_NUMBER: _ClassVar[int]
+    AT_LEAST_FIELD_NUMBER: _ClassVar[int]
+    AT_MOST_FIELD_NUMBER: _ClassVar[int]
     WITHIN_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     event: str
     where: _containers.RepeatedCompositeFieldContainer[PropertyCondition]
-    min_count: int
-    max_count: int
+    at_least: int
+    at_most: int
     within: _duration_pb2.Duration
     since: RelativeTime
-    def __init__(self, event: _Optional[str] = ..., where: _Optional[_Iterable[_Union[PropertyCondition, _Mapping]]] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., within: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., since: _Optional[_Union[RelativeTime, _Mapping]] = ...) -> None: ...
+    def __init__(self, event: _Optional[str] = ..., where: _Optional[_Iterable[_Union[PropertyCondition, _Mapping]]] = ..., at_least: _Optional[int] = ..., at_most: _Optional[int] = ..., within: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., since: _Optional[_Union[RelativeTime, _Mapping]] = ...) -> None: ...
 
 class SegmentReference(_message.Message):
     __slots__ = ("segment",)
@@ -147,14 +149,16 @@ class Sample(_message.Message):
     def __init__(self, percent: _Optional[float] = ..., seed: _Optional[str] = ...) -> None: ...
 
 class CreateSegmentRequest(_message.Message):
-    __slots__ = ("parent", "segment_id", "segment")
+    __slots__ = ("parent", "segment_id", "segment", "validate_only")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     parent: str
     segment_id: str
     segment: Segment
-    def __init__(self, parent: _Optional[str] = ..., segment_id: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, parent: _Optional[str] = ..., segment_id: _Optional[str] = ..., segment: _Optional[_Union[Segment, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class GetSegmentRequest(_message.Message):
     __slots__ = ("name",)
@@ -181,12 +185,14 @@ class ListSegmentsResponse(_message.Message):
     def __init__(self, segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateSegmentRequest(_message.Message):
-    __slots__ = ("segment", "update_mask")
+    __slots__ = ("segment", "update_mask", "validate_only")
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     segment: Segment
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, segment: _Optional[_Union[Segment, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, segment: _Optional[_Union[Segment, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class DeleteSegmentRequest(_message.Message):
     __slots__ = ("name",)

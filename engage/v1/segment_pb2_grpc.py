@@ -101,7 +101,8 @@ class SegmentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSegment(self, request, context):
-        """Saves a new version; members are re-evaluated.
+        """Saves a new version and re-evaluates members; an update that changes nothing saves nothing
+        and answers the segment as it is (same version).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -23,7 +23,8 @@ Answers:
   500 KB or a batch of more than 2,500 events (Segment answers 400 too, and its SDKs do not
   retry a 400); a batched event over 32 KB is refused on its own, in `errors`;
 - 401 for a missing or unknown write key, 403 for a key without the `ingest` role;
-- 503 when the bus does not answer: SDKs retry, and the message ids keep the retry harmless.
+- 503 when the bus does not store the event, or too many single events already wait for it
+  (`max_waiting_events`): SDKs retry, and the message ids keep the retry harmless.
 CORS is open (`*`), as browsers post from every site that embeds the SDK.
 """
 
@@ -177,7 +178,8 @@ class TrackingHttpServer:
     async def start(self, host: str, port: int) -> str:
         """Listen on `host:port` (0: any free port); the address bound."""
         await self.runner.setup()
-        await web.TCPSite(self.runner, host, port).start()
+        # SO_REUSEPORT, as gRPC sets it: processes on one host may share the port.
+        await web.TCPSite(self.runner, host, port, reuse_port=True).start()
         return f"{host}:{self.runner.addresses[0][1]}"
 
     async def stop(self) -> None:

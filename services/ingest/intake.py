@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from engage.clock import Clock, utc_now
 from engage.errors import InvalidArgument
 from engage.v1 import common_pb2
+from services.ingest.group_commit import DEFAULT_LINGER_SECONDS, DEFAULT_MAX_WAITING, GroupCommit
 from services.ingest.publisher import EventPublisher
 from services.ingest.validation import Stamp, check_and_stamp
 
@@ -40,20 +41,28 @@ class Intake:
     path): callers hand over events they own, a request just received or events just built.
     """
 
-    def __init__(self, publisher: EventPublisher, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        clock: Clock = utc_now,
+        max_waiting_singles: int = DEFAULT_MAX_WAITING,
+        linger: float = DEFAULT_LINGER_SECONDS,
+    ) -> None:
         self.publisher = publisher
         self.clock = clock
+        self.singles = GroupCommit(publisher, max_waiting_singles, clock, linger)
 
     async def accept_one(
         self, workspace: str, event: common_pb2.Event
     ) -> tuple[common_pb2.Event, bool]:
-        """Validate and publish one event: the event as stored, and whether it was a repeat.
+        """Validate and publish one event, grouped with other single events arriving at the
+        same time (`group_commit`): the event as stored, and whether it was a repeat.
 
-        Raises InvalidArgument naming the field, or Unavailable when the bus does not answer.
+        Raises InvalidArgument naming the field (before any grouping, so one caller's mistake
+        never fails another's call), or Unavailable when the bus does not store it.
         """
-        now = self.clock()
-        check_and_stamp(event, Stamp(now))
-        duplicate = await self.publisher.publish_one(workspace, event, now)
+        check_and_stamp(event, Stamp(self.clock()))
+        duplicate = await self.singles.publish(workspace, event)
         return event, duplicate
 
     async def accept_many(

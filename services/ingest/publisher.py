@@ -1,5 +1,6 @@
-"""Puts accepted events on the EVENTS stream: one JetStream message per partition and call, so
-volume travels in batches; acknowledged only once JetStream has stored it.
+"""Puts accepted events on the EVENTS stream: one JetStream message per partition and batch
+(single events are grouped by `group_commit`), so volume travels in batches; acknowledged only
+once JetStream has stored it.
 """
 
 import asyncio
@@ -24,17 +25,6 @@ class EventPublisher:
         self.bus = bus
         self.partitions = partitions
 
-    async def publish_one(self, workspace: str, event: common_pb2.Event, now: datetime) -> bool:
-        """Publish a single event; True when JetStream had already stored its message id."""
-        batch = bus_pb2.EventBatch(id=event.message_id, workspace=workspace, events=[event])
-        batch.occurred_at.FromDatetime(now)
-        subject = subjects.events(workspace, profile_key(event), self.partitions)
-        with _bus_unavailable():
-            ack = await self.bus.publish(
-                subject, batch, f"{workspace}:{event.message_id}", workspace
-            )
-        return bool(ack.duplicate)
-
     async def publish_many(
         self, workspace: str, events: list[common_pb2.Event], now: datetime
     ) -> None:
@@ -44,21 +34,36 @@ class EventPublisher:
             by_subject[subjects.events(workspace, profile_key(event), self.partitions)].append(
                 event
             )
-        with _bus_unavailable():
+        with bus_unavailable():
             await asyncio.gather(
-                *(self._publish_group(workspace, s, group, now) for s, group in by_subject.items())
+                *(self.publish_group(workspace, s, group, now) for s, group in by_subject.items())
             )
 
-    async def _publish_group(
+    async def publish_group(
         self, workspace: str, subject: str, events: list[common_pb2.Event], now: datetime
-    ) -> None:
-        # The same events resent as the same batch (a client retry) are stored once.
-        digest = hashlib.sha256("\n".join(e.message_id for e in events).encode()).hexdigest()
-        batch = bus_pb2.EventBatch(id=f"batch:{digest}", workspace=workspace)
+    ) -> bool:
+        """Publish events of one partition as one message; True when JetStream had already
+        stored it (the same events resent, as a client retry does, are stored once)."""
+        if not self.bus.client.is_connected:
+            # Refused at once rather than buffered for a reconnect that may come after the
+            # caller's answer: what is refused here was surely not stored.
+            raise Unavailable("event bus unavailable: not connected")
+        batch = bus_pb2.EventBatch(id=_group_id(events), workspace=workspace)
         # extend() copies events faster than the constructor does (upb), on the hot path.
         batch.events.extend(events)
         batch.occurred_at.FromDatetime(now)
-        await self.bus.publish(subject, batch, f"{workspace}:{batch.id}", workspace)
+        ack = await self.bus.publish(subject, batch, f"{workspace}:{batch.id}", workspace)
+        return bool(ack.duplicate)
+
+
+def _group_id(events: list[common_pb2.Event]) -> str:
+    """A lone event goes under its own message id, so its repeat is dropped however it comes
+    (a retried single call, or a batch's lone event of a partition); a group under a digest of
+    its message ids."""
+    if len(events) == 1:
+        return events[0].message_id
+    digest = hashlib.sha256("\n".join(e.message_id for e in events).encode()).hexdigest()
+    return f"batch:{digest}"
 
 
 def profile_key(event: common_pb2.Event) -> str:
@@ -67,7 +72,7 @@ def profile_key(event: common_pb2.Event) -> str:
 
 
 @contextlib.contextmanager
-def _bus_unavailable() -> Iterator[None]:
+def bus_unavailable() -> Iterator[None]:
     """Turn the bus not answering into Unavailable, which callers may retry."""
     try:
         yield

@@ -14,13 +14,15 @@ Rules, per event (the figures are in `limits`):
   it is refused here, naming the field (`properties.items[2].note`), before it reaches the bus;
 - the event's JSON form is at most 32 KB (see `limits`).
 
-Each event is accepted once: a single event (Track, Identify, Alias, or one HTTP call) is
-published under its own message id, and JetStream drops a repeat within the EVENTS stream's
-dedupe window (`dedupe_window_hours`, at least 24 h), so the caller is told it was a duplicate.
-A batch travels as one message per partition, deduped as a whole (the same batch retried is
-stored once); a repeat of an event inside a batch is counted as a duplicate and dropped, and
-an event repeated across different batches is dropped downstream, where each event id counts
-once (consumers apply events idempotently by message id).
+Each event takes effect once. Single events (Track, Identify, Alias, one HTTP call) are
+grouped per partition with those arriving at the same time (`group_commit`); a message of one
+event travels under that event's message id, and JetStream drops a repeat within the EVENTS
+stream's dedupe window (`dedupe_window_hours`, at least 24 h), so the caller is told it was a
+duplicate. A batch, or a group of single events, travels as one message per partition, deduped
+as a whole (the same batch retried is stored once); a repeat of an event inside one message is
+dropped there and counted (or answered) as a duplicate, and an event repeated across different
+messages is dropped downstream, where each event id counts once (consumers apply events
+idempotently by message id).
 """
 
 import json

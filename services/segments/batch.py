@@ -171,8 +171,8 @@ async def evaluate_in_sql(
 async def _reconcile(
     session: AsyncSession, store: SegmentStore, segment: Segment, now: datetime, field: str
 ) -> tuple[int, int]:
-    dialect = session.get_bind().dialect.name
-    members = rules_sql.members_query(store.workspace, compiled(segment).rule, now, dialect)
+    rule = compiled(segment).rule
+    members = await rules_sql.session_members_query(session, store.workspace, rule, now)
     with rules_sql.stored_values_read(field, f"the rule of segment {segment.id!r}"):
         counts = await store.reconcile(segment, members, now)
     log.info(

@@ -3,15 +3,20 @@ event. It must agree with the SQL compiler (`rules_sql.py`) on every profile; th
 both follow are in `rules.py`, and a property test holds the two together.
 """
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from services.segments import dates
+from services.segments.dates import DAY
+from services.segments.paths import lookup
 from services.segments.rules import (
     All,
     AnyOf,
     At,
+    CalendarDay,
+    Day,
     EventCondition,
     InSegment,
     Not,
@@ -22,10 +27,15 @@ from services.segments.rules import (
     Rule,
     Sample,
     TraitCondition,
-    date_micros,
+    Wall,
+    date_value,
+    day_number,
+    decimal_number,
     in_sample,
+    is_time_point,
     micros,
     stable_bucket,
+    text_boolean,
     value_kind,
 )
 
@@ -44,6 +54,19 @@ class Facts:
     # Ids of the segments the profile is a member of.
     memberships: Set[str] = frozenset()
     profile_id: str = ""
+    # The zone the profile's dates are read in (`dates.profile_zone`).
+    zone: tzinfo = UTC
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A time point resolved for one profile: compared with the trait's instant (`local` false)
+    or its local wall-clock time, from `first` to `last` inclusive (a whole day, or one
+    microsecond)."""
+
+    local: bool
+    first: int
+    last: int
 
 
 def evaluate(rule: Rule, facts: Facts, now: datetime) -> bool:
@@ -72,31 +95,54 @@ class _Evaluation:
         assert isinstance(rule, Sample)
         return in_sample(stable_bucket(self.facts.profile_id), rule)
 
-    def point(self, point: object) -> int | None:
-        """A time operand in microseconds; None when its anchor trait is not a date."""
-        if isinstance(point, At):
-            return micros(point.when)
-        assert isinstance(point, Relative)
-        anchor = date_micros(self.facts.traits.get(point.trait)) if point.trait else self.now_us
-        return None if anchor is None else anchor + point.offset // _MICRO
+    def date(self, trait: str) -> dates.LocalDate | None:
+        return date_value(lookup(self.facts.traits, trait), self.facts.zone)
+
+    def point(self, point: object) -> Bound | None:
+        """A time operand for this profile; None when its anchor trait is not a date."""
+        if isinstance(point, At | Wall):
+            us = micros(point.when)
+            return Bound(isinstance(point, Wall), us, us)
+        if isinstance(point, Day):
+            return _whole_day(day_number(point.day))
+        assert isinstance(point, Relative | CalendarDay)
+        if point.trait:
+            anchor = self.date(point.trait)
+            if anchor is None:
+                return None
+            at, local = anchor.at, anchor.local
+        else:
+            at, local = self.now_us, dates.local_of(self.now_us, self.facts.zone)
+        if isinstance(point, CalendarDay):
+            return _whole_day(local // DAY + point.days)
+        us = at + point.offset // _MICRO
+        return Bound(False, us, us)
 
     def trait(self, rule: TraitCondition) -> bool:
-        value = self.facts.traits.get(rule.trait)
         operand = rule.operand
-        if rule.operator in (Operator.BEFORE, Operator.AFTER):
-            at, bound = date_micros(value), self.point(operand)
-            if at is None or bound is None:
-                return False
-            return at < bound if rule.operator is Operator.BEFORE else at > bound
-        if isinstance(operand, tuple) and isinstance(operand[0], At | Relative):
-            at, low, high = date_micros(value), self.point(operand[0]), self.point(operand[1])
-            if at is None or low is None or high is None:
-                return False
-            return low <= at <= high
-        return value_matches(value, rule.operator, operand)
+        if not is_time_point(operand):
+            return value_matches(lookup(self.facts.traits, rule.trait), rule.operator, operand)
+        found = self.date(rule.trait)
+        bounds = [self.point(p) for p in (operand if isinstance(operand, tuple) else (operand,))]
+        if found is None or None in bounds:
+            return False
+        low, high = bounds[0], bounds[-1]
+        assert low is not None and high is not None
+        if rule.operator is Operator.BEFORE:
+            return _on(found, low) < low.first
+        if rule.operator is Operator.AFTER:
+            return _on(found, low) > low.last
+        return _on(found, low) >= low.first and _on(found, high) <= high.last
+
+    def since(self, point: Relative | CalendarDay) -> int | None:
+        """The instant an event's `since` starts counting (a calendar day: its local start)."""
+        bound = self.point(point)
+        if bound is None:
+            return None
+        return dates.instant_of(bound.first, self.facts.zone) if bound.local else bound.first
 
     def event(self, rule: EventCondition) -> bool:
-        since = self.point(rule.since) if rule.since is not None else None
+        since = self.since(rule.since) if rule.since is not None else None
         if rule.since is not None and since is None:
             return False
         start = self.now_us - rule.within // _MICRO if rule.within is not None else None
@@ -112,29 +158,38 @@ class _Evaluation:
         return count >= rule.at_least and (rule.at_most is None or count <= rule.at_most)
 
 
+def _whole_day(day: int) -> Bound:
+    return Bound(True, day * DAY, (day + 1) * DAY - 1)
+
+
+def _on(found: dates.LocalDate, bound: Bound) -> int:
+    """The trait's date on the bound's scale."""
+    return found.local if bound.local else found.at
+
+
 def _property_matches(properties: Mapping[str, Any], where: PropertyCondition) -> bool:
-    return value_matches(properties.get(where.property), where.operator, where.operand)
+    return value_matches(lookup(properties, where.property), where.operator, where.operand)
 
 
 def value_matches(value: object, operator: Operator, operand: Operand) -> bool:
-    """A non-date operator applied to a JSON value; None (missing) matches only nothing."""
+    """A non-date operator applied to a JSON value (None: missing or null), by the value rules
+    of `rules.py`."""
     if operator is Operator.EXISTS:
         return value is not None
-    if operator is Operator.EQUALS:
-        return _equal(value, operand)
     if operator is Operator.NOT_EQUALS:
-        return (
-            value_kind(value) is not None
-            and value_kind(value) == value_kind(operand)
-            and (not _equal(value, operand))
-        )
+        return not _has(value, lambda item: _equal(item, operand))
+    if operator is Operator.EQUALS:
+        return _has(value, lambda item: _equal(item, operand))
     if operator is Operator.IN:
-        return isinstance(operand, tuple) and any(_equal(value, item) for item in operand)
+        assert isinstance(operand, tuple)
+        return _has(value, lambda item: any(_equal(item, choice) for choice in operand))
     if operator is Operator.CONTAINS:
-        return isinstance(value, str) and isinstance(operand, str) and operand in value
-    if value_kind(value) != "number":
+        if isinstance(value, str):
+            return isinstance(operand, str) and operand in value
+        return isinstance(value, list) and any(_equal(item, operand) for item in value)
+    number = _number(value)
+    if number is None:
         return False
-    number = float(value)  # type: ignore[arg-type]
     if operator is Operator.BETWEEN:
         assert isinstance(operand, tuple)
         low, high = operand
@@ -149,10 +204,35 @@ def value_matches(value: object, operator: Operator, operand: Operand) -> bool:
     return operator is Operator.LESS_OR_EQUAL and number <= bound
 
 
+def _has(value: object, test: Callable[[object], bool]) -> bool:
+    """The value passes, or (an array) one of its elements does."""
+    if isinstance(value, list):
+        return any(test(item) for item in value)
+    return test(value)
+
+
+def _number(value: object) -> float | None:
+    """A number, or a text that is a plain decimal, as a double."""
+    if value_kind(value) == "number":
+        return float(value)  # type: ignore[arg-type]
+    return decimal_number(value)
+
+
 def _equal(value: object, operand: object) -> bool:
-    kind = value_kind(value)
-    if kind is None or kind != value_kind(operand):
+    """Equality of two scalars: same kind, or a number (a boolean) and the text of one."""
+    kinds = {value_kind(value), value_kind(operand)}
+    if None in kinds:
         return False
-    if kind == "number":
+    if kinds == {"number"}:
         return float(value) == float(operand)  # type: ignore[arg-type]
-    return value == operand
+    if len(kinds) == 1:
+        return value == operand
+    if kinds == {"number", "string"}:
+        return _number(value) == _number(operand) is not None
+    if kinds == {"bool", "string"}:
+        return _boolean(value) == _boolean(operand) is not None
+    return False
+
+
+def _boolean(value: object) -> bool | None:
+    return value if isinstance(value, bool) else text_boolean(value)

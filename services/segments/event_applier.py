@@ -1,30 +1,42 @@
-"""Applying the events of one bus message (an EventBatch) to profiles, in the caller's
+"""Applying the events of bus messages (EventBatches) to profiles, in the caller's
 transaction.
 
-Each event applies once, keyed by (workspace, message id) in `profile_events`. The batch's
+Each event applies once, keyed by (workspace, message id) in `profile_events`. The batches'
 identities are loaded in one query (identity.py resolves and merges); only unknown ids create
-profiles. Counters and configured property sums are written with one bulk upsert each per batch,
-profiles once per touched profile.
+profiles. The work is a few bulk statements per call, whatever the number of events: one
+insert of the history, one update of the touched profiles, one upsert each of counters and
+configured sums, one insert of ProfileChanged announcements into the outbox. Several bus
+messages may be applied in one call (the consumer does, to keep up with ingest).
 """
 
-import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from google.protobuf import json_format
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.clock import Clock, as_utc, utc_now
-from engage.db import upsert_into
+from engage.db import table_of, upsert_into
+from engage.outbox import OutboxMessage
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
+from services.segments.calendar import workspace_time_zone
 from services.segments.identity import IdentityResolver
-from services.segments.models import CHUNK, Profile, ProfileEvent
-from services.segments.profile_changes import announce
+from services.segments.models import (
+    CHUNK,
+    EVENTS,
+    PROFILES,
+    Profile,
+    ProfileEvent,
+    derived_date_columns,
+    document_text,
+)
+from services.segments.profile_changes import outbox_row
 from services.segments.traits import (
     LOCALE_KEY,
     TIME_ZONE_KEY,
@@ -32,6 +44,9 @@ from services.segments.traits import (
     TraitState,
     summed_amounts,
 )
+
+# The derived columns `derived_date_columns` computes (see models.py).
+DATE_COLUMNS = ("trait_dates", "trait_local_times")
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +61,49 @@ def event_time(event: common_pb2.Event, fallback: datetime) -> datetime:
 
 
 @dataclass
-class _Applied:
+class Applied:
+    """An event that took effect in this call, and the profile it ended up on."""
+
     event: common_pb2.Event
     at: datetime
     profile_id: str
 
 
 @dataclass
-class _Touched:
-    """What one batch did to one profile."""
+class ProfileState:
+    """A profile's row as one call leaves it, built in memory and written once."""
 
-    state: TraitState
+    profile: Profile
+    traits: TraitState
+    first_seen: datetime | None
+    last_seen: datetime | None
+    time_zone: str
+    locale: str
     created: bool = False
+    # Trait keys whose value this call changed, with their new values.
     changed: dict[str, Any] = field(default_factory=dict)
+    loaded_time_zone: str = ""
+
+    @classmethod
+    def of(cls, profile: Profile, created: bool) -> "ProfileState":
+        return cls(
+            profile,
+            TraitState.load(profile.traits, profile.trait_times),
+            None if profile.first_seen is None else as_utc(profile.first_seen),
+            None if profile.last_seen is None else as_utc(profile.last_seen),
+            profile.time_zone,
+            profile.locale,
+            created,
+            loaded_time_zone=profile.time_zone,
+        )
+
+    @property
+    def zone_changed(self) -> bool:
+        return self.time_zone != self.loaded_time_zone
 
 
 class EventApplier:
-    """Applies one EventBatch of one workspace inside the session's transaction."""
+    """Applies EventBatches of one workspace inside the session's transaction."""
 
     def __init__(
         self,
@@ -76,104 +117,150 @@ class EventApplier:
         self.now = clock()
         self.summed = summed
         self.resolver = IdentityResolver(session, workspace, self.now)
+        # Dates of profiles without a zone of their own are read in it.
+        self.workspace_zone = ""
+        # What the last call did, for real-time re-evaluation in the same transaction.
+        self.applied: list[Applied] = []
+        self.states: dict[str, ProfileState] = {}
 
     async def apply(self, batch: bus_pb2.EventBatch) -> int:
         """Apply the batch's new events; returns how many were new."""
-        fallback = (
-            as_utc(batch.occurred_at.ToDatetime(tzinfo=UTC))
-            if batch.HasField("occurred_at")
-            else self.now
-        )
-        fresh = await self._fresh([(e, event_time(e, fallback)) for e in batch.events])
+        return await self.apply_all([batch])
+
+    async def apply_all(self, batches: Sequence[bus_pb2.EventBatch]) -> int:
+        """Apply the new events of several batches, in order, as one; returns how many."""
+        fresh = await self._fresh(
+            [(event, event_time(event, fallback)) for batch in batches
+             for fallback in [self._fallback(batch)] for event in batch.events]
+        )  # fmt: skip
         if not fresh:
             return 0
+        self.workspace_zone = await workspace_time_zone(self.session, self.workspace)
         await self.resolver.load(event for event, _ in fresh)
         resolved = [(event, at, await self.resolver.resolve(event)) for event, at in fresh]
-        applied = await self._record(
-            [_Applied(event, at, self.resolver.final(pid)) for event, at, pid in resolved]
+        self.applied = await self._record(
+            [Applied(event, at, self.resolver.final(pid)) for event, at, pid in resolved]
         )
-        await self._apply_effects(applied)
-        return len(applied)
+        await self._apply_effects(self.applied)
+        return len(self.applied)
+
+    def _fallback(self, batch: bus_pb2.EventBatch) -> datetime:
+        if batch.HasField("occurred_at"):
+            return as_utc(batch.occurred_at.ToDatetime(tzinfo=UTC))
+        return self.now
 
     async def _fresh(
-        self, events: Iterable[tuple[common_pb2.Event, datetime]]
+        self, events: Sequence[tuple[common_pb2.Event, datetime]]
     ) -> list[tuple[common_pb2.Event, datetime]]:
-        """Events with ids, not seen before (in this batch or the database)."""
+        """Events with ids, not seen before (in these batches or the database)."""
         candidates: dict[str, tuple[common_pb2.Event, datetime]] = {}
         for event, at in events:
             if not event.message_id or not (event.user_id or event.anonymous_id):
                 log.warning("event without message id or profile key skipped")
                 continue
             candidates.setdefault(event.message_id, (event, at))
-        if not candidates:
-            return []
-        seen = set(
-            (
-                await self.session.exec(
-                    select(ProfileEvent.message_id).where(
-                        col(ProfileEvent.message_id).in_(list(candidates))
-                    )
+        ids = list(candidates)
+        seen: set[str] = set()
+        for start in range(0, len(ids), CHUNK):
+            rows = await self.session.exec(
+                select(EVENTS.c.message_id).where(
+                    EVENTS.c.workspace == self.workspace,
+                    EVENTS.c.message_id.in_(ids[start : start + CHUNK]),
                 )
-            ).all()
-        )
+            )
+            seen.update(rows.all())
         return [pair for message_id, pair in candidates.items() if message_id not in seen]
 
-    async def _record(self, applied: list[_Applied]) -> list[_Applied]:
-        """Insert the events into the history; only the ones inserted here take effect."""
+    async def _record(self, applied: list[Applied]) -> list[Applied]:
+        """Insert the events into the history; only the ones inserted here take effect (a
+        concurrent delivery of the same message may have inserted some meanwhile)."""
+        # New profiles, identities and merges first: the history points at them.
         await self.session.flush()
-        inserted: set[str] = set()
-        for start in range(0, len(applied), CHUNK):
-            rows = [
-                {
-                    "workspace": self.workspace,
-                    "message_id": item.event.message_id,
-                    "profile_id": item.profile_id,
-                    "type": int(item.event.type),
-                    "event": item.event.event,
-                    "timestamp": item.at,
-                    "payload": item.event.SerializeToString(),
-                    "properties": _properties_json(item.event),
-                }
-                for item in applied[start : start + CHUNK]
-            ]
-            insert = upsert_into(self.session, ProfileEvent).values(rows)
-            result = await self.session.exec(
-                insert.on_conflict_do_nothing().returning(insert.table.c["message_id"])
-            )
-            inserted.update(result.scalars().all())
+        rows = [
+            {
+                "workspace": self.workspace,
+                "message_id": item.event.message_id,
+                "profile_id": item.profile_id,
+                "type": int(item.event.type),
+                "event": item.event.event,
+                "timestamp": item.at,
+                "payload": item.event.SerializeToString(),
+                "properties": _properties_json(item.event),
+            }
+            for item in applied
+        ]
+        insert = upsert_into(self.session, ProfileEvent).on_conflict_do_nothing()
+        result = await self.session.exec(
+            insert.returning(insert.table.c["message_id"]),
+            params=rows,
+        )
+        inserted = set(result.scalars().all())
         return [item for item in applied if item.event.message_id in inserted]
 
-    async def _apply_effects(self, applied: list[_Applied]) -> None:
-        touched: dict[str, _Touched] = {}
+    async def _apply_effects(self, applied: list[Applied]) -> None:
+        states: dict[str, ProfileState] = {}
         for item in applied:
-            profile = self.resolver.profiles[item.profile_id]
-            if item.profile_id not in touched:
-                touched[item.profile_id] = _Touched(
-                    TraitState.load(profile.traits, profile.trait_times),
-                    created=item.profile_id in self.resolver.created,
-                )
-            _apply_event(profile, touched[item.profile_id], item)
-        for profile_id, change in touched.items():
-            self._save(self.resolver.profiles[profile_id], change)
+            state = states.get(item.profile_id)
+            if state is None:
+                profile = self.resolver.profiles[item.profile_id]
+                state = ProfileState.of(profile, item.profile_id in self.resolver.created)
+                states[item.profile_id] = state
+            _apply_event(state, item)
+        self.states = states
+        await self._save(list(states.values()))
+        await self._announce(list(states.values()))
         await self._add_to_aggregates(applied)
 
-    def _save(self, profile: Profile, change: _Touched) -> None:
-        """Write the profile row once per batch and announce what the batch changed."""
-        profile.traits = json.dumps(change.state.values, sort_keys=True)
-        profile.trait_times = change.state.dump_times()
-        email = change.state.values.get("email")
-        profile.email = email if isinstance(email, str) else None
-        profile.updated_at = self.now
-        self.session.add(profile)
-        if change.created:
-            kind, traits = bus_pb2.ProfileChanged.KIND_CREATED, change.state.values
-        elif change.changed:
-            kind, traits = bus_pb2.ProfileChanged.KIND_UPDATED, change.changed
-        else:
-            return
-        announce(self.session, self.workspace, kind, profile, traits)
+    async def _save(self, states: list[ProfileState]) -> None:
+        """Write every touched profile row in one statement."""
+        rows = [self._row(state) for state in states]
+        for state, row in zip(states, rows, strict=True):
+            # The loaded objects then agree with the rows, as committed values (no history, so
+            # no flush writes them again); set in bulk, since attribute by attribute costs more
+            # than the UPDATE.
+            state.profile.__dict__.update({key: row[key] for key in row if key != "pid"})
+        update = (
+            sa.update(PROFILES)
+            .where(PROFILES.c.workspace == sa.bindparam("ws"), PROFILES.c.id == sa.bindparam("pid"))
+            .values({key: sa.bindparam(key) for key in rows[0] if key != "pid"})
+        )
+        await self.session.exec(update, params=[{**row, "ws": self.workspace} for row in rows])
 
-    async def _add_to_aggregates(self, applied: list[_Applied]) -> None:
+    def _row(self, state: ProfileState) -> dict[str, Any]:
+        profile, values = state.profile, state.traits.values
+        traits = document_text(values)
+        dates = {column: getattr(profile, column) for column in DATE_COLUMNS}
+        if traits != profile.traits or state.zone_changed:
+            dates = derived_date_columns(values, state.time_zone, self.workspace_zone)
+        email = values.get("email")
+        return {
+            "pid": profile.id,
+            **dates,
+            "traits": traits,
+            "trait_times": state.traits.dump_times(),
+            "email": email if isinstance(email, str) else None,
+            "first_seen": state.first_seen,
+            "last_seen": state.last_seen,
+            "time_zone": state.time_zone,
+            "locale": state.locale,
+            "updated_at": self.now,
+        }
+
+    async def _announce(self, states: list[ProfileState]) -> None:
+        """One ProfileChanged per profile the call created or whose traits it changed."""
+        rows = []
+        for state in states:
+            if state.created:
+                kind, traits = bus_pb2.ProfileChanged.KIND_CREATED, state.traits.values
+            elif state.changed:
+                kind, traits = bus_pb2.ProfileChanged.KIND_UPDATED, state.changed
+            else:
+                continue
+            rows.append(outbox_row(self.workspace, kind, state.profile, traits, self.now))
+        if rows:
+            await self.session.exec(sa.insert(table_of(OutboxMessage)), params=rows)
+
+    async def _add_to_aggregates(self, applied: list[Applied]) -> None:
         """Per-event-name counters and configured property sums: one bulk upsert each."""
         counters: dict[tuple[str, str], dict[str, Any]] = {}
         sums: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -182,20 +269,20 @@ class EventApplier:
             name = item.event.event
             if item.event.type != common_pb2.EVENT_TYPE_TRACK or not name:
                 continue
-            counter = counters.setdefault(
-                (item.profile_id, name),
-                {
+            counter = counters.get((item.profile_id, name))
+            if counter is None:
+                counters[(item.profile_id, name)] = {
                     "workspace": self.workspace,
                     "profile_id": item.profile_id,
                     "event_name": name,
-                    "count": 0,
+                    "count": 1,
                     "first_time": item.at,
                     "last_time": item.at,
-                },
-            )
-            counter["count"] += 1
-            counter["first_time"] = min(counter["first_time"], item.at)
-            counter["last_time"] = max(counter["last_time"], item.at)
+                }
+            else:
+                counter["count"] += 1
+                counter["first_time"] = min(counter["first_time"], item.at)
+                counter["last_time"] = max(counter["last_time"], item.at)
             if name not in summed_events or not item.event.HasField("properties"):
                 continue
             properties = json_format.MessageToDict(item.event.properties)
@@ -219,25 +306,27 @@ class EventApplier:
 
 def _properties_json(event: common_pb2.Event) -> str:
     """The event's properties for segment rules' `where` filters in SQL."""
+    if not event.HasField("properties") or not event.properties.fields:
+        return "{}"
     try:
-        return json.dumps(json_format.MessageToDict(event.properties))
+        return document_text(json_format.MessageToDict(event.properties))
     except ValueError:  # NaN or infinity, which JSON cannot carry: the event counts, unfiltered
         log.warning("event properties with a non-finite number not indexed")
         return "{}"
 
 
-def _apply_event(profile: Profile, change: _Touched, item: _Applied) -> None:
-    """One event's effect on the profile row: seen times, traits, time zone, locale."""
+def _apply_event(state: ProfileState, item: Applied) -> None:
+    """One event's effect on the profile: seen times, traits, time zone, locale."""
     at, event = item.at, item.event
-    profile.first_seen = at if profile.first_seen is None else min(as_utc(profile.first_seen), at)
-    profile.last_seen = at if profile.last_seen is None else max(as_utc(profile.last_seen), at)
+    state.first_seen = at if state.first_seen is None else min(state.first_seen, at)
+    state.last_seen = at if state.last_seen is None else max(state.last_seen, at)
     traits = json_format.MessageToDict(event.traits) if event.HasField("traits") else {}
     context = json_format.MessageToDict(event.context) if event.HasField("context") else {}
     if event.type == common_pb2.EVENT_TYPE_IDENTIFY and traits:
-        change.changed.update(change.state.apply(traits, at))
+        state.changed.update(state.traits.apply(traits, at))
     time_zone = context.get("timezone") or traits.get("timezone")
-    if isinstance(time_zone, str) and time_zone and change.state.claim(TIME_ZONE_KEY, at):
-        profile.time_zone = time_zone
+    if isinstance(time_zone, str) and time_zone and state.traits.claim(TIME_ZONE_KEY, at):
+        state.time_zone = time_zone
     locale = context.get("locale")
-    if isinstance(locale, str) and locale and change.state.claim(LOCALE_KEY, at):
-        profile.locale = locale
+    if isinstance(locale, str) and locale and state.traits.claim(LOCALE_KEY, at):
+        state.locale = locale

@@ -9,7 +9,6 @@ whichever partition each side arrived on. Two profiles that each have a user id 
 by an alias naming one user id as the other's previous id, never by a shared anonymous id.
 """
 
-import json
 import logging
 import uuid
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.clock import as_utc
+from engage.db import table_of
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.models import (
@@ -31,6 +31,7 @@ from services.segments.models import (
     ProfileEvent,
     ProfileMerge,
     PropertySum,
+    document_text,
 )
 from services.segments.profile_changes import announce, profile_name
 from services.segments.traits import LOCALE_KEY, TIME_ZONE_KEY, TraitState
@@ -74,17 +75,18 @@ class IdentityResolver:
                 # A previous id is an anonymous id or an earlier user id.
                 user_ids.add(event.previous_id)
                 anonymous_ids.add(event.previous_id)
+        # Plain rows, not ORM objects: only their values are needed (and it is a hot path).
+        table = table_of(Identity)
         rows = await self.session.exec(
-            select(Identity).where(
+            select(table.c.kind, table.c.value, table.c.profile_id).where(
+                table.c.workspace == self.workspace,
                 sa.or_(
-                    sa.and_(col(Identity.kind) == USER_ID, col(Identity.value).in_(user_ids)),
-                    sa.and_(
-                        col(Identity.kind) == ANONYMOUS_ID, col(Identity.value).in_(anonymous_ids)
-                    ),
-                )
+                    sa.and_(table.c.kind == USER_ID, table.c.value.in_(user_ids)),
+                    sa.and_(table.c.kind == ANONYMOUS_ID, table.c.value.in_(anonymous_ids)),
+                ),
             )
         )
-        self.identities = {(row.kind, row.value): row.profile_id for row in rows.all()}
+        self.identities = {(kind, value): profile_id for kind, value, profile_id in rows.all()}
         wanted = set(self.identities.values())
         if not wanted:
             return
@@ -268,7 +270,7 @@ def fold_profile(source: Profile, into: Profile) -> None:
     traits.merge(theirs)
     into.time_zone = traits.merge_field(theirs, TIME_ZONE_KEY, into.time_zone, source.time_zone)
     into.locale = traits.merge_field(theirs, LOCALE_KEY, into.locale, source.locale)
-    into.traits = json.dumps(traits.values, sort_keys=True)
+    into.traits = document_text(traits.values)
     into.trait_times = traits.dump_times()
     email = traits.values.get("email")
     into.email = email if isinstance(email, str) else None

@@ -12,6 +12,8 @@ from sqlalchemy import event
 from sqlmodel import Field, SQLModel
 
 from engage.db import table_of
+from services.segments import paths
+from services.segments.dates import profile_zone, zone_named
 from services.segments.rules import date_index, stable_bucket
 
 # Rows per multi-row statement on these tables, well under SQLite's and PostgreSQL's limits on
@@ -43,21 +45,84 @@ class Profile(SQLModel, table=True):
     # cannot parse an arbitrary string as a date without failing the query; and the profile's
     # 0..9999 bucket for percentage samples, because SQLite has no hash function.
     trait_dates: str = "{}"
+    # The same dates on the customer's wall clock (micros since 1970-01-01T00:00 local), in the
+    # profile's time zone, else the workspace's, else UTC: what calendar-day rules compare.
+    trait_local_times: str = "{}"
     sample_bucket: int = 0
 
 
+class WorkspaceSettings(SQLModel, table=True):
+    """Settings of one workspace; a workspace without a row has the defaults."""
+
+    __tablename__ = "workspace_settings"
+
+    workspace: str = Field(primary_key=True)
+    # IANA name; dates of profiles without a valid zone of their own are read in it ("": UTC).
+    time_zone: str = ""
+    # None only for the defaults of a workspace that never set any.
+    update_time: datetime | None = Field(default=None, sa_type=WHEN)
+
+
+def document_text(document: object) -> str:
+    """How every JSON document of these tables is stored (traits, properties, date index):
+    keys sorted, and characters as they are, not ASCII escapes, since SQLite's JSON paths
+    compare a key with the text as stored and would miss `"\\u4f1a..."` for `会員ランク`."""
+    return json.dumps(document, ensure_ascii=False, sort_keys=True)
+
+
+def derived_date_columns(
+    traits: dict[str, Any], time_zone: str, workspace_zone: str = ""
+) -> dict[str, str]:
+    """The date index columns of a profile with these traits and zones. Called by the listeners
+    below, by the bulk writer of events (event_applier.py), which bypasses them, and when the
+    workspace's zone changes."""
+    found = {
+        paths.parse(path): when
+        for path, when in date_index(traits, profile_zone(time_zone, workspace_zone)).items()
+    }
+    # Shaped as the traits, so SQL reads a nested date with the path it reads the trait with.
+    return {
+        "trait_dates": document_text(paths.nest(found, lambda when: when.at)),
+        "trait_local_times": document_text(paths.nest(found, lambda when: when.local)),
+    }
+
+
+def derived_trait_dates(traits: dict[str, Any], time_zone: str, workspace_zone: str = "") -> str:
+    """Only `trait_dates` of `derived_date_columns` (until every caller writes both)."""
+    return derived_date_columns(traits, time_zone, workspace_zone)["trait_dates"]
+
+
+def _derive_dates(connection: sa.Connection, profile: Profile) -> None:
+    traits = json.loads(profile.traits)
+    workspace_zone = ""
+    if traits and zone_named(profile.time_zone) is None:
+        # Only a profile without a valid zone of its own reads the workspace's.
+        workspace_zone = (
+            connection.execute(
+                sa.select(WORKSPACE_SETTINGS.c.time_zone).where(
+                    WORKSPACE_SETTINGS.c.workspace == profile.workspace
+                )
+            ).scalar()
+            or ""
+        )
+    columns = derived_date_columns(traits, profile.time_zone, workspace_zone)
+    profile.trait_dates = columns["trait_dates"]
+    profile.trait_local_times = columns["trait_local_times"]
+
+
 @event.listens_for(Profile, "before_insert")
-def _derive_on_insert(_mapper: Any, _connection: Any, profile: Profile) -> None:
+def _derive_on_insert(_mapper: Any, connection: sa.Connection, profile: Profile) -> None:
     profile.sample_bucket = stable_bucket(profile.id)
-    profile.trait_dates = json.dumps(date_index(json.loads(profile.traits)), sort_keys=True)
+    _derive_dates(connection, profile)
 
 
 @event.listens_for(Profile, "before_update")
-def _derive_on_update(_mapper: Any, _connection: Any, profile: Profile) -> None:
-    # Every writer of traits (events, merges, erasure) goes through the ORM, so this keeps the
-    # index right without each of them knowing about it.
-    if sa.inspect(profile).attrs.traits.history.has_changes():
-        profile.trait_dates = json.dumps(date_index(json.loads(profile.traits)), sort_keys=True)
+def _derive_on_update(_mapper: Any, connection: sa.Connection, profile: Profile) -> None:
+    # Merges and erasure write profiles through the ORM, so this keeps the index right without
+    # each of them knowing about it; applying events writes in bulk and calls it itself.
+    state = sa.inspect(profile).attrs
+    if state.traits.history.has_changes() or state.time_zone.history.has_changes():
+        _derive_dates(connection, profile)
 
 
 class Identity(SQLModel, table=True):
@@ -182,3 +247,4 @@ EVENTS = table_of(ProfileEvent)
 MEMBERSHIPS = table_of(SegmentMembership)
 CHANGES = table_of(MembershipChange)
 SEGMENTS = table_of(Segment)
+WORKSPACE_SETTINGS = table_of(WorkspaceSettings)

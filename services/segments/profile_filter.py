@@ -5,8 +5,8 @@ FIELD is one of
 
 - `user_id = "u1"`                                   the profile's user id
 - `email = "a@example.com"`                          the profile's email trait
-- `traits.<key> = "gold"` / `= 3` / `= 2.5` / `= true` the trait, typed as in segment rules
-  (a string literal matches only a string trait, a number only a number, a bool only a bool)
+- `traits.<key> = "gold"` / `= 3` / `= 2.5` / `= true` the trait, compared as `equals` in
+  segment rules (`rules.py`: `3` and `"3"` are equal, `"03"` and `"3"` are not)
 - `segment = "workspaces/{w}/segments/{s}"`          members of that segment now
 
 String literals are double-quoted (`\\"` and `\\\\` escape). Anything else (OR, NOT, other

@@ -84,6 +84,16 @@ class ProfileStore:
         )
         return [common_pb2.Event.FromString(row.payload) for row in rows.all()]
 
+    async def recent_events(self, profile_id: str, limit: int) -> list[common_pb2.Event]:
+        """The profile's latest `limit` events, newest first."""
+        rows = await self.session.exec(
+            select(ProfileEvent)
+            .where(ProfileEvent.profile_id == profile_id)
+            .order_by(col(ProfileEvent.timestamp).desc(), col(ProfileEvent.message_id).desc())
+            .limit(limit)
+        )
+        return [common_pb2.Event.FromString(row.payload) for row in rows.all()]
+
     async def merges(self, profile_id: str) -> list[ProfileMerge]:
         """Every merge that led into the profile, through earlier merges too, oldest first."""
         found: list[ProfileMerge] = []

@@ -8,15 +8,18 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, paging, resources
-from engage.clock import Clock, utc_now
+from engage.clock import Clock, timestamp, utc_now
 from engage.errors import InvalidArgument
 from engage.v1 import profile_pb2, profile_pb2_grpc
 from services.segments import profile_filter, rules_sql
 from services.segments.identity import ANONYMOUS_ID, USER_ID
 from services.segments.models import Profile
 from services.segments.profiles import ProfileStore
+from services.segments.segment_store import SegmentStore
 
 COLLECTION = "profiles"
+# Events in a FULL view: enough to see what a person did lately (ExportProfile has them all).
+RECENT_EVENTS = 20
 
 
 class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
@@ -41,10 +44,15 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         value: str = getattr(request, key)
         if not value:
             raise InvalidArgument(key, "must not be empty")
+        if request.view not in profile_pb2.ProfileView.values():
+            raise InvalidArgument("view", f"{request.view} is not a ProfileView")
         async with db.reading(self.sessions, workspace) as session:
             store = ProfileStore(session, workspace)
             profile = await _find(store, key, value)
-            return (await store.to_protos([profile]))[0]
+            answer = (await store.to_protos([profile]))[0]
+            if request.view == profile_pb2.PROFILE_VIEW_FULL:
+                await _add_full_view(session, workspace, profile.id, answer)
+            return answer
 
     async def ListProfiles(
         self, request: profile_pb2.ListProfilesRequest, context: grpc.aio.ServicerContext
@@ -89,6 +97,20 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
                 events=await store.events(profile_id),
                 merges=await store.merge_protos(profile_id),
             )
+
+
+async def _add_full_view(
+    session: AsyncSession, workspace: str, profile_id: str, answer: profile_pb2.Profile
+) -> None:
+    """What the FULL view adds: memberships (by segment id) and the latest events."""
+    memberships = await SegmentStore(session, workspace).memberships_of([profile_id])
+    for _, segment_id, entered_at in sorted(memberships, key=lambda row: row[1]):
+        answer.memberships.add(
+            segment=resources.name_of("segments", segment_id, workspace),
+            entered_time=timestamp(entered_at),
+        )
+    store = ProfileStore(session, workspace)
+    answer.recent_events.extend(await store.recent_events(profile_id, RECENT_EVENTS))
 
 
 async def _find(store: ProfileStore, key: str, value: str) -> Profile:

@@ -2,30 +2,36 @@
 Python and in the batch's own transaction, only the segments that read what changed, for those
 profiles only, and record the differences (with their MembershipChanged in the outbox).
 
-What the evaluator needs is loaded for all the batch's profiles at once: one query for the
-profiles, one for their memberships, one for the events the candidate segments count (only as
-far back as the rules look). Segments are visited in reference order, so a profile entering
-segment A re-evaluates, in the same pass, every segment with `in_segment: A`.
+The segments of a workspace are kept in memory as a `Catalogue`, with an index from event names
+and trait keys to the segments that read them; it is rebuilt only when the workspace's segments
+change (one query of their ids and versions per transaction tells), so replicas and the API
+that edits segments need no other signal. The evaluator's facts come from the applier (the
+profiles' traits as it just wrote them), one query for memberships and one for the events the
+candidate segments count (only as far back as the rules look). Segments are visited in
+reference order, so a profile entering segment A re-evaluates, in the same pass, every segment
+with `in_segment: A`.
 """
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.v1 import common_pb2
 from services.segments.batch import Compiled, SegmentGraph, compiled
+from services.segments.calendar import workspace_time_zone
+from services.segments.dates import profile_zone
 from services.segments.evaluate import Facts, evaluate
-from services.segments.identity import ANONYMOUS_ID, USER_ID, IdentityResolver
-from services.segments.models import CHUNK, EVENTS, PROFILES, Segment
+from services.segments.event_applier import EventApplier
+from services.segments.models import CHUNK, EVENTS, PROFILES, SEGMENTS, Segment
 from services.segments.rules import EventCondition, conditions
 from services.segments.segment_store import ENTERED, EXITED, SegmentStore, Transition
+from services.segments.traits import TIME_ZONE_KEY
 
 # A segment and its compiled rule, in the order a pass visits them.
 Visit = tuple[Segment, Compiled]
@@ -47,63 +53,162 @@ class Touched:
         return set(self.trait_keys) | set(self.event_names) | self.everything
 
 
-def touched_by(events: Iterable[common_pb2.Event], resolver: IdentityResolver) -> Touched:
-    """What the batch's events changed, per final profile, from the resolver that applied them."""
+def touched_by(applier: EventApplier) -> Touched:
+    """What the applier's last call changed, per final profile: the trait keys whose values
+    changed (and `$time_zone` when the zone did), the event names that happened."""
     touched = Touched()
-    for event in events:
-        key = (USER_ID, event.user_id) if event.user_id else (ANONYMOUS_ID, event.anonymous_id)
-        found = resolver.identities.get(key)
-        if found is None:
-            continue  # not applied in this batch (a duplicate, or skipped)
-        profile_id = resolver.final(found)
-        if event.type == common_pb2.EVENT_TYPE_IDENTIFY and event.HasField("traits"):
-            touched.trait_keys[profile_id].update(event.traits.keys())
-        if event.event:
-            touched.event_names[profile_id].add(event.event)
+    for item in applier.applied:
+        if item.event.event:
+            touched.event_names[item.profile_id].add(item.event.event)
+    for profile_id, state in applier.states.items():
+        if state.changed:
+            touched.trait_keys[profile_id].update(state.changed)
+        if state.zone_changed:
+            touched.trait_keys[profile_id].add(TIME_ZONE_KEY)
+    resolver = applier.resolver
     touched.everything |= {resolver.final(pid) for pid in resolver.merged_into}
     touched.everything |= {pid for pid in resolver.created if pid in resolver.profiles}
     touched.removed |= set(resolver.merged_into)
     return touched
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """The live segments of one workspace, in reference order, indexed by what they read."""
+
+    versions: frozenset[tuple[str, int]]
+    order: list[Visit]
+    by_trait: Mapping[str, frozenset[str]]
+    by_event: Mapping[str, frozenset[str]]
+    # Per event name some rule counts, how far back the rules look (None: all of history).
+    reach: Mapping[str, timedelta | None]
+    # Per segment, the event names it and the segments reading it (through any chain) count:
+    # what a pass starting at that segment may need.
+    counts: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def of(cls, segments: Sequence[Segment]) -> "Catalogue":
+        graph = SegmentGraph(segments)
+        order = [(graph.segments[sid], compiled(graph.segments[sid])) for sid in graph.order()]
+        by_trait: dict[str, set[str]] = defaultdict(set)
+        by_event: dict[str, set[str]] = defaultdict(set)
+        reach: dict[str, timedelta | None] = {}
+        for segment, rule in order:
+            for key in rule.traits:
+                by_trait[key].add(segment.id)
+            for name in rule.events:
+                by_event[name].add(segment.id)
+            for leaf in conditions(rule.rule):
+                if isinstance(leaf, EventCondition):
+                    known, within = reach.get(leaf.event, timedelta(0)), leaf.within
+                    reach[leaf.event] = (
+                        None if known is None or within is None else max(known, within)
+                    )
+        counts = {
+            segment.id: rule.events.union(
+                *(compiled(s).events for s in graph.dependents_in_order(segment.id))
+            )
+            for segment, rule in order
+        }
+        return cls(
+            frozenset((segment.id, segment.version) for segment in segments),
+            order,
+            {key: frozenset(ids) for key, ids in by_trait.items()},
+            {name: frozenset(ids) for name, ids in by_event.items()},
+            reach,
+            counts,
+        )
+
+    def candidates(self, touched: Touched, profile_id: str) -> set[str]:
+        """The segments that read something the batch changed for this profile."""
+        if profile_id in touched.everything:
+            return {segment.id for segment, _ in self.order}
+        found: set[str] = set()
+        for key in touched.trait_keys.get(profile_id, ()):
+            found |= self.by_trait.get(key, frozenset())
+        for name in touched.event_names.get(profile_id, ()):
+            found |= self.by_event.get(name, frozenset())
+        return found
+
+
+# Workspace -> its catalogue, as last loaded by this process.
+_catalogues: dict[str, Catalogue] = {}
+_CATALOGUE_LIMIT = 1_000
+
+
+async def catalogue(session: AsyncSession, workspace: str) -> Catalogue:
+    """The workspace's catalogue, reloaded only when a segment was created, updated or deleted
+    (by this process or another replica) since it was last built."""
+    rows = await session.exec(
+        select(SEGMENTS.c.id, SEGMENTS.c.version).where(SEGMENTS.c.workspace == workspace)
+    )
+    versions = frozenset((segment_id, int(version)) for segment_id, version in rows.all())
+    known = _catalogues.get(workspace)
+    if known is not None and known.versions == versions:
+        return known
+    if len(_catalogues) >= _CATALOGUE_LIMIT:
+        _catalogues.clear()
+    built = Catalogue.of(await SegmentStore(session, workspace).all())
+    _catalogues[workspace] = built
+    return built
+
+
 @dataclass
 class _ProfileFacts:
     user_id: str
-    traits: dict[str, Any]
+    traits: Mapping[str, Any]
     events: dict[str, list[tuple[datetime, Mapping[str, Any]]]] = field(
         default_factory=lambda: defaultdict(list)
     )
     # Segment id -> entered at, kept current as this pass records transitions.
     memberships: dict[str, datetime] = field(default_factory=dict)
+    # The zone its dates are read in (`dates.profile_zone`), as SQL reads them.
+    zone: tzinfo = UTC
+
+
+async def reevaluate_applied(
+    session: AsyncSession, applier: EventApplier, now: datetime
+) -> list[Transition]:
+    """Re-evaluate what the applier's last call changed (see `reevaluate`)."""
+    known = {
+        profile_id: _ProfileFacts(
+            state.profile.user_id or "",
+            state.traits.values,
+            zone=profile_zone(state.time_zone, applier.workspace_zone),
+        )
+        for profile_id, state in applier.states.items()
+    }
+    return await reevaluate(session, applier.workspace, touched_by(applier), now, known)
 
 
 async def reevaluate(
-    session: AsyncSession, workspace: str, touched: Touched, now: datetime
+    session: AsyncSession,
+    workspace: str,
+    touched: Touched,
+    now: datetime,
+    known: Mapping[str, _ProfileFacts] | None = None,
 ) -> list[Transition]:
     """Re-evaluate the segments that read what changed, for the touched profiles; record and
-    announce the differences in the session's transaction. Returns them."""
+    announce the differences in the session's transaction. Returns them. `known` holds the
+    current traits of profiles the caller has at hand; others are read."""
     store = SegmentStore(session, workspace)
-    segments = await store.all()
-    graph = SegmentGraph(segments)
-    order = [(graph.segments[sid], compiled(graph.segments[sid])) for sid in graph.order()]
-    candidates = {pid: _candidates(order, touched, pid) for pid in touched.profiles}
+    segments = await catalogue(session, workspace)
+    candidates = {pid: segments.candidates(touched, pid) for pid in touched.profiles}
     candidates = {pid: found for pid, found in candidates.items() if found}
     transitions = await _exits_of_removed(store, segments, touched.removed - touched.profiles)
     if candidates:
-        facts = await _load_facts(session, store, list(candidates), _event_reach(segments, now))
+        counted = set().union(*(segments.counts[sid] for sid in set().union(*candidates.values())))
+        reach = {
+            name: None if within is None else now - within
+            for name, within in segments.reach.items()
+            if name in counted
+        }
+        facts = await _load_facts(session, store, list(candidates), reach, known or {})
         for profile_id, initial in candidates.items():
             if profile_id in facts:
-                transitions += _pass(order, profile_id, facts[profile_id], initial, now)
+                transitions += _pass(segments.order, profile_id, facts[profile_id], initial, now)
     await store.record(transitions, now)
     return transitions
-
-
-def _candidates(order: Sequence[Visit], touched: Touched, profile_id: str) -> set[str]:
-    if profile_id in touched.everything:
-        return {segment.id for segment, _ in order}
-    keys = touched.trait_keys.get(profile_id, set())
-    names = touched.event_names.get(profile_id, set())
-    return {segment.id for segment, rule in order if rule.traits & keys or rule.events & names}
 
 
 def _pass(
@@ -117,7 +222,7 @@ def _pass(
     changed: set[str] = set()
     found: list[Transition] = []
     memberships = set(profile.memberships)
-    facts = Facts(profile.traits, profile.events, memberships, profile_id)
+    facts = Facts(profile.traits, profile.events, memberships, profile_id, profile.zone)
     for segment, rule in order:
         if segment.id not in initial and not rule.segments & changed:
             continue
@@ -141,43 +246,31 @@ def _pass(
     return found
 
 
-def _event_reach(segments: Sequence[Segment], now: datetime) -> dict[str, datetime | None]:
-    """Per event name the segments count, the earliest time any of them looks back to (None:
-    all of history), so a long-lived profile's old events are not loaded for a 7-day rule."""
-    reach: dict[str, datetime | None] = {}
-    for segment in segments:
-        for leaf in conditions(compiled(segment).rule):
-            if not isinstance(leaf, EventCondition):
-                continue
-            start = None if leaf.within is None else now - leaf.within
-            if leaf.event not in reach:
-                reach[leaf.event] = start
-            else:
-                known = reach[leaf.event]
-                reach[leaf.event] = None if known is None or start is None else min(known, start)
-    return reach
-
-
 async def _load_facts(
     session: AsyncSession,
     store: SegmentStore,
     profile_ids: list[str],
     reach: Mapping[str, datetime | None],
+    known: Mapping[str, _ProfileFacts],
 ) -> dict[str, _ProfileFacts]:
     ws = store.workspace
-    facts: dict[str, _ProfileFacts] = {}
-    for start in range(0, len(profile_ids), CHUNK):
-        chunk = profile_ids[start : start + CHUNK]
+    facts = {pid: known[pid] for pid in profile_ids if pid in known}
+    unknown = [pid for pid in profile_ids if pid not in known]
+    workspace_zone = await workspace_time_zone(session, ws) if unknown else ""
+    for start in range(0, len(unknown), CHUNK):
         rows = await session.exec(
-            select(PROFILES.c.id, PROFILES.c.user_id, PROFILES.c.traits).where(
-                PROFILES.c.workspace == ws, PROFILES.c.id.in_(chunk)
-            )
+            select(
+                PROFILES.c.id, PROFILES.c.user_id, PROFILES.c.traits, PROFILES.c.time_zone
+            ).where(PROFILES.c.workspace == ws, PROFILES.c.id.in_(unknown[start : start + CHUNK]))
         )
-        for profile_id, user_id, traits in rows.all():
-            facts[profile_id] = _ProfileFacts(user_id or "", json.loads(traits))
-        if reach:
-            await _load_events(session, ws, chunk, reach, facts)
-    for profile_id, segment_id, entered_at in await store.memberships_of(list(facts)):
+        for profile_id, user_id, traits, time_zone in rows.all():
+            zone = profile_zone(time_zone, workspace_zone)
+            facts[profile_id] = _ProfileFacts(user_id or "", json.loads(traits), zone=zone)
+    present = list(facts)
+    if reach:
+        for start in range(0, len(present), CHUNK):
+            await _load_events(session, ws, present[start : start + CHUNK], reach, facts)
+    for profile_id, segment_id, entered_at in await store.memberships_of(present):
         facts[profile_id].memberships[segment_id] = entered_at
     return facts
 
@@ -206,10 +299,10 @@ async def _load_events(
 
 
 async def _exits_of_removed(
-    store: SegmentStore, segments: Sequence[Segment], removed: set[str]
+    store: SegmentStore, segments: Catalogue, removed: set[str]
 ) -> list[Transition]:
     """A profile merged away leaves every segment it was in (its successor is re-evaluated)."""
-    versions = {segment.id: segment.version for segment in segments}
+    versions = dict(segments.versions)
     return [
         Transition(segment_id, versions.get(segment_id, 0), profile_id, "", EXITED, entered_at)
         for profile_id, segment_id, entered_at in await store.memberships_of(sorted(removed))

@@ -4,33 +4,65 @@ A rule is a tree of groups (`All`, `AnyOf`, `Not`) over conditions on traits, ev
 segments' memberships and a stable sample. The same model is evaluated in Python
 (`evaluate.py`) and compiled to SQL (`rules_sql.py`); the value rules both follow live here:
 
-- numbers compare as doubles, strings as strings (code point order), booleans only with
-  booleans; a type mismatch or a missing trait makes a condition false (NOT exists aside);
-- a trait is a date when it is a string in ISO-8601 extended form (`2025-03-01`,
-  `2025-03-01T09:00:00Z`, with an offset or naive = UTC); dates compare as whole microseconds
-  since the epoch, so both sides do exact integer arithmetic.
+- a trait (or an event property) is named by a path (`paths.py`): `address.city` reads the
+  member `city` of the object `address`; `"utm.source"` is one key holding a dot;
+- missing and null are the same: no value. Every condition on no value is false, except
+  `not_equals` (and `not` of anything), which is the exact negation of `equals`: true on no
+  value, on another type, on an object;
+- numbers compare as doubles, strings as strings (code point order, case-sensitive), booleans
+  as booleans. Data often arrives as text, so a number and a text that is a plain decimal
+  (`42`, `-4.5`, `0.50`: an optional minus, digits with no leading zero, an optional fraction,
+  at most 20 characters; never `+1`, ` 42`, `1e3`, `0x1A` or `007`) are equal when their
+  numbers are, and `greater_than`, `between`... read such a text as its number; a boolean and
+  the text `true` / `false` are equal likewise. Two texts compare as texts, so `"007"` never
+  equals `"7"`; anything else of two types (a boolean and a number) is unequal;
+- an array holds its elements: `equals x`, `contains x` and `in [...]` are true when an
+  element equals x (or one of the list); on a text, `contains` is a substring test. The number
+  comparisons never read arrays (an array is no number), and a path never steps into one;
+- an event condition counts the matching events: between `at_least` and `at_most`, both
+  inclusive; `at_most: 0` is "never", and "at most twice" includes never;
+- dates are read on the customer's calendar (`dates.py`): a trait is a date when it is a string
+  in ISO-8601 extended form as ingest accepts it (`2025-03-01`, `2025-03-01T09:00:00Z`,
+  `...T09:00:00.1234567+0900`, lower-case `t`/`z`). A text with an offset is one instant; a
+  date alone or a zone-less time is wall-clock time in the profile's time zone, else the
+  workspace's, else UTC (an invalid zone falls back). Each date is kept as two integers, its
+  instant and its local wall-clock time, in microseconds, so both sides do exact arithmetic.
+
+Time points, and how a date trait compares with each:
+- `At` (a literal with an offset, `2026-12-01T09:00Z`) and `Relative` (now or a date trait plus
+  an elapsed duration; `1d` is 24 hours, across DST too) are instants: compared with the
+  trait's instant.
+- `Wall` (a zone-less literal, `2026-12-01T09:00`) is compared with the trait's local time.
+- `Day` (a date literal, `2026-12-01`) and `CalendarDay` (the local day N days from today, or
+  from a date trait's local day) name whole local days: `before` is an earlier local day,
+  `after` a later one, `between` includes both bound days. As an event's `since`, a calendar
+  day means its start (local 00:00); only days from today are allowed there.
 """
 
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
 from engage.errors import InvalidArgument
 from engage.resources import is_valid_id
+from services.segments import dates, paths
+from services.segments.dates import LocalDate
+from services.segments.traits import TIME_ZONE_KEY
 
 MAX_DEPTH = 10
 MAX_CONDITIONS = 100
 MAX_LIST_VALUES = 1000
 MAX_DURATION = timedelta(days=36_600)
+MAX_DAYS = 36_600
 BUCKETS = 10_000
 
 _KEY = re.compile(r"^[\w\-.:@/$ ]{1,128}$")
-_DATE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})?)?$"
-)
+# A text that reads as a number (see the module docstring); SQL tests the same shape.
+DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+MAX_DECIMAL = 20
 _EPOCH = datetime(1970, 1, 1)
 _MICRO = timedelta(microseconds=1)
 
@@ -74,14 +106,39 @@ class At:
 
 
 @dataclass(frozen=True)
+class Wall:
+    """A zone-less date and time (naive), read on each customer's wall clock."""
+
+    when: datetime
+
+
+@dataclass(frozen=True)
+class Day:
+    """A date: that whole day on each customer's calendar."""
+
+    day: date
+
+
+@dataclass(frozen=True)
 class Relative:
-    """`offset` after the date in trait `trait`, or after now when `trait` is empty."""
+    """`offset` (elapsed time) after the date in trait `trait`, or after now when `trait` is
+    empty."""
 
     trait: str = ""
     offset: timedelta = timedelta()
 
 
-TimePoint = At | Relative
+@dataclass(frozen=True)
+class CalendarDay:
+    """The whole local day `days` after today (`trait` empty) or after the local day of the
+    date in trait `trait`; negative for before."""
+
+    trait: str = ""
+    days: int = 0
+
+
+TimePoint = At | Wall | Day | Relative | CalendarDay
+TIME_POINTS = (At, Wall, Day, Relative, CalendarDay)
 Operand = (
     None
     | Scalar
@@ -108,15 +165,17 @@ class PropertyCondition:
 
 @dataclass(frozen=True)
 class EventCondition:
-    """Did `event` (matching `where`) between `at_least` and `at_most` times, counting only
-    events in the last `within` and at or after `since`."""
+    """Did `event` (matching `where`) between `at_least` and `at_most` times (inclusive, no
+    upper bound when None), counting only events in the last `within` and at or after `since`.
+    `at_most: 0` is "never did it"; as written, an unset `at_least` is 1, or 0 when `at_most`
+    is set ("at most twice" includes never)."""
 
     event: str
     where: tuple[PropertyCondition, ...] = ()
     at_least: int = 1
     at_most: int | None = None
     within: timedelta | None = None
-    since: Relative | None = None
+    since: Relative | CalendarDay | None = None
 
 
 @dataclass(frozen=True)
@@ -165,16 +224,14 @@ def value_kind(value: object) -> str | None:
 
 
 def date_micros(value: object) -> int | None:
-    """Microseconds since the epoch of an ISO-8601 date string; None if it is not one."""
-    if not isinstance(value, str) or not _DATE.match(value):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    offset = parsed.utcoffset() or timedelta()
-    # Integer arithmetic: converting year-1 or year-9999 times to UTC would overflow.
-    return (parsed.replace(tzinfo=None) - _EPOCH) // _MICRO - offset // _MICRO
+    """Microseconds since the epoch of a date text read in UTC; None if it is not one."""
+    found = date_value(value, UTC)
+    return None if found is None else found.at
+
+
+def date_value(value: object, zone: tzinfo) -> LocalDate | None:
+    """How one trait value is a date on the calendar of `zone` (None: it is not a date)."""
+    return dates.date_value(value, zone)
 
 
 def micros(moment: datetime) -> int:
@@ -184,10 +241,28 @@ def micros(moment: datetime) -> int:
     return (moment - _EPOCH.replace(tzinfo=UTC)) // _MICRO
 
 
-def date_index(traits: dict[str, Any]) -> dict[str, int]:
-    """The traits that are dates, as microseconds: what SQL compares instead of parsing."""
-    found = {key: date_micros(value) for key, value in traits.items()}
-    return {key: us for key, us in found.items() if us is not None}
+def date_index(traits: dict[str, Any], zone: tzinfo = UTC) -> dict[str, LocalDate]:
+    """The traits that are dates, read in `zone`, by canonical path (nested ones too): what
+    SQL compares instead of parsing."""
+    found = {keys: date_value(value, zone) for keys, value in paths.leaves(traits)}
+    return {paths.canonical(keys): when for keys, when in found.items() if when is not None}
+
+
+def decimal_number(value: object) -> float | None:
+    """The number a text is (a plain decimal), else None."""
+    if isinstance(value, str) and len(value) <= MAX_DECIMAL and DECIMAL.fullmatch(value):
+        return float(value)
+    return None
+
+
+def text_boolean(value: object) -> bool | None:
+    """The boolean a text is (`true` / `false`), else None."""
+    return {"true": True, "false": False}.get(value) if isinstance(value, str) else None
+
+
+def top_key(path: str) -> str:
+    """The top-level trait key a path reads (what change detection works on)."""
+    return paths.parse(path)[0]
 
 
 def stable_bucket(text: str) -> int:
@@ -227,7 +302,24 @@ def conditions(rule: Rule) -> list[Rule]:
 def _time_traits(point: object) -> set[str]:
     if isinstance(point, tuple):
         return {key for item in point for key in _time_traits(item)}
-    return {point.trait} if isinstance(point, Relative) and point.trait else set()
+    if isinstance(point, Relative | CalendarDay) and point.trait:
+        return {top_key(point.trait)}
+    return set()
+
+
+def is_time_point(operand: object) -> bool:
+    """Whether a trait condition's operand is a time (or two): it reads the trait as a date."""
+    if isinstance(operand, tuple):
+        return bool(operand) and all(isinstance(item, TIME_POINTS) for item in operand)
+    return isinstance(operand, TIME_POINTS)
+
+
+def _reads_calendar(leaf: Rule) -> bool:
+    """Whether a condition's result can depend on the profile's time zone."""
+    if isinstance(leaf, TraitCondition):
+        return is_time_point(leaf.operand)
+    since = leaf.since if isinstance(leaf, EventCondition) else None
+    return isinstance(since, CalendarDay) or (isinstance(since, Relative) and bool(since.trait))
 
 
 def dependencies(rule: Rule) -> Dependencies:
@@ -237,19 +329,21 @@ def dependencies(rule: Rule) -> Dependencies:
     segments: set[str] = set()
     for leaf in conditions(rule):
         if isinstance(leaf, TraitCondition):
-            traits |= {leaf.trait} | _time_traits(leaf.operand)
+            traits |= {top_key(leaf.trait)} | _time_traits(leaf.operand)
         elif isinstance(leaf, EventCondition):
             events.add(leaf.event)
             traits |= _time_traits(leaf.since)
         elif isinstance(leaf, InSegment):
             segments.add(leaf.segment)
+        if _reads_calendar(leaf):
+            traits.add(TIME_ZONE_KEY)
     return Dependencies(frozenset(traits), frozenset(events), frozenset(segments))
 
 
 def _moves_with_now(point: object) -> bool:
     if isinstance(point, tuple):
         return any(_moves_with_now(item) for item in point)
-    return isinstance(point, Relative) and not point.trait
+    return isinstance(point, Relative | CalendarDay) and not point.trait
 
 
 def is_time_dependent(rule: Rule) -> bool:
@@ -288,7 +382,7 @@ def _validate(rule: Rule, path: str, depth: int) -> None:
     elif isinstance(rule, Not):
         _validate(rule.rule, f"{path}.not", depth + 1)
     elif isinstance(rule, TraitCondition):
-        _check_key(rule.trait, f"{path}.trait.trait")
+        _check_path(rule.trait, f"{path}.trait.trait")
         _check_operand(rule.operator, rule.operand, f"{path}.trait", dates=True)
     elif isinstance(rule, EventCondition):
         _validate_event(rule, f"{path}.event")
@@ -303,18 +397,18 @@ def _validate_event(rule: EventCondition, path: str) -> None:
     _check_key(rule.event, f"{path}.event")
     for index, where in enumerate(rule.where):
         at = f"{path}.where[{index}]"
-        _check_key(where.property, f"{at}.property")
+        _check_path(where.property, f"{at}.property")
         if where.operator not in PROPERTY_OPERATORS:
             raise InvalidArgument(f"{at}.operator", f"{where.operator} is not for properties")
         _check_operand(where.operator, where.operand, at, dates=False)
-    if rule.at_least < 1:
-        raise InvalidArgument(f"{path}.min_count", "must be at least 1 (use `not` for never)")
+    if rule.at_least < 0:
+        raise InvalidArgument(f"{path}.at_least", "must not be negative")
     if rule.at_most is not None and rule.at_most < rule.at_least:
-        raise InvalidArgument(f"{path}.max_count", "must not be less than min_count")
+        raise InvalidArgument(f"{path}.at_most", "must not be less than at_least")
     if rule.within is not None and not timedelta() < rule.within <= MAX_DURATION:
         raise InvalidArgument(f"{path}.within", "must be positive and at most 100 years")
     if rule.since is not None:
-        _check_point(rule.since, f"{path}.since")
+        _check_since(rule.since, f"{path}.since")
 
 
 def _check_key(key: str, field: str) -> None:
@@ -322,14 +416,32 @@ def _check_key(key: str, field: str) -> None:
         raise InvalidArgument(field, "must be 1-128 letters, digits, spaces or _-.:@/$")
 
 
+def _check_path(path: str, field: str) -> None:
+    try:
+        paths.parse(path)
+    except ValueError as error:
+        raise InvalidArgument(field, str(error)) from None
+
+
 def _check_point(point: object, field: str) -> None:
-    if isinstance(point, Relative):
-        if point.trait:
-            _check_key(point.trait, f"{field}.trait")
-        if abs(point.offset) > MAX_DURATION:
-            raise InvalidArgument(f"{field}.offset", "must be at most 100 years")
-    elif not isinstance(point, At):
+    if isinstance(point, Relative | CalendarDay) and point.trait:
+        _check_path(point.trait, f"{field}.trait")
+    if isinstance(point, Relative) and abs(point.offset) > MAX_DURATION:
+        raise InvalidArgument(f"{field}.offset", "must be at most 100 years")
+    if isinstance(point, CalendarDay) and abs(point.days) > MAX_DAYS:
+        raise InvalidArgument(f"{field}.days", f"must be at most {MAX_DAYS} days")
+    if not isinstance(point, TIME_POINTS):
         raise InvalidArgument(field, "must be a date or a time relative to now or a trait")
+
+
+def _check_since(point: object, field: str) -> None:
+    _check_point(point, field)
+    if isinstance(point, CalendarDay) and point.trait:
+        # Its start would need the zone's offset on a day SQL cannot know; an `offset` from
+        # the trait, or a trait condition comparing days, says the same thing exactly.
+        raise InvalidArgument(f"{field}.days", "counts from today only; use offset with a trait")
+    if not isinstance(point, Relative | CalendarDay):
+        raise InvalidArgument(field, "must be relative to now or to a trait")
 
 
 def _is_number(value: object) -> bool:
@@ -341,8 +453,6 @@ def _check_operand(operator: Operator, operand: Operand, path: str, *, dates: bo
     if operator in SCALAR_OPERATORS:
         if value_kind(operand) is None or (isinstance(operand, float) and not _is_number(operand)):
             raise InvalidArgument(value, "must be a string, number or boolean")
-        if operator is Operator.CONTAINS and not isinstance(operand, str):
-            raise InvalidArgument(value, "must be a string")
         _check_text(operand, value)
     elif operator is Operator.IN:
         if not isinstance(operand, tuple) or not 0 < len(operand) <= MAX_LIST_VALUES:
@@ -383,7 +493,33 @@ def _check_between(operand: Operand, field: str, dates: bool) -> None:
         raise InvalidArgument(field, "must be two numbers")
     for point in operand:
         _check_point(point, field)
-    if isinstance(low, At) and isinstance(high, At):
+    fixed = (At, Wall, Day)
+    if isinstance(low, fixed) and isinstance(high, fixed):
+        # Bounds of one kind are held in order; a local bound against an instant is left be,
+        # since which comes first depends on the customer's zone.
+        if type(low) is type(high) and _fixed_order(low) > _fixed_order(high):
+            raise InvalidArgument(field, "lower bound must not be after the upper")
         return
-    if not (isinstance(low, Relative) and isinstance(high, Relative) and low.trait == high.trait):
+    moving = Relative if isinstance(low, Relative) else CalendarDay
+    if not (isinstance(low, moving) and isinstance(high, moving) and low.trait == high.trait):
         raise InvalidArgument(field, "bounds must be two dates or two times from one anchor")
+    if _moving_order(low) > _moving_order(high):
+        raise InvalidArgument(field, "lower bound must not be after the upper")
+
+
+def _fixed_order(point: At | Wall | Day) -> int:
+    if isinstance(point, Day):
+        return day_number(point.day)
+    return micros(point.when)
+
+
+def day_number(day: date) -> int:
+    """Days since 1970-01-01."""
+    return (day - date(1970, 1, 1)).days
+
+
+def _moving_order(point: object) -> int:
+    if isinstance(point, Relative):
+        return point.offset // _MICRO
+    assert isinstance(point, CalendarDay)
+    return point.days

@@ -1,11 +1,13 @@
 """A rule to and from its protobuf form, `engage.v1.Rule`, with proto field paths in errors.
 
 Time operands map onto `value` and `relative_to`: BEFORE / AFTER take an ISO date in `value`
-or a `relative_to` point; BETWEEN takes two numbers, two ISO dates, or (with `relative_to` as
-the anchor) two duration strings such as "0s" and "7d" added to that anchor.
+(a date alone is a whole local day, a zone-less time local wall-clock time, a time with an
+offset an instant) or a `relative_to` point; BETWEEN takes two numbers, two ISO dates, or (with
+`relative_to` as the anchor) two duration strings such as "0s" and "7d" added to that anchor,
+or, when the anchor sets `days`, two numbers of calendar days added to its days.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 from google.protobuf import duration_pb2, struct_pb2
@@ -14,6 +16,7 @@ from engage.durations import format_duration, parse_duration
 from engage.errors import InvalidArgument
 from engage.resources import read_name
 from engage.v1 import segment_pb2
+from services.segments.dates import parse
 from services.segments.rules import (
     DATE_OPERATORS,
     NUMBER_OPERATORS,
@@ -21,6 +24,8 @@ from services.segments.rules import (
     All,
     AnyOf,
     At,
+    CalendarDay,
+    Day,
     EventCondition,
     InSegment,
     Not,
@@ -32,6 +37,7 @@ from services.segments.rules import (
     Sample,
     Scalar,
     TraitCondition,
+    Wall,
     date_micros,
     validate,
 )
@@ -119,18 +125,25 @@ def _event(event: segment_pb2.EventCondition, path: str) -> EventCondition:
     return EventCondition(
         event=event.event,
         where=tuple(where),
-        # proto3 cannot tell 0 from unset; "did it at least zero times" is always true anyway.
-        at_least=event.min_count or 1,
-        at_most=event.max_count or None,
+        at_least=_at_least(event),
+        at_most=event.at_most if event.HasField("at_most") else None,
         within=_duration(event.within, f"{path}.within") if event.HasField("within") else None,
-        since=_relative(event.since, f"{path}.since") if event.HasField("since") else None,
+        since=_moving(event.since, f"{path}.since") if event.HasField("since") else None,
     )
+
+
+def _at_least(event: segment_pb2.EventCondition) -> int:
+    """As written, or by default 1 ("did it"), 0 under an `at_most` ("at most twice", never
+    included)."""
+    if event.HasField("at_least"):
+        return event.at_least
+    return 0 if event.HasField("at_most") else 1
 
 
 def _event_to_proto(rule: EventCondition) -> segment_pb2.EventCondition:
-    message = segment_pb2.EventCondition(
-        event=rule.event, min_count=rule.at_least, max_count=rule.at_most or 0
-    )
+    message = segment_pb2.EventCondition(event=rule.event, at_most=rule.at_most)
+    if rule.at_least != _at_least(message):  # set only when unset would mean another count
+        message.at_least = rule.at_least
     for where in rule.where:
         condition = message.where.add(property=where.property)
         condition.operator = _proto_operator(where.operator)
@@ -168,7 +181,7 @@ def _operand(
         return tuple(_scalar(item, field) for item in value.list_value.values)
     if operator in DATE_OPERATORS:
         if relative is not None:
-            return _relative(relative, f"{path}.relative_to")
+            return _moving(relative, f"{path}.relative_to")
         return _date(value, field)
     if operator is Operator.BETWEEN:
         return _between(value, relative, path)
@@ -184,6 +197,14 @@ def _between(
     items = list(value.list_value.values)
     if len(items) != 2:
         raise InvalidArgument(field, "must be a list of two bounds")
+    if relative is not None and relative.HasField("days"):
+        anchor_days = _moving(relative, f"{path}.relative_to")
+        assert isinstance(anchor_days, CalendarDay)
+        first, last = (_days(item, field) for item in items)
+        return (
+            CalendarDay(anchor_days.trait, anchor_days.days + first),
+            CalendarDay(anchor_days.trait, anchor_days.days + last),
+        )
     if all(item.WhichOneof("kind") == "number_value" for item in items):
         return (items[0].number_value, items[1].number_value)
     if relative is None:
@@ -204,12 +225,23 @@ def _scalar(value: struct_pb2.Value | None, field: str) -> Scalar:
     return scalar
 
 
-def _date(value: struct_pb2.Value | None, field: str) -> At:
+def _date(value: struct_pb2.Value | None, field: str) -> At | Wall | Day:
+    """A date literal: a date alone is a whole local day, a zone-less time local wall-clock
+    time, a time with an offset an instant."""
     text = value.string_value if value is not None else ""
-    return At(parse_date(text, field))
+    written = parse(text)
+    if written is None:
+        raise InvalidArgument(field, "must be an ISO-8601 date like 2025-03-01")
+    when = parse_date(text, field)
+    if written.whole_day:
+        return Day(date(when.year, when.month, when.day))
+    if written.offset is None:
+        return Wall(when.replace(tzinfo=None))
+    return At(when)
 
 
 def parse_date(text: object, field: str) -> datetime:
+    """The date of a text as an aware datetime; a zone-less one read as UTC."""
     us = date_micros(text)
     try:
         if us is None:
@@ -219,9 +251,25 @@ def parse_date(text: object, field: str) -> datetime:
         raise InvalidArgument(field, "must be an ISO-8601 date like 2025-03-01") from None
 
 
+def _moving(message: segment_pb2.RelativeTime, path: str) -> Relative | CalendarDay:
+    """A point from now or a trait: calendar days when `days` is set, else elapsed time."""
+    if not message.HasField("days"):
+        return _relative(message, path)
+    if message.HasField("offset"):
+        raise InvalidArgument(f"{path}.offset", "must not be set together with days")
+    return CalendarDay(message.trait, message.days)
+
+
 def _relative(message: segment_pb2.RelativeTime, path: str) -> Relative:
     offset = _duration(message.offset, f"{path}.offset") if message.HasField("offset") else None
     return Relative(message.trait, offset or timedelta())
+
+
+def _days(value: struct_pb2.Value, field: str) -> int:
+    number = value.number_value if value.WhichOneof("kind") == "number_value" else None
+    if number is None or not number.is_integer() or abs(number) > 2**31:
+        raise InvalidArgument(field, "must be two whole numbers of days")
+    return int(number)
 
 
 def _duration(message: duration_pb2.Duration, field: str) -> timedelta:
@@ -230,9 +278,12 @@ def _duration(message: duration_pb2.Duration, field: str) -> timedelta:
     return message.ToTimedelta()
 
 
-def _relative_to_proto(point: Relative) -> segment_pb2.RelativeTime:
+def _relative_to_proto(point: Relative | CalendarDay) -> segment_pb2.RelativeTime:
     message = segment_pb2.RelativeTime(trait=point.trait)
-    message.offset.FromTimedelta(point.offset)
+    if isinstance(point, CalendarDay):
+        message.days = point.days
+    else:
+        message.offset.FromTimedelta(point.offset)
     return message
 
 
@@ -241,8 +292,10 @@ def _to_value(item: object) -> struct_pb2.Value:
         return struct_pb2.Value(bool_value=item)
     if isinstance(item, int | float):
         return struct_pb2.Value(number_value=item)
-    if isinstance(item, At):
+    if isinstance(item, At | Wall):
         return struct_pb2.Value(string_value=item.when.isoformat())
+    if isinstance(item, Day):
+        return struct_pb2.Value(string_value=item.day.isoformat())
     if isinstance(item, timedelta):
         return struct_pb2.Value(string_value=format_duration(item))
     return struct_pb2.Value(string_value=str(item))
@@ -259,9 +312,15 @@ def _put_operand(
 ) -> None:
     if operand is None:
         return
-    if isinstance(operand, Relative):
+    if isinstance(operand, Relative | CalendarDay):
         assert isinstance(message, segment_pb2.TraitCondition)
         message.relative_to.CopyFrom(_relative_to_proto(operand))
+    elif isinstance(operand, tuple) and operand and isinstance(operand[0], CalendarDay):
+        assert isinstance(message, segment_pb2.TraitCondition)
+        first, last = operand
+        assert isinstance(first, CalendarDay) and isinstance(last, CalendarDay)
+        message.relative_to.CopyFrom(_relative_to_proto(CalendarDay(first.trait)))
+        message.value.CopyFrom(_list([float(first.days), float(last.days)]))
     elif isinstance(operand, tuple) and operand and isinstance(operand[0], Relative):
         # Both bounds share one anchor (validated); the offsets go in `value`.
         assert isinstance(message, segment_pb2.TraitCondition)

@@ -8,13 +8,17 @@ loaded into Python. It agrees with `evaluate.py` on every profile:
   of it is true, as in Python (the other conditions are never NULL);
 - values are read by JSON type first (`json_type` / `jsonb_typeof`) and only then cast, inside
   a CASE, so a string never reaches a numeric cast;
-- dates come from `profiles.trait_dates` (microseconds, computed in Python on write), and now
-  and every offset are bound as parameters, so all time arithmetic is on integers.
+- dates come from `profiles.trait_dates` (instants) and `profiles.trait_local_times` (the
+  customer's wall clock), microseconds computed in Python on write; now and every offset are
+  bound as parameters, so all time arithmetic is on integers. "Today" of each profile, for
+  calendar days from now, is a CASE over the workspace's few distinct profile zones
+  (`calendar.py`).
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,89 +29,36 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.errors import FailedPrecondition
-from services.segments import data_errors
+from services.segments import data_errors, dates
+from services.segments.calendar import Calendar, load_calendar, per_zone
+from services.segments.dates import DAY
 from services.segments.models import EVENTS, MEMBERSHIPS, PROFILES
 from services.segments.rules import (
     BUCKETS,
     All,
     AnyOf,
     At,
+    CalendarDay,
+    Day,
     EventCondition,
     InSegment,
     Not,
-    Operand,
     Operator,
     Relative,
     Rule,
     Sample,
     TraitCondition,
+    Wall,
+    day_number,
+    is_time_point,
     micros,
     sample_threshold,
     stable_bucket,
-    value_kind,
 )
+from services.segments.values_sql import json_reader, value_matches
 
 Bool = ColumnElement[bool]
 _MICRO = timedelta(microseconds=1)
-
-
-class _SqliteJson:
-    """Typed reads of one top-level key of a JSON text column, SQLite's JSON1 functions."""
-
-    def __init__(self, column: ColumnElement[Any]) -> None:
-        self.column = column
-
-    def _extract(self, key: str) -> ColumnElement[Any]:
-        return sa.func.json_extract(self.column, _path(key))
-
-    def _type(self, key: str) -> ColumnElement[str]:
-        return sa.func.json_type(self.column, _path(key), type_=sa.String)
-
-    def text(self, key: str) -> ColumnElement[Any]:
-        return sa.case((self._type(key) == "text", self._extract(key)))
-
-    def number(self, key: str) -> ColumnElement[Any]:
-        number = sa.cast(self._extract(key), sa.Float)
-        return sa.case((self._type(key).in_(["integer", "real"]), number))
-
-    def boolean(self, key: str) -> ColumnElement[Any]:
-        """'true' or 'false' for a JSON boolean, else NULL."""
-        return sa.case((self._type(key).in_(["true", "false"]), self._type(key)))
-
-    def present(self, key: str) -> Bool:
-        return self._type(key) != "null"
-
-    def integer(self, key: str) -> ColumnElement[Any]:
-        return sa.cast(self._extract(key), sa.BigInteger)
-
-
-class _PostgresJson:
-    """The same reads with PostgreSQL's jsonb operators (`->`, `->>`, `jsonb_typeof`)."""
-
-    def __init__(self, column: ColumnElement[Any]) -> None:
-        self.doc: Any = column if isinstance(column.type, JSONB) else sa.cast(column, JSONB)
-
-    def _type(self, key: str) -> ColumnElement[str]:
-        return sa.func.jsonb_typeof(self.doc[key], type_=sa.String)
-
-    def text(self, key: str) -> ColumnElement[Any]:
-        return sa.case((self._type(key) == "string", self.doc[key].astext))
-
-    def number(self, key: str) -> ColumnElement[Any]:
-        number = sa.cast(self.doc[key].astext, sa.Float)
-        return sa.case((self._type(key) == "number", number))
-
-    def boolean(self, key: str) -> ColumnElement[Any]:
-        return sa.case((self._type(key) == "boolean", self.doc[key].astext))
-
-    def present(self, key: str) -> Bool:
-        return self._type(key) != "null"
-
-    def integer(self, key: str) -> ColumnElement[Any]:
-        return sa.cast(self.doc[key].astext, sa.BigInteger)
-
-
-Json = _SqliteJson | _PostgresJson
 
 
 def _document(text: sa.Column[Any], dialect: str) -> ColumnElement[Any]:
@@ -115,11 +66,6 @@ def _document(text: sa.Column[Any], dialect: str) -> ColumnElement[Any]:
     if dialect != "postgresql":
         return text
     return sa.literal_column(f"{PROFILES.name}.{text.name}_doc", type_=JSONB)
-
-
-def _path(key: str) -> str:
-    # Quoted, so a key with dots is one key, as in Python; validation keeps `"` out.
-    return f'$."{key}"'
 
 
 class UnreadableValue(FailedPrecondition):
@@ -145,20 +91,31 @@ def stored_values_read(field: str, what: str = "the rule") -> Iterator[None]:
         ) from None
 
 
-def compile_rule(rule: Rule, now: datetime, dialect: str) -> Bool:
-    """The rule as a boolean over `profiles` ("sqlite" or "postgresql"), now bound."""
-    return _Compiler(now, dialect).rule(rule)
+def compile_rule(rule: Rule, now: datetime, dialect: str, calendar: Calendar | None = None) -> Bool:
+    """The rule as a boolean over `profiles` ("sqlite" or "postgresql"), now bound. A rule with
+    calendar days from today needs the workspace's `calendar` (`calendar.load_calendar`)."""
+    return _Compiler(now, dialect, calendar or Calendar()).rule(rule)
 
 
-def members_query(workspace: str, rule: Rule, now: datetime, dialect: str) -> sa.Select[tuple[str]]:
+def members_query(
+    workspace: str, rule: Rule, now: datetime, dialect: str, calendar: Calendar | None = None
+) -> sa.Select[tuple[str]]:
     """`SELECT id FROM profiles` of the workspace's members, by id."""
-    condition = compile_rule(rule, now, dialect)
+    condition = compile_rule(rule, now, dialect, calendar)
     profiles = PROFILES.c
     return sa.select(profiles.id).where(profiles.workspace == workspace, condition)
 
 
+async def session_members_query(
+    session: AsyncSession, workspace: str, rule: Rule, now: datetime
+) -> sa.Select[tuple[str]]:
+    """`members_query` with what it needs read in the session (dialect, calendar)."""
+    calendar = await load_calendar(session, workspace, rule)
+    return members_query(workspace, rule, now, _dialect(session), calendar)
+
+
 async def count_members(session: AsyncSession, workspace: str, rule: Rule, now: datetime) -> int:
-    members = members_query(workspace, rule, now, _dialect(session)).subquery()
+    members = (await session_members_query(session, workspace, rule, now)).subquery()
     count = await session.exec(select(sa.func.count()).select_from(members))
     return int(count.one())
 
@@ -167,7 +124,7 @@ async def member_ids(
     session: AsyncSession, workspace: str, rule: Rule, now: datetime, limit: int | None = None
 ) -> list[str]:
     """The members' profile ids in id order (`limit` first ones)."""
-    query = members_query(workspace, rule, now, _dialect(session)).order_by(PROFILES.c.id)
+    query = (await session_members_query(session, workspace, rule, now)).order_by(PROFILES.c.id)
     rows = await session.exec(query.limit(limit))  # type: ignore[call-overload]
     return [row[0] for row in rows.all()]
 
@@ -178,7 +135,7 @@ async def matching_ids(
     """Which of these profiles match: re-evaluation of the profiles an event touched."""
     if not profile_ids:
         return set()
-    query = members_query(workspace, rule, now, _dialect(session))
+    query = await session_members_query(session, workspace, rule, now)
     rows = await session.exec(query.where(PROFILES.c.id.in_(profile_ids)))  # type: ignore[call-overload]
     return {row[0] for row in rows.all()}
 
@@ -187,17 +144,39 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+@dataclass(frozen=True)
+class _Bound:
+    """SQL of `evaluate.Bound`: compared with the trait's instant or local time, first to last."""
+
+    local: bool
+    first: ColumnElement[Any]
+    last: ColumnElement[Any]
+
+
+def _integer(value: int) -> ColumnElement[Any]:
+    return sa.literal(value, sa.BigInteger)
+
+
+def _floor_day(local: ColumnElement[Any]) -> ColumnElement[Any]:
+    # Both dialects truncate integer division toward zero; days before 1970 need the floor.
+    day = _integer(DAY)
+    # (`//` is integer division in SQLAlchemy; `/` would be true division.)
+    return sa.case((local >= 0, local // day), else_=-((-local + day - 1) // day))
+
+
 class _Compiler:
-    def __init__(self, now: datetime, dialect: str) -> None:
+    def __init__(self, now: datetime, dialect: str, calendar: Calendar) -> None:
         if now.tzinfo is None:
             raise ValueError("now must be an aware datetime")
         self.now = now.astimezone(UTC)
         self.now_us = micros(now)
+        self.calendar = calendar
         self.dialect = dialect
-        json: type[Json] = _PostgresJson if dialect == "postgresql" else _SqliteJson
+        json = json_reader(dialect)
         self.json = json
         self.traits = json(_document(PROFILES.c.traits, dialect))
         self.dates = json(_document(PROFILES.c.trait_dates, dialect))
+        self.local_times = json(_document(PROFILES.c.trait_local_times, dialect))
 
     def rule(self, rule: Rule) -> Bool:
         if isinstance(rule, All):
@@ -228,26 +207,62 @@ class _Compiler:
         shifted = (PROFILES.c.sample_bucket + stable_bucket(rule.seed)) % BUCKETS
         return shifted < sample_threshold(rule.percent)
 
-    def point(self, point: object) -> ColumnElement[Any]:
-        """A time operand in microseconds (NULL when its anchor trait is not a date)."""
-        if isinstance(point, At):
-            return sa.literal(micros(point.when), sa.BigInteger)
+    def point(self, point: object) -> _Bound:
+        """A time operand (NULL when its anchor trait is not a date)."""
+        if isinstance(point, At | Wall):
+            us = _integer(micros(point.when))
+            return _Bound(isinstance(point, Wall), us, us)
+        if isinstance(point, Day):
+            return self._whole_day(_integer(day_number(point.day)))
+        if isinstance(point, CalendarDay):
+            if not point.trait:
+                today = per_zone(self.calendar, lambda zone: self._today(zone) + point.days)
+                return self._whole_day(today)
+            anchor = _floor_day(self.local_times.integer(point.trait))
+            return self._whole_day(anchor + _integer(point.days))
         assert isinstance(point, Relative)
         offset = point.offset // _MICRO
         if not point.trait:
-            return sa.literal(self.now_us + offset, sa.BigInteger)
-        return self.dates.integer(point.trait) + sa.literal(offset, sa.BigInteger)
+            us = _integer(self.now_us + offset)
+        else:
+            us = self.dates.integer(point.trait) + _integer(offset)
+        return _Bound(False, us, us)
+
+    def _today(self, zone: tzinfo) -> int:
+        return dates.local_day(self.now_us, zone)
+
+    @staticmethod
+    def _whole_day(day: ColumnElement[Any]) -> _Bound:
+        first = day * _integer(DAY)
+        return _Bound(True, first, first + _integer(DAY - 1))
 
     def trait(self, rule: TraitCondition) -> Bool:
         operand = rule.operand
-        at = self.dates.integer(rule.trait)
+        if not is_time_point(operand):
+            return value_matches(self.traits, rule.trait, rule.operator, operand)
+        bounds = [self.point(p) for p in (operand if isinstance(operand, tuple) else (operand,))]
+        low, high = bounds[0], bounds[-1]
         if rule.operator is Operator.BEFORE:
-            return at < self.point(operand)
+            return self._date_on(rule.trait, low) < low.first
         if rule.operator is Operator.AFTER:
-            return at > self.point(operand)
-        if isinstance(operand, tuple) and isinstance(operand[0], At | Relative):
-            return at.between(self.point(operand[0]), self.point(operand[1]))
-        return value_matches(self.traits, rule.trait, rule.operator, operand)
+            return self._date_on(rule.trait, low) > low.last
+        return sa.and_(
+            self._date_on(rule.trait, low) >= low.first,
+            self._date_on(rule.trait, high) <= high.last,
+        )
+
+    def _date_on(self, trait: str, bound: _Bound) -> ColumnElement[Any]:
+        """The trait's date on the bound's scale: its local time or its instant."""
+        return (self.local_times if bound.local else self.dates).integer(trait)
+
+    def _since(self, point: Relative | CalendarDay) -> ColumnElement[Any]:
+        """The instant from which an event's `since` counts."""
+        if isinstance(point, CalendarDay):  # from today only (validated)
+            return per_zone(
+                self.calendar,
+                lambda zone: dates.day_start(self._today(zone) + point.days, zone),
+            )
+        return self.point(point).first
 
     def event(self, rule: EventCondition) -> Bool:
         events = EVENTS.alias("e")
@@ -259,23 +274,18 @@ class _Compiler:
         if rule.within is not None:
             where.append(events.c.timestamp >= self.now - rule.within)
         anchor: ColumnElement[Any] | None = None
-        if rule.since is not None and rule.since.trait:
-            anchor = self.point(rule.since)
-            where.append(self._event_micros(events.c.timestamp) >= anchor)
-        elif rule.since is not None:
+        if isinstance(rule.since, Relative) and not rule.since.trait:
             where.append(events.c.timestamp >= self.now + rule.since.offset)
+        elif rule.since is not None:
+            since = self._since(rule.since)
+            where.append(self._event_micros(events.c.timestamp) >= since)
+            anchor = since if rule.since.trait else None
         properties = self.json(events.c.properties)
         for condition in rule.where:
             where.append(
                 value_matches(properties, condition.property, condition.operator, condition.operand)
             )
-        if rule.at_least == 1 and rule.at_most is None:
-            found: Bool = sa.exists().where(*where)
-        else:
-            count = sa.select(sa.func.count()).select_from(events).where(*where).scalar_subquery()
-            found = count >= rule.at_least
-            if rule.at_most is not None:
-                found = sa.and_(found, count <= rule.at_most)
+        found = _counted(sa.select(sa.literal(1)).select_from(events).where(*where), rule)
         # "Since a trait" for a profile without that date is false, not "zero events".
         return found if anchor is None else sa.and_(anchor.is_not(None), found)
 
@@ -288,46 +298,15 @@ class _Compiler:
         return seconds * 1_000_000 + fraction
 
 
-def value_matches(json: Json, key: str, operator: Operator, operand: Operand) -> Bool:
-    """The SQL of `evaluate.value_matches`; NULL where Python says False for want of a value."""
-    if operator is Operator.EXISTS:
-        return json.present(key)
-    if operator is Operator.EQUALS:
-        return _equal(json, key, operand)
-    if operator is Operator.NOT_EQUALS:
-        value, expected = _typed(json, key, operand)
-        return value != expected
-    if operator is Operator.IN:
-        assert isinstance(operand, tuple)
-        return sa.or_(*(sa.func.coalesce(_equal(json, key, item), sa.false()) for item in operand))
-    if operator is Operator.CONTAINS:
-        position = "strpos" if isinstance(json, _PostgresJson) else "instr"
-        return getattr(sa.func, position)(json.text(key), operand) > 0  # type: ignore[no-any-return]
-    number = json.number(key)
-    if operator is Operator.BETWEEN:
-        assert isinstance(operand, tuple)
-        low, high = (sa.literal(float(bound), sa.Float) for bound in operand)  # type: ignore[arg-type]
-        return number.between(low, high)
-    bound = sa.literal(float(operand), sa.Float)  # type: ignore[arg-type]
-    if operator is Operator.GREATER_THAN:
-        return number > bound
-    if operator is Operator.GREATER_OR_EQUAL:
-        return number >= bound
-    if operator is Operator.LESS_THAN:
-        return number < bound
-    return number <= bound
-
-
-def _typed(json: Json, key: str, operand: object) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """The value read as the operand's type (NULL if it is another type), and the operand."""
-    kind = value_kind(operand)
-    if kind == "number":
-        return json.number(key), sa.literal(float(operand), sa.Float)  # type: ignore[arg-type]
-    if kind == "bool":
-        return json.boolean(key), sa.literal("true" if operand else "false", sa.String)
-    return json.text(key), sa.literal(operand, sa.String)
-
-
-def _equal(json: Json, key: str, operand: object) -> Bool:
-    value, expected = _typed(json, key, operand)
-    return value == expected
+def _counted(rows: sa.Select[Any], rule: EventCondition) -> Bool:
+    """Whether the number of event `rows` is between the rule's bounds; EXISTS where a bound
+    allows it (PostgreSQL plans those as semi-joins, not one count per profile)."""
+    low, high = rule.at_least, rule.at_most
+    if high == 0:
+        return sa.not_(rows.exists())
+    if low == 0 and high is None:
+        return sa.true()
+    if low == 1 and high is None:
+        return rows.exists()
+    number = rows.with_only_columns(sa.func.count()).scalar_subquery()
+    return sa.and_(number >= low, number <= high) if high is not None else number >= low

@@ -104,13 +104,15 @@ class SegmentStore:
     # -- definitions -------------------------------------------------------------------------
 
     async def create(self, segment: Segment) -> Segment:
-        existing = await self.session.get(Segment, (self.workspace, segment.id))
-        if existing is not None:
-            raise AlreadyExists(f"segment {segment.id!r} already exists", "segment_id")
+        await self.check_absent(segment.id)
         self.session.add(segment)
         self._keep_version(segment)
         await self.session.flush()
         return segment
+
+    async def check_absent(self, segment_id: str) -> None:
+        if await self.session.get(Segment, (self.workspace, segment_id)) is not None:
+            raise AlreadyExists(f"segment {segment_id!r} already exists", "segment_id")
 
     async def get(self, segment_id: str, *, lock: bool = False) -> Segment:
         """The segment; `lock` holds its row until commit, serialising its evaluations."""

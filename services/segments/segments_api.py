@@ -6,6 +6,8 @@ that another segment references cannot be deleted (FAILED_PRECONDITION naming th
 """
 
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
+from typing import cast
 
 import grpc
 from google.protobuf import empty_pb2
@@ -16,7 +18,7 @@ from engage import db, paging, resources
 from engage.clock import Clock, timestamp, utc_now
 from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2, segment_pb2_grpc
-from services.segments import batch, rules_sql
+from services.segments import batch, rules, rules_sql
 from services.segments.batch import SegmentGraph
 from services.segments.models import Segment
 from services.segments.segment_store import SegmentStore
@@ -62,24 +64,31 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
         _check_texts(request.segment, UPDATABLE)
         rule, stored = batch.parse_rule(request.segment.rule, "segment.rule", workspace)
         now = self.clock()
+        reads = batch.Compiled.of(rule)
+        segment = Segment(
+            workspace=workspace,
+            id=segment_id,
+            display_name=request.segment.display_name,
+            description=request.segment.description,
+            version=1,
+            rule=stored,
+            time_dependent=reads.time_dependent,
+            create_time=now,
+            update_time=now,
+        )
+        if request.validate_only:
+            async with db.reading(self.sessions, workspace) as session:
+                store = SegmentStore(session, workspace)
+                SegmentGraph(await store.all()).check_references(
+                    segment_id, reads.segments, "segment.rule"
+                )
+                await store.check_absent(segment_id)
+                return to_proto(segment, await _would_have(session, workspace, rule, now))
         async with db.transaction(self.sessions, workspace) as session:
             store = SegmentStore(session, workspace)
             graph = SegmentGraph(await store.all())
-            reads = batch.Compiled.of(rule)
             graph.check_references(segment_id, reads.segments, "segment.rule")
-            segment = await store.create(
-                Segment(
-                    workspace=workspace,
-                    id=segment_id,
-                    display_name=request.segment.display_name,
-                    description=request.segment.description,
-                    version=1,
-                    rule=stored,
-                    time_dependent=reads.time_dependent,
-                    create_time=now,
-                    update_time=now,
-                )
-            )
+            segment = await store.create(segment)
             entered, _ = await batch.evaluate_in_sql(session, store, segment, now)
         self.published()
         return to_proto(segment, entered)
@@ -120,24 +129,27 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
         if "rule" in paths:
             new_rule = batch.parse_rule(request.segment.rule, "segment.rule", workspace)
         now = self.clock()
-        async with db.transaction(self.sessions, workspace) as session:
+        opened = db.reading if request.validate_only else db.transaction
+        async with opened(self.sessions, workspace) as session:
             store = SegmentStore(session, workspace)
-            segment = await store.get(segment_id, lock=True)
-            if "display_name" in paths:
-                segment.display_name = request.segment.display_name
-            if "description" in paths:
-                segment.description = request.segment.description
-            rule_changed = new_rule is not None and new_rule[1] != segment.rule
-            if new_rule is not None and rule_changed:
-                reads = batch.Compiled.of(new_rule[0])
+            segment = await store.get(segment_id, lock=not request.validate_only)
+            changes = _changes(segment, request.segment, paths, new_rule)
+            if new_rule is not None and "rule" in changes:
                 graph = SegmentGraph(s for s in await store.all() if s.id != segment_id)
+                reads = batch.Compiled.of(new_rule[0])
                 graph.check_references(segment_id, reads.segments, "segment.rule")
-                segment.rule = new_rule[1]
-                segment.time_dependent = reads.time_dependent
+                changes["time_dependent"] = reads.time_dependent
+            if not changes:  # AIP-134: the same content is no new version, and no evaluation
+                counts = await store.member_counts([segment_id])
+                return to_proto(segment, counts.get(segment_id, 0))
+            if request.validate_only:
+                return await _as_updated(session, segment, changes, new_rule, now)
+            for field, value in changes.items():
+                setattr(segment, field, value)
             segment.version += 1
             segment.update_time = now
             await store.save_version(segment)
-            if rule_changed:
+            if "rule" in changes:
                 await batch.evaluate_in_sql(session, store, segment, now)
             counts = await store.member_counts([segment_id])
         self.published()
@@ -215,6 +227,55 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
         if entered_at is None:
             return segment_pb2.CheckMembershipResponse(member=False)
         return segment_pb2.CheckMembershipResponse(member=True, entered_time=timestamp(entered_at))
+
+
+def _changes(
+    segment: Segment,
+    requested: segment_pb2.Segment,
+    paths: set[str],
+    new_rule: tuple[rules.Rule, bytes] | None,
+) -> dict[str, object]:
+    """The stored fields an update would change, with their new values."""
+    changes: dict[str, object] = {
+        field: getattr(requested, field)
+        for field in ("display_name", "description")
+        if field in paths and getattr(requested, field) != getattr(segment, field)
+    }
+    if new_rule is not None and new_rule[1] != segment.rule:
+        changes["rule"] = new_rule[1]
+    return changes
+
+
+async def _as_updated(
+    session: AsyncSession,
+    segment: Segment,
+    changes: dict[str, object],
+    new_rule: tuple[rules.Rule, bytes] | None,
+    now: datetime,
+) -> segment_pb2.Segment:
+    """The segment as an update would leave it, computed without touching the stored row."""
+    if new_rule is not None and "rule" in changes:
+        count = await _would_have(session, segment.workspace, new_rule[0], now)
+    else:
+        counts = await SegmentStore(session, segment.workspace).member_counts([segment.id])
+        count = counts.get(segment.id, 0)
+    would_be = to_proto(segment, count)
+    would_be.version += 1
+    would_be.update_time.CopyFrom(timestamp(now))
+    for field in ("display_name", "description"):
+        if field in changes:
+            setattr(would_be, field, changes[field])
+    if "rule" in changes:
+        would_be.rule.ParseFromString(cast(bytes, changes["rule"]))
+    return would_be
+
+
+async def _would_have(
+    session: AsyncSession, workspace: str, rule: rules.Rule, now: datetime
+) -> int:
+    """How many profiles `rule` holds now, as PreviewSegment counts them."""
+    with rules_sql.stored_values_read("segment.rule"):
+        return await rules_sql.count_members(session, workspace, rule, now)
 
 
 def _check_texts(segment: segment_pb2.Segment, paths: Iterable[str]) -> None:

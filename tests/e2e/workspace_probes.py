@@ -24,6 +24,7 @@ from engage.v1 import (
     reporting_pb2,
     segment_pb2,
     template_pb2,
+    workspace_pb2,
 )
 from tests.harness import OTHER_WORKSPACE_KEY, WORKSPACE
 
@@ -555,9 +556,31 @@ def ingest_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
     }
 
 
+def workspace_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
+    ours, theirs = f"workspaces/{A}/settings", f"workspaces/{B}/settings"
+
+    def update(settings_name: str) -> workspace_pb2.UpdateWorkspaceSettingsRequest:
+        return workspace_pb2.UpdateWorkspaceSettingsRequest(
+            settings=workspace_pb2.WorkspaceSettings(name=settings_name, time_zone="Asia/Tokyo"),
+            update_mask=field_mask_pb2.FieldMask(paths=["time_zone"]),
+        )
+
+    return {
+        "GetWorkspaceSettings": (
+            Phase.READ,
+            named(workspace_pb2.GetWorkspaceSettingsRequest, theirs, ours),
+        ),
+        "UpdateWorkspaceSettings": (
+            Phase.CHANGE,
+            [Probe(update(theirs), DENIED), Probe(update(ours), HIDDEN)],
+        ),
+    }
+
+
 PROBES: dict[str, Callable[[Held], dict[str, tuple[Phase, list[Probe]]]]] = {
     "engage.v1.ProfileService": profile_probes,
     "engage.v1.SegmentService": segment_probes,
+    "engage.v1.WorkspaceService": workspace_probes,
     "engage.v1.TemplateService": template_probes,
     "engage.v1.MessageService": message_probes,
     "engage.v1.JourneyService": journey_probes,

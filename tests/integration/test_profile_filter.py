@@ -30,8 +30,9 @@ PEOPLE: dict[str, dict[str, Any]] = {
     "ann": {"email": "ann@example.com", "plan": "gold", "seats": 3, "trial": False},
     "bob": {"email": "bob@example.com", "plan": "gold", "seats": 5, "trial": True},
     "cid": {"email": "cid@example.com", "plan": "free", "seats": 3, "trial": True},
-    # A string "3" is not the number 3.
+    # A text "3" is the number 3, as in segment rules; "03" is not (a zip code stays a text).
     "dee": {"email": "dee@example.com", "plan": "3", "seats": "3"},
+    "eve": {"email": "eve@example.com", "plan": "03", "seats": "03"},
 }
 
 
@@ -73,13 +74,14 @@ async def users(profiles: profile_pb2_grpc.ProfileServiceStub, text: str) -> lis
 
 async def test_list_profiles_filters(running: grpc.aio.Channel) -> None:
     profiles = profile_pb2_grpc.ProfileServiceStub(running)
-    await eventually(lambda: _equal(users(profiles, ""), ["ann", "bob", "cid", "dee"]))
+    await eventually(lambda: _equal(users(profiles, ""), ["ann", "bob", "cid", "dee", "eve"]))
 
     assert await users(profiles, 'user_id = "bob"') == ["bob"]
     assert await users(profiles, 'email = "cid@example.com"') == ["cid"]
     assert await users(profiles, 'traits.plan = "gold"') == ["ann", "bob"]
-    assert await users(profiles, "traits.seats = 3") == ["ann", "cid"]
-    assert await users(profiles, 'traits.seats = "3"') == ["dee"]
+    assert await users(profiles, "traits.seats = 3") == ["ann", "cid", "dee"]
+    assert await users(profiles, 'traits.seats = "3"') == ["ann", "cid", "dee"]
+    assert await users(profiles, 'traits.plan = "03"') == ["eve"]
     assert await users(profiles, "traits.trial = true") == ["bob", "cid"]
     assert await users(profiles, 'traits.plan = "gold" AND traits.trial = false') == ["ann"]
     assert await users(profiles, 'traits.plan = "platinum"') == []

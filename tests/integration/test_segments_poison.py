@@ -18,7 +18,7 @@ from sqlalchemy import exc
 from engage import subjects
 from engage.bus import Bus, PermanentError
 from engage.v1 import bus_pb2, common_pb2, profile_pb2, profile_pb2_grpc
-from services.segments.consumers import EVENTS_CONSUMER, is_permanent
+from services.segments.consumers import EVENTS_DEAD_LETTERS, is_permanent, partition_consumer
 from services.segments.identity import ConcurrentMerge
 from tests.harness import BACKENDS, Suite, auth, dead_letters, eventually
 
@@ -104,9 +104,9 @@ async def test_one_poisoned_event_is_dead_lettered_alone_and_the_rest_applied(
     batch = bus_pb2.EventBatch(
         id=uuid.uuid4().hex, workspace=WORKSPACE, events=[valid[0], poisoned, *valid[1:]]
     )
-    await segments.bus.publish(
-        subjects.events(WORKSPACE, "ann", 8), batch, f"{WORKSPACE}:{batch.id}", WORKSPACE
-    )
+    subject = subjects.events(WORKSPACE, "ann", 8)
+    await segments.bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", WORKSPACE)
+    durable = partition_consumer(int(subject.rsplit(".", 1)[1])).durable
 
     # Applied in order after the poisoned event: once it is there, the batch has been handled.
     cyd = await eventually(lambda: profile_of(segments.profiles, "cyd"), timeout=10)
@@ -119,20 +119,20 @@ async def test_one_poisoned_event_is_dead_lettered_alone_and_the_rest_applied(
         await profile_of(segments.profiles, "eve")
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
 
-    [parked] = await dead_letters(segments.bus, EVENTS_CONSUMER.durable)
+    [parked] = await dead_letters(segments.bus, EVENTS_DEAD_LETTERS)
     alone = bus_pb2.EventBatch.FromString(parked.data or b"")
     assert alone.id == f"{batch.id}:1"
     assert alone.workspace == WORKSPACE
     assert [e.message_id for e in alone.events] == [poisoned.message_id]
     headers = parked.headers or {}
-    assert headers["Engage-Consumer"] == EVENTS_CONSUMER.durable
+    assert headers["Engage-Consumer"] == EVENTS_DEAD_LETTERS
     assert headers["Engage-Workspace"] == WORKSPACE
     assert headers["Engage-Error"]
     assert all(PERSONAL not in value for value in headers.values())
 
     # The message itself was acknowledged: nothing pending, nothing redelivered.
     async def settled() -> bool:
-        info = await segments.bus.js.consumer_info("EVENTS", EVENTS_CONSUMER.durable)
+        info = await segments.bus.js.consumer_info("EVENTS", durable)
         return bool(info.num_ack_pending == 0 and info.num_redelivered == 0)
 
     assert await eventually(settled, timeout=10)

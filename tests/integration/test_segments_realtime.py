@@ -22,7 +22,7 @@ from engage.outbox import OutboxRelay
 from engage.principal import Principal, current_principal
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
 from engage_cli.processes import NatsServer
-from services.segments.consumers import EVENTS_CONSUMER, EventsConsumer
+from services.segments.consumers import EventsConsumer
 from services.segments.profiles import ProfileStore
 from services.segments.rules_proto import to_proto
 from services.segments.segment_store import SegmentStore
@@ -119,7 +119,7 @@ async def service(databases: Databases, nats_server: NatsServer) -> AsyncIterato
     consumer = EventsConsumer(sessions, bus, relay.notify, clock=lambda: now[0])
     tasks = [
         asyncio.create_task(relay.run()),
-        asyncio.create_task(bus.consume(EVENTS_CONSUMER, consumer.handle)),
+        asyncio.create_task(consumer.consume(range(8))),
     ]
     current_principal.set(Principal(WORKSPACE, frozenset({"admin"})))
     try:

@@ -1,6 +1,9 @@
 """The SQL compiler agrees with the Python evaluator: generated rules over generated profiles
 (mixed-type traits, dates in several ISO forms, events with properties on window boundaries),
 stored in a real database (SQLite, and PostgreSQL when configured).
+
+Time zones are generated too (the profile's own, an invalid one, the workspace's), with dates
+and events exactly on local midnights and window edges, and calendar-day points.
 """
 
 import asyncio
@@ -8,27 +11,30 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import hypothesis
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import services.segments
 from engage import db
+from services.segments import dates as calendar_dates
 from services.segments.evaluate import Facts, evaluate
-from services.segments.models import Profile, ProfileEvent
+from services.segments.models import Profile, ProfileEvent, WorkspaceSettings, document_text
 from services.segments.rules import (
     NUMBER_OPERATORS,
     All,
     AnyOf,
     At,
+    CalendarDay,
+    Day,
     EventCondition,
     InSegment,
     Not,
@@ -38,6 +44,8 @@ from services.segments.rules import (
     Rule,
     Sample,
     TraitCondition,
+    Wall,
+    micros,
     validate,
 )
 from services.segments.rules_proto import from_proto, to_proto
@@ -48,21 +56,38 @@ from tests.rules import from_yaml, to_yaml
 MIGRATIONS = Path(services.segments.__file__).parent / "migrations"
 NOW = datetime(2025, 3, 20, 9, 30, tzinfo=UTC)
 HALF_DAY = timedelta(hours=12)
-KEYS = ["a", "b", "when", "plan.end"]
+# Rule paths: nested, a quoted key holding a dot, a key of digits (never an array index),
+# non-ASCII keys; and the top-level keys of generated traits, some holding objects.
+KEYS = ["a", "b", "when", "plan.end", '"plan.end"', "plan.0", "会員ランク", "prénom.usuel"]
+TRAIT_KEYS = ["a", "b", "when", "plan", "plan.end", "会員ランク", "prénom"]
+NESTED_KEYS = ["end", "usuel", "sku", "0"]
 EVENT_NAMES = ["search", "purchase"]
-PROPERTIES = ["route", "n"]
+PROPERTIES = ["route", "n", "item.sku", "路線"]
+PROPERTY_KEYS = ["route", "n", "item", "路線"]
 SEGMENTS = ["vip", "churned"]
 
 # --- rules ---------------------------------------------------------------------------------
 
 numbers = st.sampled_from([-2.0, 0.0, 0.5, 1.0, 3.0])
-strings = st.sampled_from(["", "a", "ab", "NRT-HNL", "2025-03-19"])
+# Texts that are numbers or booleans to a rule ("1", "true") and texts that are not ("01").
+number_texts = st.sampled_from(["1", "0.5", "-2", "3.0", "01", "1e0", " 1", "+1", "true", "false"])
+strings = st.one_of(st.sampled_from(["", "a", "ab", "NRT-HNL", "2025-03-19"]), number_texts)
 scalars = st.one_of(numbers, strings, st.booleans())
 offsets = st.integers(-30, 4).map(lambda n: n * HALF_DAY)
+# Zones with and without DST (New York's began 2025-03-09, inside the generated range), one
+# invalid (falls back to the workspace's zone), and none.
+ZONES = ["", "Asia/Tokyo", "America/New_York", "Pacific/Kiritimati", "UTC", "Not/AZone"]
+day_counts = st.integers(-16, 2)
+days = offsets.map(lambda offset: Day((NOW + offset).date()))
+walls = offsets.map(lambda offset: Wall((NOW + offset).replace(tzinfo=None)))
+calendar_days = st.builds(CalendarDay, st.sampled_from(["", *KEYS]), day_counts)
 points = st.one_of(
     offsets.map(lambda offset: At(NOW + offset)),
     offsets.map(lambda offset: Relative("", offset)),
     st.builds(Relative, st.sampled_from(KEYS), offsets),
+    days,
+    walls,
+    calendar_days,
 )
 
 
@@ -76,7 +101,7 @@ def _value_operand(keys: list[str]) -> st.SearchStrategy[tuple[str, Operator, An
     return st.one_of(
         st.tuples(key, st.sampled_from([Operator.EQUALS, Operator.NOT_EQUALS]), scalars),
         st.tuples(key, st.just(Operator.IN), st.lists(scalars, min_size=1, max_size=3).map(tuple)),
-        st.tuples(key, st.just(Operator.CONTAINS), strings),
+        st.tuples(key, st.just(Operator.CONTAINS), scalars),
         st.tuples(key, st.just(Operator.EXISTS), st.none()),
         st.tuples(key, st.sampled_from(sorted(NUMBER_OPERATORS)), numbers),
         st.tuples(
@@ -91,9 +116,14 @@ def _time_operand() -> st.SearchStrategy[tuple[str, Operator, Any]]:
         lambda t: (Relative(t[0], min(t[1:])), Relative(t[0], max(t[1:])))
     )
     absolute_pair = st.tuples(offsets, offsets).map(lambda t: (At(NOW + min(t)), At(NOW + max(t))))
+    day_pair = st.tuples(days, days).map(lambda t: tuple(sorted(t, key=lambda d: d.day)))
+    calendar_pair = st.tuples(st.sampled_from(["", *KEYS]), day_counts, day_counts).map(
+        lambda t: (CalendarDay(t[0], min(t[1:])), CalendarDay(t[0], max(t[1:])))
+    )
+    pairs = st.one_of(relative_pair, absolute_pair, day_pair, calendar_pair)
     return st.one_of(
         st.tuples(key, st.sampled_from([Operator.BEFORE, Operator.AFTER]), points),
-        st.tuples(key, st.just(Operator.BETWEEN), st.one_of(relative_pair, absolute_pair)),
+        st.tuples(key, st.just(Operator.BETWEEN), pairs),
     )
 
 
@@ -103,8 +133,13 @@ wheres = _value_operand(PROPERTIES).map(lambda t: PropertyCondition(*t))
 
 @st.composite
 def events(draw: st.DrawFn) -> EventCondition:
-    at_least = draw(st.integers(1, 2))
-    since = draw(st.none() | st.builds(Relative, st.sampled_from(["", *KEYS]), offsets))
+    # Small counts, so that counts equal to a bound are common.
+    at_least = draw(st.integers(0, 3))
+    since = draw(
+        st.none()
+        | st.builds(Relative, st.sampled_from(["", *KEYS]), offsets)
+        | st.builds(CalendarDay, st.just(""), day_counts)
+    )
     return EventCondition(
         event=draw(st.sampled_from(EVENT_NAMES)),
         where=tuple(draw(st.lists(wheres, max_size=2))),
@@ -141,25 +176,48 @@ def _date_text(moment: datetime, form: int) -> str:
         lambda m: m.astimezone(_JST).isoformat(),
         lambda m: m.strftime("%Y-%m-%d %H:%M:%S.%f"),
         lambda m: m.strftime("%Y-%m-%dT%H:%M"),
+        # .NET's 7-digit fraction, an offset without a colon, lower-case letters.
+        lambda m: m.strftime("%Y-%m-%dT%H:%M:%S.%f1Z"),
+        lambda m: m.astimezone(_JST).strftime("%Y-%m-%dT%H:%M:%S+0900"),
+        lambda m: m.strftime("%Y-%m-%dt%H:%M:%Sz"),
     ]
     text: str = forms[form](moment)
     return text
 
 
 _JST = timezone(timedelta(hours=9))
-dates = st.builds(_date_text, offsets.map(lambda offset: NOW + offset), st.integers(0, 4))
-not_dates = st.sampled_from(["2025-02-30", "20250301", "2025-03-01Z", "March 1", "2025-3-1"])
-values = st.one_of(
-    numbers,
-    st.integers(-2, 3),
-    strings,
-    st.booleans(),
-    st.none(),
-    dates,
-    not_dates,
-    st.just(["a", 1]),
-    st.just({"a": 1}),
+
+
+def _local_midnight(zone: str, day: int, micro: int) -> datetime:
+    """A local midnight of `zone` (`day` days from NOW's), `micro` microseconds off."""
+    local_zone = calendar_dates.profile_zone(zone)
+    today = calendar_dates.local_day(micros(NOW), local_zone)
+    start = calendar_dates.day_start(today + day, local_zone) + micro
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=start)
+
+
+# Instants exactly on (or a microsecond beside) a zone's local midnight: calendar-day edges.
+midnights = st.builds(
+    _local_midnight, st.sampled_from(ZONES[:4]), day_counts, st.sampled_from([0, 0, 1, -1])
 )
+dates = st.builds(
+    _date_text,
+    st.one_of(offsets.map(lambda offset: NOW + offset), midnights),
+    st.integers(0, 7),
+)
+not_dates = st.sampled_from(["2025-02-30", "20250301", "2025-03-01Z", "March 1", "2025-3-1"])
+scalar_values = st.one_of(
+    numbers, st.integers(-2, 3), strings, st.booleans(), st.none(), dates, not_dates
+)
+arrays = st.lists(st.one_of(scalar_values, st.just(["a"]), st.just({"a": 1})), max_size=3)
+values = st.one_of(scalar_values, arrays)
+objects = st.dictionaries(st.sampled_from(NESTED_KEYS), values, min_size=1, max_size=3)
+
+
+def _documents(keys: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """Documents with some of `keys`, each holding a value, an array or an object."""
+    value_or_object = st.one_of(values, objects, arrays)
+    return st.fixed_dictionaries({}, optional={key: value_or_object for key in keys})
 
 
 @dataclass
@@ -167,28 +225,46 @@ class Person:
     traits: dict[str, Any]
     events: list[tuple[str, datetime, dict[str, Any]]]
     memberships: set[str]
+    time_zone: str = ""
 
 
-people = st.lists(
+@dataclass
+class Group:
+    """Profiles of one workspace, and the workspace's time zone setting."""
+
+    people: list[Person]
+    workspace_zone: str = ""
+
+
+event_times = st.one_of(
     st.builds(
-        Person,
-        st.dictionaries(st.sampled_from(KEYS), values, min_size=1, max_size=4),
-        st.lists(
-            st.tuples(
-                st.sampled_from(EVENT_NAMES),
-                st.builds(
-                    lambda n, micro: NOW + n * timedelta(hours=6) + timedelta(microseconds=micro),
-                    st.integers(-44, 4),
-                    st.sampled_from([0, 0, 1, -1]),
-                ),
-                st.dictionaries(st.sampled_from(PROPERTIES), values, max_size=2),
-            ),
-            max_size=4,
-        ),
-        st.sets(st.sampled_from(SEGMENTS)),
+        lambda n, micro: NOW + n * timedelta(hours=6) + timedelta(microseconds=micro),
+        st.integers(-44, 4),
+        st.sampled_from([0, 0, 1, -1]),
     ),
-    min_size=3,
-    max_size=6,
+    midnights,
+)
+people = st.builds(
+    Group,
+    st.lists(
+        st.builds(
+            Person,
+            _documents(TRAIT_KEYS),
+            st.lists(
+                st.tuples(
+                    st.sampled_from(EVENT_NAMES),
+                    event_times,
+                    _documents(PROPERTY_KEYS),
+                ),
+                max_size=4,
+            ),
+            st.sets(st.sampled_from(SEGMENTS)),
+            st.sampled_from(ZONES),
+        ),
+        min_size=3,
+        max_size=6,
+    ),
+    st.sampled_from(ZONES[:3]),
 )
 
 # --- the database --------------------------------------------------------------------------
@@ -209,17 +285,23 @@ def store(databases: Databases) -> Iterator[Store]:
         runner.run(engine.dispose())
 
 
-async def _write(
-    sessions: async_sessionmaker[AsyncSession], workspace: str, group: list[Person]
-) -> None:
+async def _write(sessions: async_sessionmaker[AsyncSession], workspace: str, group: Group) -> None:
     async with db.transaction(sessions, workspace) as session:
-        for index, person in enumerate(group):
+        if group.workspace_zone:
+            session.add(
+                WorkspaceSettings(
+                    workspace=workspace, time_zone=group.workspace_zone, update_time=NOW
+                )
+            )
+            await session.flush()
+        for index, person in enumerate(group.people):
             profile_id = f"{workspace}-{index}"
             session.add(
                 Profile(
                     id=profile_id,
                     workspace=workspace,
-                    traits=json.dumps(person.traits),
+                    traits=document_text(person.traits),
+                    time_zone=person.time_zone,
                     created_at=NOW,
                     updated_at=NOW,
                 )
@@ -234,7 +316,7 @@ async def _write(
                         event=name,
                         timestamp=at,
                         payload=b"",
-                        properties=json.dumps(properties),
+                        properties=document_text(properties),
                     )
                 )
             for segment in person.memberships:
@@ -245,27 +327,190 @@ async def _write(
                 )
 
 
-def _facts(profile_id: str, person: Person) -> Facts:
+def _facts(profile_id: str, person: Person, workspace_zone: str) -> Facts:
     stored = json.loads(json.dumps(person.traits))
     by_name: dict[str, list[tuple[datetime, dict[str, Any]]]] = {}
     for name, at, properties in person.events:
         by_name.setdefault(name, []).append((at, json.loads(json.dumps(properties))))
-    return Facts(stored, by_name, frozenset(person.memberships), profile_id)
+    zone = calendar_dates.profile_zone(person.time_zone, workspace_zone)
+    return Facts(stored, by_name, frozenset(person.memberships), profile_id, zone)
 
 
-async def _check(store: Store, rule: Rule, group: list[Person]) -> None:
+async def _check(store: Store, rule: Rule, group: Group) -> None:
     workspace = uuid.uuid4().hex[:12]
     await _write(store.sessions, workspace, group)
     expected = sorted(
         f"{workspace}-{index}"
-        for index, person in enumerate(group)
-        if evaluate(rule, _facts(f"{workspace}-{index}", person), NOW)
+        for index, person in enumerate(group.people)
+        if evaluate(rule, _facts(f"{workspace}-{index}", person, group.workspace_zone), NOW)
     )
     # Shown by --hypothesis-show-statistics: how often a rule splits the profiles.
-    hypothesis.event("split" if 0 < len(expected) < len(group) else "all or none")
+    if hypothesis.currently_in_test_context():
+        hypothesis.event("split" if 0 < len(expected) < len(group.people) else "all or none")
     async with db.reading(store.sessions, workspace) as session:
         assert await member_ids(session, workspace, rule, NOW) == expected, to_yaml(rule)
         assert await count_members(session, workspace, rule, NOW) == len(expected)
+
+
+# Pinned calendar cases, run first on every run. NOW is 2025-03-20T09:30Z: 18:30 in Tokyo,
+# 05:30 EDT in New York, whose DST began on 2025-03-09 (local days from then start at 04:00Z).
+def _paid(at: str) -> list[tuple[str, datetime, dict[str, Any]]]:
+    return [("purchase", datetime.fromisoformat(at), {})]
+
+
+def _dated(*texts: str, zone: str = "America/New_York") -> list[Person]:
+    return [Person({"when": text}, [], set(), zone) for text in texts]
+
+
+YESTERDAY_IN_NEW_YORK = (
+    "2025-03-19T04:00:00Z",  # 00:00 EDT: in
+    "2025-03-19T03:59:59.999999Z",  # 23:59:59.999999 on the 18th: out
+    "2025-03-20T03:59:59.9999999Z",  # the 19th's last microsecond (7-digit fraction): in
+    "2025-03-20t04:00:00z",  # today: out
+    "2025-03-19",  # the date itself: in
+)
+CALENDAR_EXAMPLES: list[tuple[Rule, Group, list[int]]] = [
+    # The Tokyo customer who paid at 08:00 JST on the prescription day has paid; in UTC
+    # (no zone; an invalid one falls back) she paid the day before.
+    (
+        Not(EventCondition("purchase", since=Relative("when"))),
+        Group(
+            [
+                Person({"when": "2025-03-19"}, _paid("2025-03-18T23:00:00+00:00"), set(), zone)
+                for zone in ("Asia/Tokyo", "", "Not/AZone")
+            ]
+        ),
+        [1, 2],
+    ),
+    # The workspace's zone stands in for a missing or invalid one.
+    (
+        Not(EventCondition("purchase", since=Relative("when"))),
+        Group(
+            [
+                Person({"when": "2025-03-19"}, _paid("2025-03-18T23:00:00+00:00"), set(), zone)
+                for zone in ("", "Not/AZone", "America/New_York")
+            ],
+            "Asia/Tokyo",
+        ),
+        [2],
+    ),
+    (
+        TraitCondition("when", Operator.BETWEEN, (CalendarDay("", -1), CalendarDay("", -1))),
+        Group(_dated(*YESTERDAY_IN_NEW_YORK)),
+        [0, 2, 4],
+    ),
+    (
+        TraitCondition("when", Operator.BEFORE, Day(date(2025, 3, 19))),
+        Group(_dated(*YESTERDAY_IN_NEW_YORK)),
+        [1],
+    ),
+    (
+        TraitCondition("when", Operator.AFTER, CalendarDay("", -2)),
+        Group(_dated(*YESTERDAY_IN_NEW_YORK)),
+        [0, 2, 3, 4],
+    ),
+    (
+        TraitCondition("when", Operator.AFTER, Wall(datetime(2025, 3, 19))),
+        Group(_dated(*YESTERDAY_IN_NEW_YORK)),
+        [2, 3],
+    ),
+    # Since the start of a local day across DST: 2025-03-10 00:00 EDT is 04:00Z, 9 days and
+    # 5 h 30 min before NOW, not 10 x 24 h.
+    (
+        EventCondition("purchase", since=CalendarDay("", -10)),
+        Group(
+            [
+                Person({}, _paid(at), set(), "America/New_York")
+                for at in ("2025-03-10T04:00:00+00:00", "2025-03-10T03:59:59.999999+00:00")
+            ]
+        ),
+        [0],
+    ),
+    # Days from a trait's local day, across the DST change of 2025-03-09.
+    (
+        TraitCondition("b", Operator.BEFORE, CalendarDay("when", 2)),
+        Group(
+            [
+                Person({"when": "2025-03-08T23:30:00-05:00", "b": b}, [], set(), "America/New_York")
+                for b in ("2025-03-09T23:59:59-04:00", "2025-03-10T00:00:00-04:00")
+            ]
+        ),
+        [0],
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "group", "expected"), CALENDAR_EXAMPLES)
+def test_calendar_rules_mean_what_the_marketer_wrote(
+    store: Store, rule: Rule, group: Group, expected: list[int]
+) -> None:
+    """The evaluator picks the profiles a marketer expects; `_check` holds SQL to the same."""
+    found = [
+        index
+        for index, person in enumerate(group.people)
+        if evaluate(rule, _facts(str(index), person, group.workspace_zone), NOW)
+    ]
+    assert found == expected, to_yaml(rule)
+    store.runner.run(_check(store, rule, group))
+
+
+def _with_examples(test: Any) -> Any:
+    for rule, group, _expected in CALENDAR_EXAMPLES:
+        test = example(rule=rule, group=group)(test)
+    return test
+
+
+def _searched(times: int, **properties: Any) -> Person:
+    events = [("search", NOW - n * HALF_DAY, properties) for n in range(times)]
+    return Person({}, events, set())
+
+
+def _traits(*documents: dict[str, Any]) -> Group:
+    return Group([Person(document, [], set()) for document in documents])
+
+
+# Pinned boundaries, run on every run: counts equal to at_least / at_most and numbers equal to
+# a bound, so a `>` written for `>=` (or `<` for `<=`) in either side fails every time.
+COUNTED = Group([_searched(n) for n in range(4)])
+AT_BOUND = _traits({"a": 1}, {"a": "1"}, {"a": 0.5}, {"a": 3}, {"a": "3.0"}, {"a": [1]}, {})
+VALUE_EXAMPLES: list[tuple[Rule, Group]] = [
+    (EventCondition("search", at_least=2), COUNTED),
+    (EventCondition("search", at_least=1, at_most=2), COUNTED),
+    (EventCondition("search", at_least=0, at_most=2), COUNTED),
+    (EventCondition("search", at_least=0, at_most=0), COUNTED),
+    (EventCondition("search", at_least=3, at_most=3), COUNTED),
+    (
+        EventCondition("search", (PropertyCondition("n", Operator.GREATER_OR_EQUAL, 1.0),)),
+        Group([_searched(1, n=1), _searched(1, n="1"), _searched(1, n=0.5)]),
+    ),
+    (TraitCondition("a", Operator.GREATER_OR_EQUAL, 1.0), AT_BOUND),
+    (TraitCondition("a", Operator.GREATER_THAN, 1.0), AT_BOUND),
+    (TraitCondition("a", Operator.LESS_OR_EQUAL, 1.0), AT_BOUND),
+    (TraitCondition("a", Operator.LESS_THAN, 3.0), AT_BOUND),
+    (TraitCondition("a", Operator.BETWEEN, (1.0, 3.0)), AT_BOUND),
+    (TraitCondition("a", Operator.EQUALS, "1"), AT_BOUND),
+    (TraitCondition("a", Operator.NOT_EQUALS, 1.0), AT_BOUND),
+    (Not(TraitCondition("a", Operator.IN, (1.0, "x"))), AT_BOUND),
+    (TraitCondition("a", Operator.CONTAINS, 1.0), AT_BOUND),
+    (
+        TraitCondition("plan.end", Operator.EQUALS, True),
+        _traits({"plan": {"end": "true"}}, {"plan.end": True}, {"plan": [{"end": True}]}),
+    ),
+    (
+        TraitCondition('"plan.end"', Operator.IN, ("a", 0.5)),
+        _traits({"plan.end": ["b", "0.5"]}, {"plan": {"end": "a"}}, {"plan.end": None}),
+    ),
+    (
+        TraitCondition("会員ランク", Operator.EXISTS),
+        _traits({"会員ランク": "gold"}, {"会員ランク": None}, {"prénom": {"usuel": 1}}),
+    ),
+]
+
+
+def _with_value_examples(test: Any) -> Any:
+    for rule, group in VALUE_EXAMPLES:
+        test = example(rule=rule, group=group)(test)
+    return test
 
 
 @settings(
@@ -273,10 +518,10 @@ async def _check(store: Store, rule: Rule, group: list[Person]) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@_with_examples
+@_with_value_examples
 @given(rule=rules, group=people)
-def test_sql_members_are_the_evaluators_members(
-    store: Store, rule: Rule, group: list[Person]
-) -> None:
+def test_sql_members_are_the_evaluators_members(store: Store, rule: Rule, group: Group) -> None:
     validate(rule)
     assert from_proto(to_proto(rule)) == rule
     assert from_yaml(to_yaml(rule)) == rule

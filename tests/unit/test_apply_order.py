@@ -1,13 +1,17 @@
 """`engage apply` applies referenced segments first and refuses a cycle."""
 
+from pathlib import Path
+
 import pytest
 
 from engage.v1 import segment_pb2
 from engage_cli.apply import SegmentFile, in_reference_order
+from engage_cli.documents import Document
 
 
 def file(segment_id: str, *references: str) -> SegmentFile:
-    return SegmentFile(segment_id, segment_pb2.Segment(), frozenset(references))
+    written = Document(Path(f"{segment_id}.yaml"), {}, 1, {})
+    return SegmentFile(segment_id, segment_pb2.Segment(), frozenset(references), written)
 
 
 def test_referenced_segments_come_first_and_outside_references_do_not_block() -> None:

@@ -1,6 +1,6 @@
 """The rule language: its YAML and proto forms, validation with field paths, what a rule reads."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from google.protobuf import struct_pb2
@@ -11,7 +11,7 @@ from engage.v1 import segment_pb2
 from services.segments.rules import (
     All,
     AnyOf,
-    At,
+    Day,
     EventCondition,
     InSegment,
     Not,
@@ -62,7 +62,7 @@ PARSED = All(
         ),
         Not(TraitCondition("email", Operator.EXISTS)),
         TraitCondition("renewal_at", Operator.AFTER, Relative("prescribed_at", -7 * DAY)),
-        TraitCondition("signed_up_at", Operator.BEFORE, At(datetime(2025, 1, 1, tzinfo=UTC))),
+        TraitCondition("signed_up_at", Operator.BEFORE, Day(date(2025, 1, 1))),
         EventCondition(
             "search",
             where=(PropertyCondition("route", Operator.EQUALS, "NRT-HNL"),),
@@ -129,8 +129,15 @@ def test_dates_are_iso_extended_strings_read_as_utc() -> None:
         ("{trait: a, before: {ago: 7x}}", "rule.trait.relative_to"),
         ("{trait: a, between: [{ago: 1d}, {trait: b}]}", "rule.trait.value"),
         ("{trait: a, between: [3, 1]}", "rule.trait.value"),
-        ("{event: e, at_least: 2, at_most: 1}", "rule.event.max_count"),
-        ("{event: e, at_least: 0}", "rule.event.min_count"),
+        ("{event: e, at_least: 2, at_most: 1}", "rule.event.at_most"),
+        ("{event: e, at_least: -1}", "rule.event.at_least"),
+        ("{event: e, at_most: -1}", "rule.event.at_most"),
+        ("{event: e, at_least: 1.5}", "rule.event.at_least"),
+        ("{trait: a., exists: true}", "rule.trait.trait"),
+        ("{trait: 'a.\"b', exists: true}", "rule.trait.trait"),
+        ("{trait: a.b.c.d.e.f.g.h.i, exists: true}", "rule.trait.trait"),
+        ("{event: e, where: [{property: 'x..y', equals: 1}]}", "rule.event.where[0].property"),
+        ("{trait: a, before: {trait: 'b.'}}", "rule.trait.relative_to.trait"),
         ("{event: e, within: -1d}", "rule.event.within"),
         ("{event: e, since: 2025-01-01}", "rule.event.since"),
         ("{event: e, where: [{property: p, before: {ago: 1d}}]}", "rule.event.where[0].operator"),
@@ -197,6 +204,8 @@ def test_dependencies_list_every_trait_event_and_segment_read() -> None:
         "email",
         "renewal_at",
         "signed_up_at",
+        # Dates are read on the profile's calendar: a new time zone can change the result.
+        "$time_zone",
     }
     assert reads.events == {"payment_completed", "app_opened", "search"}
     assert reads.segments == {"active"}
@@ -230,3 +239,63 @@ def test_string_operands_with_u0000_are_refused() -> None:
     assert error.value.field == "rule.trait.value"
     with pytest.raises(InvalidArgument):
         validate(TraitCondition("plan", Operator.IN, ("a", "b\x00")))
+
+
+@pytest.mark.parametrize(
+    ("text", "at_least", "at_most"),
+    [
+        ("{event: e}", 1, None),
+        ("{event: e, at_most: 2}", 0, 2),
+        ("{event: e, at_most: 0}", 0, 0),
+        ("{event: e, at_least: 0}", 0, None),
+        ("{event: e, at_least: 0, at_most: 0}", 0, 0),
+        ("{event: e, at_least: 1, at_most: 2}", 1, 2),
+        ("{event: e, at_least: 3}", 3, None),
+    ],
+)
+def test_counts_mean_what_was_written(text: str, at_least: int, at_most: int | None) -> None:
+    rule = from_yaml(text)
+    assert isinstance(rule, EventCondition)
+    assert (rule.at_least, rule.at_most) == (at_least, at_most)
+    assert from_yaml(to_yaml(rule)) == rule
+    wire = segment_pb2.Rule.FromString(to_proto(rule).SerializeToString())
+    assert from_proto(wire) == rule
+
+
+def test_an_unset_count_and_a_count_of_zero_differ_on_the_wire() -> None:
+    zero_and_one = segment_pb2.EventCondition(event="e", at_least=0, at_most=1)
+    wire = segment_pb2.Rule.FromString(segment_pb2.Rule(event=zero_and_one).SerializeToString())
+    assert from_proto(wire) == EventCondition("e", at_least=0, at_most=1)
+    only_most = segment_pb2.Rule(event=segment_pb2.EventCondition(event="e", at_most=1))
+    assert from_proto(only_most) == EventCondition("e", at_least=0, at_most=1)
+    assert from_proto(segment_pb2.Rule(event=segment_pb2.EventCondition(event="e"))) == (
+        EventCondition("e", at_least=1)
+    )
+
+
+def test_count_errors_use_the_yaml_words() -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        from_yaml("{event: e, at_least: 3, at_most: 2}")
+    assert str(raised.value).endswith("must not be less than at_least")
+
+
+def test_paths_name_nested_keys_and_quoted_keys_with_dots() -> None:
+    rule = from_yaml(
+        """
+        all:
+          - {trait: address.city, equals: Tokyo}
+          - {trait: '"utm.source".campaign', equals: spring}
+          - {trait: renewal_at, before: {trait: subscription.started_at, offset: 30d}}
+          - {event: order, where: [{property: product.sku, equals: A1}]}
+        """
+    )
+    assert from_yaml(to_yaml(rule)) == rule
+    assert from_proto(to_proto(rule)) == rule
+    # Change detection works on top-level keys.
+    assert dependencies(rule).traits == {
+        "address",
+        "utm.source",
+        "renewal_at",
+        "subscription",
+        "$time_zone",
+    }

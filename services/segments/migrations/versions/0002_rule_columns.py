@@ -49,7 +49,10 @@ def _backfill() -> None:
                 "UPDATE profiles SET trait_dates = :dates, sample_bucket = :bucket WHERE id = :id"
             ),
             {
-                "dates": json.dumps(date_index(json.loads(traits)), sort_keys=True),
+                "dates": json.dumps(
+                    {key: found.at for key, found in date_index(json.loads(traits)).items()},
+                    sort_keys=True,
+                ),
                 "bucket": stable_bucket(profile_id),
                 "id": profile_id,
             },

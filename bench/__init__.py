@@ -1,0 +1,1 @@
+"""Scripts that print figures; never part of the test run."""
