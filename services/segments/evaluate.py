@@ -153,7 +153,7 @@ class _Evaluation:
                 continue
             if since is not None and at < since:
                 continue
-            if all(_property_matches(properties, where) for where in rule.where):
+            if all(event_matches(properties, where) for where in rule.where):
                 count += 1
         return count >= rule.at_least and (rule.at_most is None or count <= rule.at_most)
 
@@ -167,7 +167,8 @@ def _on(found: dates.LocalDate, bound: Bound) -> int:
     return found.local if bound.local else found.at
 
 
-def _property_matches(properties: Mapping[str, Any], where: PropertyCondition) -> bool:
+def event_matches(properties: Mapping[str, Any], where: PropertyCondition) -> bool:
+    """Whether an event's properties pass one condition of a `where`."""
     return value_matches(lookup(properties, where.property), where.operator, where.operand)
 
 

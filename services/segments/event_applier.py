@@ -67,6 +67,8 @@ class Applied:
     event: common_pb2.Event
     at: datetime
     profile_id: str
+    # The event's properties as JSON values, read once for the history, sums and rules.
+    properties: dict[str, Any]
 
 
 @dataclass
@@ -82,6 +84,8 @@ class ProfileState:
     created: bool = False
     # Trait keys whose value this call changed, with their new values.
     changed: dict[str, Any] = field(default_factory=dict)
+    # The value as loaded (None: absent) of every trait key an event of this call set.
+    before: dict[str, Any] = field(default_factory=dict)
     loaded_time_zone: str = ""
 
     @classmethod
@@ -100,6 +104,11 @@ class ProfileState:
     @property
     def zone_changed(self) -> bool:
         return self.time_zone != self.loaded_time_zone
+
+    def traits_before(self) -> dict[str, Any]:
+        """The traits as they were before this call's events."""
+        merged = {**self.traits.values, **self.before}
+        return {key: value for key, value in merged.items() if value is not None}
 
 
 class EventApplier:
@@ -139,7 +148,10 @@ class EventApplier:
         await self.resolver.load(event for event, _ in fresh)
         resolved = [(event, at, await self.resolver.resolve(event)) for event, at in fresh]
         self.applied = await self._record(
-            [Applied(event, at, self.resolver.final(pid)) for event, at, pid in resolved]
+            [
+                Applied(event, at, self.resolver.final(pid), _properties(event))
+                for event, at, pid in resolved
+            ]
         )
         await self._apply_effects(self.applied)
         return len(self.applied)
@@ -185,7 +197,7 @@ class EventApplier:
                 "event": item.event.event,
                 "timestamp": item.at,
                 "payload": item.event.SerializeToString(),
-                "properties": _properties_json(item.event),
+                "properties": _properties_json(item.properties),
             }
             for item in applied
         ]
@@ -283,10 +295,9 @@ class EventApplier:
                 counter["count"] += 1
                 counter["first_time"] = min(counter["first_time"], item.at)
                 counter["last_time"] = max(counter["last_time"], item.at)
-            if name not in summed_events or not item.event.HasField("properties"):
+            if name not in summed_events or not item.properties:
                 continue
-            properties = json_format.MessageToDict(item.event.properties)
-            for key, amount in summed_amounts(name, properties, self.summed).items():
+            for key, amount in summed_amounts(name, item.properties, self.summed).items():
                 total = sums.setdefault(
                     (item.profile_id, name, key),
                     {
@@ -304,12 +315,18 @@ class EventApplier:
             await upsert_sums(self.session, list(sums.values()))
 
 
-def _properties_json(event: common_pb2.Event) -> str:
-    """The event's properties for segment rules' `where` filters in SQL."""
+def _properties(event: common_pb2.Event) -> dict[str, Any]:
     if not event.HasField("properties") or not event.properties.fields:
+        return {}
+    return json_format.MessageToDict(event.properties)
+
+
+def _properties_json(properties: dict[str, Any]) -> str:
+    """The event's properties for segment rules' `where` filters in SQL."""
+    if not properties:
         return "{}"
     try:
-        return document_text(json_format.MessageToDict(event.properties))
+        return document_text(properties)
     except ValueError:  # NaN or infinity, which JSON cannot carry: the event counts, unfiltered
         log.warning("event properties with a non-finite number not indexed")
         return "{}"
@@ -323,6 +340,8 @@ def _apply_event(state: ProfileState, item: Applied) -> None:
     traits = json_format.MessageToDict(event.traits) if event.HasField("traits") else {}
     context = json_format.MessageToDict(event.context) if event.HasField("context") else {}
     if event.type == common_pb2.EVENT_TYPE_IDENTIFY and traits:
+        for key in traits.keys() - state.before.keys():
+            state.before[key] = state.traits.values.get(key)
         state.changed.update(state.traits.apply(traits, at))
     time_zone = context.get("timezone") or traits.get("timezone")
     if isinstance(time_zone, str) and time_zone and state.traits.claim(TIME_ZONE_KEY, at):

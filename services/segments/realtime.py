@@ -26,10 +26,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.segments.batch import Compiled, SegmentGraph, compiled
 from services.segments.calendar import workspace_time_zone
 from services.segments.dates import profile_zone
-from services.segments.evaluate import Facts, evaluate
+from services.segments.evaluate import Facts, evaluate, event_matches
 from services.segments.event_applier import EventApplier
 from services.segments.models import CHUNK, EVENTS, PROFILES, SEGMENTS, Segment
-from services.segments.rules import EventCondition, conditions
+from services.segments.rules import (
+    EventCondition,
+    PropertyCondition,
+    Rule,
+    TraitCondition,
+    conditions,
+    dependencies,
+)
 from services.segments.segment_store import ENTERED, EXITED, SegmentStore, Transition
 from services.segments.traits import TIME_ZONE_KEY
 
@@ -37,12 +44,26 @@ from services.segments.traits import TIME_ZONE_KEY
 Visit = tuple[Segment, Compiled]
 
 
+@dataclass(frozen=True)
+class TraitChange:
+    before: Mapping[str, Any]
+    after: Mapping[str, Any]
+    # The zone the profile's dates are read in.
+    zone: tzinfo
+
+
 @dataclass
 class Touched:
     """What one applied batch changed, per profile."""
 
     trait_keys: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    event_names: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # Per profile, per event name, the properties of each event of that name that happened.
+    events: dict[str, dict[str, list[Mapping[str, Any]]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+    # Per profile whose traits changed: its traits before and after, for `Catalogue` to tell
+    # which trait conditions the change flips.
+    traits: dict[str, "TraitChange"] = field(default_factory=dict)
     # Profiles new, or grown by a merge: every segment may have changed for them.
     everything: set[str] = field(default_factory=set)
     # Profiles merged away: their memberships end.
@@ -50,7 +71,7 @@ class Touched:
 
     @property
     def profiles(self) -> set[str]:
-        return set(self.trait_keys) | set(self.event_names) | self.everything
+        return set(self.trait_keys) | set(self.events) | self.everything
 
 
 def touched_by(applier: EventApplier) -> Touched:
@@ -59,10 +80,14 @@ def touched_by(applier: EventApplier) -> Touched:
     touched = Touched()
     for item in applier.applied:
         if item.event.event:
-            touched.event_names[item.profile_id].add(item.event.event)
+            touched.events[item.profile_id][item.event.event].append(item.properties)
     for profile_id, state in applier.states.items():
         if state.changed:
             touched.trait_keys[profile_id].update(state.changed)
+            zone = profile_zone(state.time_zone, applier.workspace_zone)
+            touched.traits[profile_id] = TraitChange(
+                state.traits_before(), state.traits.values, zone
+            )
         if state.zone_changed:
             touched.trait_keys[profile_id].add(TIME_ZONE_KEY)
     resolver = applier.resolver
@@ -82,9 +107,18 @@ class Catalogue:
     by_event: Mapping[str, frozenset[str]]
     # Per event name some rule counts, how far back the rules look (None: all of history).
     reach: Mapping[str, timedelta | None]
-    # Per segment, the event names it and the segments reading it (through any chain) count:
-    # what a pass starting at that segment may need.
+    # Per (segment, event name), the `where` of each of its conditions on that event: a new
+    # event that matches none of them cannot change what the segment counts.
+    wheres: Mapping[tuple[str, str], tuple[tuple[PropertyCondition, ...], ...]]
+    # Per (segment, trait key), the trait conditions reading that key, or None when something
+    # else reads it too (an event's `since`, the calendar): a change of the key's value that
+    # flips none of them cannot change the segment.
+    trait_readers: Mapping[tuple[str, str], tuple[TraitCondition, ...] | None]
+    # Per segment, what a pass starting at that segment may need: the event names it and the
+    # segments reading it (through any chain) count, and the segments whose memberships they
+    # compare or read.
     counts: Mapping[str, frozenset[str]]
+    memberships: Mapping[str, frozenset[str]]
 
     @classmethod
     def of(cls, segments: Sequence[Segment]) -> "Catalogue":
@@ -93,22 +127,23 @@ class Catalogue:
         by_trait: dict[str, set[str]] = defaultdict(set)
         by_event: dict[str, set[str]] = defaultdict(set)
         reach: dict[str, timedelta | None] = {}
+        wheres: dict[tuple[str, str], list[tuple[PropertyCondition, ...]]] = defaultdict(list)
+        readers: dict[tuple[str, str], list[TraitCondition] | None] = {}
         for segment, rule in order:
             for key in rule.traits:
                 by_trait[key].add(segment.id)
             for name in rule.events:
                 by_event[name].add(segment.id)
             for leaf in conditions(rule.rule):
+                _add_trait_reader(readers, segment.id, leaf)
                 if isinstance(leaf, EventCondition):
+                    wheres[(segment.id, leaf.event)].append(leaf.where)
                     known, within = reach.get(leaf.event, timedelta(0)), leaf.within
                     reach[leaf.event] = (
                         None if known is None or within is None else max(known, within)
                     )
-        counts = {
-            segment.id: rule.events.union(
-                *(compiled(s).events for s in graph.dependents_in_order(segment.id))
-            )
-            for segment, rule in order
+        passes = {
+            segment.id: [segment, *graph.dependents_in_order(segment.id)] for segment, _ in order
         }
         return cls(
             frozenset((segment.id, segment.version) for segment in segments),
@@ -116,19 +151,67 @@ class Catalogue:
             {key: frozenset(ids) for key, ids in by_trait.items()},
             {name: frozenset(ids) for name, ids in by_event.items()},
             reach,
-            counts,
+            {key: tuple(found) for key, found in wheres.items()},
+            {key: None if found is None else tuple(found) for key, found in readers.items()},
+            {
+                sid: frozenset().union(*(compiled(s).events for s in visited))
+                for sid, visited in passes.items()
+            },
+            {
+                sid: frozenset(s.id for s in visited).union(
+                    *(compiled(s).segments for s in visited)
+                )
+                for sid, visited in passes.items()
+            },
         )
 
-    def candidates(self, touched: Touched, profile_id: str) -> set[str]:
+    def candidates(self, touched: Touched, profile_id: str, now: datetime) -> set[str]:
         """The segments that read something the batch changed for this profile."""
         if profile_id in touched.everything:
             return {segment.id for segment, _ in self.order}
         found: set[str] = set()
+        change = touched.traits.get(profile_id)
         for key in touched.trait_keys.get(profile_id, ()):
-            found |= self.by_trait.get(key, frozenset())
-        for name in touched.event_names.get(profile_id, ()):
-            found |= self.by_event.get(name, frozenset())
+            for segment_id in self.by_trait.get(key, frozenset()):
+                if segment_id not in found and self._flips(segment_id, key, change, now):
+                    found.add(segment_id)
+        for name, happened in touched.events.get(profile_id, {}).items():
+            for segment_id in self.by_event.get(name, frozenset()):
+                if segment_id not in found and self._counts_any(segment_id, name, happened):
+                    found.add(segment_id)
         return found
+
+    def _flips(self, segment_id: str, key: str, change: TraitChange | None, now: datetime) -> bool:
+        """Whether the change of `key` may change the segment: it flips one of its trait
+        conditions on that key (or something other than a trait condition reads the key)."""
+        readers = self.trait_readers.get((segment_id, key))
+        if readers is None or change is None:
+            return True
+        before = Facts(change.before, zone=change.zone)
+        after = Facts(change.after, zone=change.zone)
+        return any(evaluate(leaf, before, now) != evaluate(leaf, after, now) for leaf in readers)
+
+    def _counts_any(self, segment_id: str, name: str, happened: list[Mapping[str, Any]]) -> bool:
+        """Whether one of these events of `name` passes the `where` of one of the segment's
+        conditions on that event (and so may change what it counts)."""
+        return any(
+            all(event_matches(properties, condition) for condition in where)
+            for where in self.wheres[(segment_id, name)]
+            for properties in happened
+        )
+
+
+def _add_trait_reader(
+    readers: dict[tuple[str, str], list[TraitCondition] | None], segment_id: str, leaf: Rule
+) -> None:
+    for key in dependencies(leaf).traits:
+        known = readers.setdefault((segment_id, key), [])
+        if known is None:
+            continue
+        if isinstance(leaf, TraitCondition) and key != TIME_ZONE_KEY:
+            known.append(leaf)
+        else:
+            readers[(segment_id, key)] = None
 
 
 # Workspace -> its catalogue, as last loaded by this process.
@@ -160,8 +243,8 @@ class _ProfileFacts:
     events: dict[str, list[tuple[datetime, Mapping[str, Any]]]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    # Segment id -> entered at, kept current as this pass records transitions.
-    memberships: dict[str, datetime] = field(default_factory=dict)
+    # Ids of the segments it is a member of, kept current as a pass finds changes.
+    memberships: set[str] = field(default_factory=set)
     # The zone its dates are read in (`dates.profile_zone`), as SQL reads them.
     zone: tzinfo = UTC
 
@@ -193,20 +276,25 @@ async def reevaluate(
     current traits of profiles the caller has at hand; others are read."""
     store = SegmentStore(session, workspace)
     segments = await catalogue(session, workspace)
-    candidates = {pid: segments.candidates(touched, pid) for pid in touched.profiles}
+    candidates = {pid: segments.candidates(touched, pid, now) for pid in touched.profiles}
     candidates = {pid: found for pid, found in candidates.items() if found}
     transitions = await _exits_of_removed(store, segments, touched.removed - touched.profiles)
     if candidates:
-        counted = set().union(*(segments.counts[sid] for sid in set().union(*candidates.values())))
+        starts = set().union(*candidates.values())
+        counted = set().union(*(segments.counts[sid] for sid in starts))
+        compared = set().union(*(segments.memberships[sid] for sid in starts))
         reach = {
             name: None if within is None else now - within
             for name, within in segments.reach.items()
             if name in counted
         }
-        facts = await _load_facts(session, store, list(candidates), reach, known or {})
-        for profile_id, initial in candidates.items():
-            if profile_id in facts:
-                transitions += _pass(segments.order, profile_id, facts[profile_id], initial, now)
+        facts = await _load_facts(session, store, list(candidates), (reach, compared), known or {})
+        changes = {
+            profile_id: _pass(segments.order, profile_id, facts[profile_id], initial, now)
+            for profile_id, initial in candidates.items()
+            if profile_id in facts
+        }
+        transitions += await _transitions(store, facts, changes, now)
     await store.record(transitions, now)
     return transitions
 
@@ -217,43 +305,68 @@ def _pass(
     profile: _ProfileFacts,
     initial: set[str],
     now: datetime,
-) -> list[Transition]:
-    """Evaluate one profile's candidate segments, then any segment reading one that changed."""
+) -> list[tuple[Segment, bool]]:
+    """Evaluate one profile's candidate segments, then any segment reading one that changed.
+    Returns each segment whose membership changed and whether the profile entered it."""
     changed: set[str] = set()
-    found: list[Transition] = []
-    memberships = set(profile.memberships)
+    found: list[tuple[Segment, bool]] = []
+    memberships = profile.memberships
     facts = Facts(profile.traits, profile.events, memberships, profile_id, profile.zone)
     for segment, rule in order:
         if segment.id not in initial and not rule.segments & changed:
             continue
         member = evaluate(rule.rule, facts, now)
-        entered_at = profile.memberships.get(segment.id)
-        if member == (entered_at is not None):
+        if member == (segment.id in memberships):
             continue
         changed.add(segment.id)
         if member:
-            change, episode = ENTERED, now
-            profile.memberships[segment.id] = now
             memberships.add(segment.id)
         else:
-            assert entered_at is not None
-            change, episode = EXITED, entered_at
-            del profile.memberships[segment.id]
             memberships.discard(segment.id)
-        found.append(
-            Transition(segment.id, segment.version, profile_id, profile.user_id, change, episode)
-        )
+        found.append((segment, member))
     return found
+
+
+async def _transitions(
+    store: SegmentStore,
+    facts: Mapping[str, _ProfileFacts],
+    changes: dict[str, list[tuple[Segment, bool]]],
+    now: datetime,
+) -> list[Transition]:
+    """The transitions of the passes' changes: an entry opens an episode now, an exit closes
+    the one that began when the stored membership did (read only for the exits)."""
+    exits = [
+        (segment.id, pid)
+        for pid, found in changes.items()
+        for segment, entered in found
+        if not entered
+    ]
+    began = await store.entered_times(exits)
+    return [
+        Transition(
+            segment.id,
+            segment.version,
+            profile_id,
+            facts[profile_id].user_id,
+            ENTERED if entered else EXITED,
+            now if entered else began[(segment.id, profile_id)],
+        )
+        for profile_id, found in changes.items()
+        for segment, entered in found
+    ]
 
 
 async def _load_facts(
     session: AsyncSession,
     store: SegmentStore,
     profile_ids: list[str],
-    reach: Mapping[str, datetime | None],
+    needed: tuple[Mapping[str, datetime | None], set[str]],
     known: Mapping[str, _ProfileFacts],
 ) -> dict[str, _ProfileFacts]:
+    """The facts a pass needs: the events counted since as far back as the rules look (`reach`
+    per event name) and the memberships of the segments compared or read."""
     ws = store.workspace
+    reach, segment_ids = needed
     facts = {pid: known[pid] for pid in profile_ids if pid in known}
     unknown = [pid for pid in profile_ids if pid not in known]
     workspace_zone = await workspace_time_zone(session, ws) if unknown else ""
@@ -270,8 +383,8 @@ async def _load_facts(
     if reach:
         for start in range(0, len(present), CHUNK):
             await _load_events(session, ws, present[start : start + CHUNK], reach, facts)
-    for profile_id, segment_id, entered_at in await store.memberships_of(present):
-        facts[profile_id].memberships[segment_id] = entered_at
+    for profile_id, segment_id in await store.members_among(present, segment_ids):
+        facts[profile_id].memberships.add(segment_id)
     return facts
 
 

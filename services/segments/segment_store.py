@@ -7,7 +7,7 @@ it is unique per actual transition and the same on every relay of the committed 
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -204,6 +204,42 @@ class SegmentStore:
         )
         rows = (await self.session.exec(query)).all()
         return [(profile_id, segment_id, as_utc(at)) for profile_id, segment_id, at in rows]
+
+    async def members_among(
+        self, profile_ids: Sequence[str], segment_ids: Collection[str]
+    ) -> list[tuple[str, str]]:
+        """(profile id, segment id) of the memberships of these profiles in these segments."""
+        if not profile_ids or not segment_ids:
+            return []
+        stored = MEMBERSHIPS.c
+        query = select(stored.profile_id, stored.segment_id).where(
+            stored.workspace == self.workspace,
+            stored.profile_id.in_(profile_ids),
+            stored.segment_id.in_(sorted(segment_ids)),
+        )
+        return [
+            (profile_id, segment_id) for profile_id, segment_id in await self.session.exec(query)
+        ]
+
+    async def entered_times(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        """When each of these (segment id, profile id) memberships began."""
+        stored = MEMBERSHIPS.c
+        wanted = set(pairs)
+        profile_ids = sorted({profile_id for _, profile_id in wanted})
+        found: dict[tuple[str, str], datetime] = {}
+        for start in range(0, len(profile_ids), CHUNK):
+            # By profile (indexed), then kept in Python: a row-value IN is not indexed on SQLite.
+            query = select(stored.segment_id, stored.profile_id, stored.entered_at).where(
+                stored.workspace == self.workspace,
+                stored.profile_id.in_(profile_ids[start : start + CHUNK]),
+                stored.segment_id.in_(sorted({segment_id for segment_id, _ in wanted})),
+            )
+            for segment_id, profile_id, at in await self.session.exec(query):
+                if (segment_id, profile_id) in wanted:
+                    found[(segment_id, profile_id)] = as_utc(at)
+        return found
 
     async def record(self, transitions: Sequence[Transition], now: datetime) -> None:
         """Write a few transitions found in Python (real time) and announce them."""
