@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import services.segments
@@ -98,11 +98,11 @@ def random_traits(rng: random.Random) -> dict[str, Any]:
 
 async def stored_members(session: AsyncSession, segment_id: str) -> set[str]:
     rows = await session.exec(
-        sa.select(MEMBERSHIPS.c.profile_id).where(
+        select(MEMBERSHIPS.c.profile_id).where(
             MEMBERSHIPS.c.workspace == WORKSPACE, MEMBERSHIPS.c.segment_id == segment_id
         )
     )
-    return set(rows.scalars().all())
+    return set(rows.all())
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
