@@ -212,14 +212,13 @@ class SegmentStore:
         if not profile_ids or not segment_ids:
             return []
         stored = MEMBERSHIPS.c
+        # By the profile index only, the segments kept here: with both lists in SQL, the
+        # planners probe the primary key once per pair.
         query = select(stored.profile_id, stored.segment_id).where(
-            stored.workspace == self.workspace,
-            stored.profile_id.in_(profile_ids),
-            stored.segment_id.in_(sorted(segment_ids)),
+            stored.workspace == self.workspace, stored.profile_id.in_(profile_ids)
         )
-        return [
-            (profile_id, segment_id) for profile_id, segment_id in await self.session.exec(query)
-        ]
+        rows = await self.session.exec(query)
+        return [(profile, segment) for profile, segment in rows if segment in segment_ids]
 
     async def entered_times(
         self, pairs: Sequence[tuple[str, str]]
