@@ -7,7 +7,7 @@ more segments replicas (each owning a share of the EVENTS partitions), on SQLite
 kinds marketers write (bench/segments.py) are created first; then
 1. latency: a steady --latency-rate events/s for --latency-seconds, among them probes (a new
    user's `probe_hit`, which one segment counts); each probe is timed from ingest's
-   acknowledgement of its call to the `entered` MembershipChanged on the bus;
+   acknowledgement of its call to its `entered` change on the bus;
 2. throughput: Batch calls of --batch-size events, as fast as ingest accepts them, for
    --seconds; every second prints what ingest has accepted, what segments has applied (rows in
    its event history) and the lag between them, then waits for segments to catch up.
@@ -249,9 +249,9 @@ async def latency(
     entered: dict[str, float] = {}
 
     async def on_membership(message: Msg) -> None:
-        change = bus_pb2.MembershipChanged.FromString(message.data)
-        if change.segment.endswith(f"/{PROBE_SEGMENT}") and change.change == 1:
-            entered.setdefault(change.user_id, time.monotonic())
+        for change in bus_pb2.MembershipChanges.FromString(message.data).changes:
+            if change.segment.endswith(f"/{PROBE_SEGMENT}") and change.change == 1:
+                entered.setdefault(change.user_id, time.monotonic())
 
     subscription = await bus.client.subscribe(f"engage.memberships.{WORKSPACE}", cb=on_membership)
     rng = random.Random(11)

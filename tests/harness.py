@@ -6,6 +6,7 @@ import inspect
 import os
 import pkgutil
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -206,3 +207,32 @@ def running_nats(folder: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+class MembershipFeed:
+    """The membership changes published on `engage.memberships.<workspace>` from now on, one
+    change at a time (they travel as MembershipChanges, several to a message)."""
+
+    def __init__(self, subscription: Any) -> None:
+        self.subscription = subscription
+        self.pending: deque[bus_pb2.MembershipChanged] = deque()
+
+    @classmethod
+    async def watch(cls, bus: Bus, workspace: str = WORKSPACE) -> "MembershipFeed":
+        subscription = await bus.js.subscribe(
+            subjects.memberships(workspace),
+            deliver_policy=api.DeliverPolicy.NEW,
+            ordered_consumer=True,
+        )
+        return cls(subscription)
+
+    async def next(self, timeout: float = 10.0) -> bus_pb2.MembershipChanged:
+        while not self.pending:
+            message = await self.subscription.next_msg(timeout=timeout)
+            self.pending.extend(bus_pb2.MembershipChanges.FromString(message.data).changes)
+        return self.pending.popleft()
+
+    async def take(self, count: int, timeout: float = 10.0) -> list[tuple[str, str, int]]:
+        """(segment id, profile name, change) of the next `count` changes, sorted."""
+        got = [await self.next(timeout) for _ in range(count)]
+        return sorted((m.segment.rsplit("/", 1)[1], m.profile, m.change) for m in got)

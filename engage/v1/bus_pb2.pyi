@@ -58,6 +58,18 @@ class ProfileChanged(_message.Message):
     anonymous_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., kind: _Optional[_Union[ProfileChanged.Kind, str]] = ..., profile: _Optional[str] = ..., user_id: _Optional[str] = ..., changed_traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., merged_profile: _Optional[str] = ..., anonymous_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class MembershipChanges(_message.Message):
+    __slots__ = ("id", "occurred_at", "workspace", "changes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    workspace: str
+    changes: _containers.RepeatedCompositeFieldContainer[MembershipChanged]
+    def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[MembershipChanged, _Mapping]]] = ...) -> None: ...
+
 class MembershipChanged(_message.Message):
     __slots__ = ("id", "occurred_at", "workspace", "segment", "segment_version", "profile", "user_id", "change")
     class Change(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from nats.js.api import DeliverPolicy
 
 from engage import subjects
 from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
 from services.segments.rules_proto import to_proto
-from tests.harness import MARKETER_KEY, Suite, auth
+from tests.harness import MARKETER_KEY, MembershipFeed, Suite, auth
 from tests.rules import from_yaml
 
 WORKSPACE = "acme"
@@ -36,9 +35,7 @@ async def test_a_profile_enters_when_its_time_comes_and_leaves_when_it_passes(
 ) -> None:
     channel = bare_suite.channel("segments")
     segments = segment_pb2_grpc.SegmentServiceStub(channel)
-    watch = await bus.js.subscribe(
-        subjects.memberships(WORKSPACE), deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
-    )
+    watch = await MembershipFeed.watch(bus, WORKSPACE)
     # "Its trial started within the last 3 seconds": true from `trial_at` for 3 seconds.
     rule = from_yaml("{trait: trial_at, between: [{ago: 3s}, now]}")
     made = await segments.CreateSegment(
@@ -61,7 +58,7 @@ async def test_a_profile_enters_when_its_time_comes_and_leaves_when_it_passes(
         subjects.events(WORKSPACE, "ana", 8), batch, f"{WORKSPACE}:{batch.id}", WORKSPACE
     )
 
-    entered = Change.FromString((await watch.next_msg(timeout=20)).data)
+    entered = await watch.next(timeout=20)
     assert (entered.segment, entered.user_id, entered.change) == (
         made.name,
         "ana",
@@ -69,7 +66,7 @@ async def test_a_profile_enters_when_its_time_comes_and_leaves_when_it_passes(
     )
     # Not on the identify itself: when the trial's moment had come.
     assert entered.occurred_at.ToDatetime(tzinfo=UTC) >= trial_at
-    exited = Change.FromString((await watch.next_msg(timeout=20)).data)
+    exited = await watch.next(timeout=20)
     assert (exited.segment, exited.user_id, exited.change) == (
         made.name,
         "ana",

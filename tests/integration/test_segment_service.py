@@ -13,14 +13,13 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from nats.js.api import DeliverPolicy
 
 from engage import subjects
 from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
 from services.segments.rules_proto import to_proto
 from tests.grpc_errors import violated_fields
-from tests.harness import MARKETER_KEY, SUPPORT_KEY, Suite, auth, eventually
+from tests.harness import MARKETER_KEY, SUPPORT_KEY, MembershipFeed, Suite, auth, eventually
 from tests.rules import from_yaml
 
 WORKSPACE = "acme"
@@ -225,9 +224,7 @@ async def test_preview_counts_and_samples_without_saving(segments: Stub, bus: Bu
 async def test_members_stream_in_chunks_and_update_reevaluates(segments: Stub, bus: Bus) -> None:
     await identify(bus, {f"m{i:04}": {"score": i} for i in range(1500)})
     await profiles_ready(segments, "{trait: score, exists: true}", 1500)
-    subscription = await bus.js.subscribe(
-        f"engage.memberships.{WORKSPACE}", deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
-    )
+    feed = await MembershipFeed.watch(bus, WORKSPACE)
     made = await segments.CreateSegment(
         create("engaged", "{trait: score, greater_or_equal: 100}"), metadata=MARKETER
     )
@@ -254,10 +251,7 @@ async def test_members_stream_in_chunks_and_update_reevaluates(segments: Stub, b
         metadata=MARKETER,
     )
     assert (updated.version, updated.member_count) == (2, 1300)
-    changes = [
-        bus_pb2.MembershipChanged.FromString((await subscription.next_msg(timeout=10)).data)
-        for _ in range(1400 + 200 + 100 + 100)
-    ]
+    changes = [await feed.next() for _ in range(1400 + 200 + 100 + 100)]
     tally = Counter((c.segment.rsplit("/", 1)[1], c.change, c.segment_version) for c in changes)
     assert tally == {
         ("engaged", Change.CHANGE_ENTERED, 1): 1400,

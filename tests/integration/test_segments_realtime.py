@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nats.js.api import DeliverPolicy
 
 import services.segments
 from engage import db, subjects
@@ -28,7 +27,7 @@ from services.segments.rules_proto import to_proto
 from services.segments.segment_store import SegmentStore
 from services.segments.segments_api import SegmentApi
 from services.segments.timed import TimedSweeper
-from tests.harness import MARKETER_KEY, Databases, Suite, auth, eventually
+from tests.harness import MARKETER_KEY, Databases, MembershipFeed, Suite, auth, eventually
 from tests.rules import from_yaml
 
 WORKSPACE = "acme"
@@ -71,29 +70,6 @@ def segment(segment_id: str, rule_yaml: str) -> segment_pb2.CreateSegmentRequest
         segment_id=segment_id,
         segment=segment_pb2.Segment(display_name=segment_id, rule=to_proto(from_yaml(rule_yaml))),
     )
-
-
-class Memberships:
-    """A JetStream subscription to `engage.memberships.acme`, read with deadlines."""
-
-    def __init__(self, subscription: Any) -> None:
-        self.subscription = subscription
-
-    async def next(self, timeout: float = 10.0) -> bus_pb2.MembershipChanged:
-        message = await self.subscription.next_msg(timeout=timeout)
-        return bus_pb2.MembershipChanged.FromString(message.data)
-
-    async def take(self, count: int, timeout: float = 10.0) -> list[tuple[str, str, int]]:
-        """(segment id, profile name, change) of the next `count` messages, sorted."""
-        got = [await self.next(timeout) for _ in range(count)]
-        return sorted((m.segment.rsplit("/", 1)[1], m.profile, m.change) for m in got)
-
-
-async def memberships_of(bus: Bus) -> Memberships:
-    subscription = await bus.js.subscribe(
-        subjects.memberships(WORKSPACE), deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
-    )
-    return Memberships(subscription)
 
 
 @dataclass
@@ -147,7 +123,7 @@ async def is_member(service: Service, segment_id: str, profile: str) -> bool:
 async def test_time_passing_exits_and_enters_through_the_sweeper(service: Service) -> None:
     await service.api.CreateSegment(segment("awaiting-payment", PRESCRIBED), None)
     await service.api.CreateSegment(segment("payment-overdue", OVERDUE), None)
-    changes = await memberships_of(service.bus)
+    changes = await MembershipFeed.watch(service.bus)
     traits = {"drug_type": "pill", "prescribed_at": T0.isoformat()}
     await publish(
         service.bus,
@@ -173,7 +149,7 @@ async def test_time_passing_exits_and_enters_through_the_sweeper(service: Servic
 
 async def test_payment_event_exits_in_real_time(service: Service) -> None:
     await service.api.CreateSegment(segment("awaiting-payment", PRESCRIBED), None)
-    changes = await memberships_of(service.bus)
+    changes = await MembershipFeed.watch(service.bus)
     await publish(
         service.bus,
         event(IDENTIFY, "u2", T0, traits={"drug_type": "pill"}),
@@ -192,7 +168,7 @@ async def test_in_segment_cascades_in_real_time(service: Service) -> None:
         segment("pro-in-tokyo", "all: [{in_segment: pro}, {trait: city, equals: Tokyo}]"), None
     )
     await service.api.CreateSegment(segment("not-pro", "not: {in_segment: pro}"), None)
-    changes = await memberships_of(service.bus)
+    changes = await MembershipFeed.watch(service.bus)
     await publish(service.bus, event(IDENTIFY, "u3", T0, traits={"city": "Tokyo"}))
     [(_, profile, _)] = await changes.take(1)
     assert await is_member(service, "not-pro", profile)
@@ -206,7 +182,7 @@ async def test_in_segment_cascades_in_real_time(service: Service) -> None:
 
 async def test_erasing_a_profile_drops_its_memberships(service: Service) -> None:
     await service.api.CreateSegment(segment("pro", "{trait: plan, equals: pro}"), None)
-    changes = await memberships_of(service.bus)
+    changes = await MembershipFeed.watch(service.bus)
     await publish(service.bus, event(IDENTIFY, "u4", T0, traits={"plan": "pro"}))
     [(_, profile, _)] = await changes.take(1)
     assert await is_member(service, "pro", profile)
@@ -239,7 +215,7 @@ async def test_track_enters_within_a_second_of_the_event(
     now = datetime.now(UTC)
     rule = "{event: searched, within: 1d, where: [{property: route, equals: NRT-HNL}]}"
     await segments.CreateSegment(segment("searched-hawaii", rule), metadata=auth(MARKETER_KEY))
-    changes = await memberships_of(bus)
+    changes = await MembershipFeed.watch(bus)
     for attempt in range(3):
         searched = event(TRACK, f"u-{attempt}", now, "searched")
         searched.properties.update({"route": "NRT-HNL"})
@@ -261,7 +237,7 @@ async def test_identify_enters_then_exits(
     await segments.CreateSegment(
         segment("pro", "{trait: plan, equals: pro}"), metadata=auth(MARKETER_KEY)
     )
-    changes = await memberships_of(bus)
+    changes = await MembershipFeed.watch(bus)
     await publish(bus, event(IDENTIFY, "u9", now, traits={"plan": "pro"}))
     entered = await changes.next()
     await publish(bus, event(IDENTIFY, "u9", now + timedelta(seconds=1), traits={"plan": "free"}))

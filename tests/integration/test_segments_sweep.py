@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nats.js.api import DeliverPolicy
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,7 +32,15 @@ from services.segments.event_applier import EventApplier
 from services.segments.segment_store import SegmentStore
 from services.segments.segments_api import SegmentApi
 from services.segments.timed import TimedSweeper
-from tests.harness import MARKETER_KEY, POSTGRES_URL, Databases, Suite, auth, eventually
+from tests.harness import (
+    MARKETER_KEY,
+    POSTGRES_URL,
+    Databases,
+    MembershipFeed,
+    Suite,
+    auth,
+    eventually,
+)
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 IDENTIFY = common_pb2.EVENT_TYPE_IDENTIFY
@@ -153,9 +160,7 @@ async def test_the_service_flips_a_time_based_segment_by_itself(
             ),
             metadata=auth(MARKETER_KEY),
         )
-        changes = await bus.js.subscribe(
-            subjects.memberships("acme"), deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
-        )
+        changes = await MembershipFeed.watch(bus, "acme")
         ends = datetime.now(UTC) + timedelta(seconds=4)
         identify = event(IDENTIFY, "trialist", traits={"trial_ends_at": ends.isoformat()})
         identify.timestamp.FromDatetime(datetime.now(UTC))
@@ -166,8 +171,7 @@ async def test_the_service_flips_a_time_based_segment_by_itself(
         # follows, so only the sweeper's loop can bring it in once the time has passed.
         await eventually(lambda: _profile(bare_suite, "trialist"))
         assert datetime.now(UTC) < ends, "the identify was applied too late to prove the sweep"
-        message = await changes.next_msg(timeout=15)
-        entered = bus_pb2.MembershipChanged.FromString(message.data)
+        entered = await changes.next(timeout=15)
         assert datetime.now(UTC) >= ends
         assert entered.change == bus_pb2.MembershipChanged.CHANGE_ENTERED
         assert entered.segment == "workspaces/acme/segments/trial-ended"

@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
-from nats.js.api import DeliverPolicy
 
 from engage import subjects
 from engage.bus import Bus
@@ -27,7 +26,15 @@ from engage.v1 import (
 )
 from services.segments.rules_proto import to_proto
 from tests.grpc_errors import violated_fields
-from tests.harness import INGEST_KEY, MARKETER_KEY, SUPPORT_KEY, Suite, auth, eventually
+from tests.harness import (
+    INGEST_KEY,
+    MARKETER_KEY,
+    SUPPORT_KEY,
+    MembershipFeed,
+    Suite,
+    auth,
+    eventually,
+)
 from tests.rules import from_yaml
 
 WORKSPACE = "acme"
@@ -128,9 +135,7 @@ async def test_a_new_workspace_zone_moves_customers_without_their_own(
         return bool(answer.member_count == 4)
 
     await eventually(counted)
-    watch = await bus.js.subscribe(
-        subjects.memberships(WORKSPACE), deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
-    )
+    watch = await MembershipFeed.watch(bus, WORKSPACE)
     made = await segments.CreateSegment(
         segment_pb2.CreateSegmentRequest(
             parent=PARENT,
@@ -146,7 +151,7 @@ async def test_a_new_workspace_zone_moves_customers_without_their_own(
     async def changes(count: int) -> set[tuple[str, int]]:
         found: set[tuple[str, int]] = set()
         for _ in range(count):
-            change = Change.FromString((await watch.next_msg(timeout=10)).data)
+            change = await watch.next()
             user = change.user_id or change.profile
             found.add((user, change.change))
         return found
@@ -187,9 +192,7 @@ async def test_the_tokyo_customer_who_paid_on_the_prescription_day_gets_no_remin
             """
         )
     )
-    watch = await bus.js.subscribe(
-        subjects.memberships(WORKSPACE), deliver_policy=DeliverPolicy.NEW, ordered_consumer=True
-    )
+    watch = await MembershipFeed.watch(bus, WORKSPACE)
     await segments.CreateSegment(
         segment_pb2.CreateSegmentRequest(
             parent=PARENT, segment_id="reminder", segment=segment_pb2.Segment(rule=reminder)
@@ -218,7 +221,7 @@ async def test_the_tokyo_customer_who_paid_on_the_prescription_day_gets_no_remin
         await bus.publish(
             subjects.events(WORKSPACE, user, 8), batch, f"{WORKSPACE}:{batch.id}", WORKSPACE
         )
-    entered = Change.FromString((await watch.next_msg(timeout=10)).data)
+    entered = await watch.next()
     assert (entered.user_id, entered.change) == ("uma", Change.CHANGE_ENTERED)
     preview = segment_pb2.PreviewSegmentRequest(parent=PARENT, rule=reminder, sample_size=5)
     answer = await segments.PreviewSegment(preview, metadata=MARKETER)
