@@ -3,10 +3,11 @@ event. It must agree with the SQL compiler (`rules_sql.py`) on every profile; th
 both follow are in `rules.py`, and a property test holds the two together.
 """
 
+import functools
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, TypeGuard
 
 from services.segments import dates
 from services.segments.dates import DAY
@@ -74,6 +75,15 @@ def evaluate(rule: Rule, facts: Facts, now: datetime) -> bool:
     return _Evaluation(facts, micros(now)).matches(rule)
 
 
+def trait_holds(
+    rule: TraitCondition, traits: Mapping[str, Any], zone: tzinfo, now: datetime
+) -> bool:
+    """One trait condition on these traits: what real time asks of a trait's old and new value."""
+    if is_time_point(rule.operand):
+        return _Evaluation(Facts(traits, zone=zone), micros(now)).trait(rule)
+    return value_test(rule.operator, rule.operand)(lookup(traits, rule.trait))
+
+
 class _Evaluation:
     def __init__(self, facts: Facts, now_us: int) -> None:
         self.facts = facts
@@ -121,7 +131,7 @@ class _Evaluation:
     def trait(self, rule: TraitCondition) -> bool:
         operand = rule.operand
         if not is_time_point(operand):
-            return value_matches(lookup(self.facts.traits, rule.trait), rule.operator, operand)
+            return value_test(rule.operator, operand)(lookup(self.facts.traits, rule.trait))
         found = self.date(rule.trait)
         bounds = [self.point(p) for p in (operand if isinstance(operand, tuple) else (operand,))]
         if found is None or None in bounds:
@@ -169,7 +179,56 @@ def _on(found: dates.LocalDate, bound: Bound) -> int:
 
 def event_matches(properties: Mapping[str, Any], where: PropertyCondition) -> bool:
     """Whether an event's properties pass one condition of a `where`."""
-    return value_matches(lookup(properties, where.property), where.operator, where.operand)
+    return value_test(where.operator, where.operand)(lookup(properties, where.property))
+
+
+def value_test(operator: Operator, operand: Operand) -> Callable[[object], bool]:
+    """`value_matches` with its operator and operand fixed. The commonest rules, a text
+    (`equals: pro`, `in: [JP, US]`) that only the same text can equal, skip the kind rules."""
+    # Keyed by each operand's type too: `true`, 1 and 1.0 are equal (and hash alike) in Python.
+    typed = tuple((type(c), c) for c in operand) if isinstance(operand, tuple) else operand
+    key = (operator, type(operand), typed)
+    found = _value_tests.get(key)
+    if found is None:
+        if len(_value_tests) >= 4096:
+            _value_tests.clear()
+        found = _value_tests[key] = _new_value_test(operator, operand)
+    return found
+
+
+_value_tests: dict[tuple[object, ...], Callable[[object], bool]] = {}
+
+
+def _new_value_test(operator: Operator, operand: Operand) -> Callable[[object], bool]:
+    if operator in (Operator.EQUALS, Operator.NOT_EQUALS) and _plain_text(operand):
+        equal = functools.partial(_equals_text, operand)
+        return equal if operator is Operator.EQUALS else lambda value: not equal(value)
+    if operator is Operator.IN and isinstance(operand, tuple):
+        texts = [choice for choice in operand if _plain_text(choice)]
+        if len(texts) == len(operand):
+            return functools.partial(_in_texts, frozenset(texts))
+    return lambda value: value_matches(value, operator, operand)
+
+
+def _plain_text(operand: object) -> TypeGuard[str]:
+    """A text no number or boolean can equal: neither a plain decimal nor `true` / `false`."""
+    return (
+        isinstance(operand, str)
+        and decimal_number(operand) is None
+        and text_boolean(operand) is None
+    )
+
+
+def _equals_text(text: str, value: object) -> bool:
+    if isinstance(value, list):
+        return text in value  # only a text element can equal a text
+    return value == text
+
+
+def _in_texts(texts: frozenset[str], value: object) -> bool:
+    if isinstance(value, list):
+        return any(isinstance(item, str) and item in texts for item in value)
+    return isinstance(value, str) and value in texts
 
 
 def value_matches(value: object, operator: Operator, operand: Operand) -> bool:

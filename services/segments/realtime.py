@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.segments.batch import Compiled, SegmentGraph, compiled
 from services.segments.calendar import workspace_time_zone
 from services.segments.dates import profile_zone
-from services.segments.evaluate import Facts, evaluate, event_matches
+from services.segments.evaluate import Facts, evaluate, event_matches, trait_holds
 from services.segments.event_applier import EventApplier
 from services.segments.models import CHUNK, EVENTS, PROFILES, SEGMENTS, Segment
 from services.segments.rules import (
@@ -187,9 +187,11 @@ class Catalogue:
         readers = self.trait_readers.get((segment_id, key))
         if readers is None or change is None:
             return True
-        before = Facts(change.before, zone=change.zone)
-        after = Facts(change.after, zone=change.zone)
-        return any(evaluate(leaf, before, now) != evaluate(leaf, after, now) for leaf in readers)
+        return any(
+            trait_holds(leaf, change.before, change.zone, now)
+            != trait_holds(leaf, change.after, change.zone, now)
+            for leaf in readers
+        )
 
     def _counts_any(self, segment_id: str, name: str, happened: list[Mapping[str, Any]]) -> bool:
         """Whether one of these events of `name` passes the `where` of one of the segment's

@@ -40,6 +40,26 @@ def test_a_text_operand_that_is_a_number_equals_a_number_trait() -> None:
     assert not matches("{trait: n, equals: '42.0'}", {"n": "42"})
 
 
+def test_equal_operands_of_other_types_are_told_apart_whichever_ran_first() -> None:
+    """Python holds 1 == 1.0 == True; the rules do not (`equals: 1` never matches `true`)."""
+    assert matches("{trait: n, equals: 1}", {"n": 1})
+    assert not matches("{trait: n, equals: true}", {"n": 1})
+    assert matches("{trait: n, in: [true]}", {"n": True})
+    assert not matches("{trait: n, in: [1]}", {"n": True})
+    assert matches("{trait: n, equals: 1.0}", {"n": "1"})
+    assert not matches("{trait: n, equals: true}", {"n": "1"})
+
+
+def test_text_operands_match_the_same_text_alone_and_inside_arrays() -> None:
+    assert matches("{trait: plan, equals: pro}", {"plan": "pro"})
+    assert matches("{trait: tags, equals: vip}", {"tags": ["new", "vip"]})
+    assert not matches("{trait: tags, equals: vip}", {"tags": [["vip"], {"vip": 1}]})
+    assert matches("{trait: plan, not_equals: pro}", {})
+    assert not matches("{trait: tags, not_equals: vip}", {"tags": ["vip"]})
+    assert matches("{trait: country, in: [JP, US]}", {"country": ["FR", "US"]})
+    assert not matches("{trait: country, in: [JP, US]}", {"country": [{"JP": 1}, ["US"]]})
+
+
 def test_booleans_match_booleans_and_the_texts_true_and_false() -> None:
     assert matches("{trait: opted_in, equals: true}", {"opted_in": True})
     assert matches("{trait: opted_in, equals: true}", {"opted_in": "true"})
