@@ -46,6 +46,8 @@ Visit = tuple[Segment, Compiled]
 
 @dataclass(frozen=True)
 class TraitChange:
+    """A profile's traits before and after one applied call."""
+
     before: Mapping[str, Any]
     after: Mapping[str, Any]
     # The zone the profile's dates are read in.
