@@ -65,7 +65,7 @@ class Touched:
     )
     # Per profile whose traits changed: its traits before and after, for `Catalogue` to tell
     # which trait conditions the change flips.
-    traits: dict[str, "TraitChange"] = field(default_factory=dict)
+    traits: dict[str, TraitChange] = field(default_factory=dict)
     # Profiles new, or grown by a merge: every segment may have changed for them.
     everything: set[str] = field(default_factory=set)
     # Profiles merged away: their memberships end.
@@ -292,7 +292,7 @@ async def reevaluate(
             for name, within in segments.reach.items()
             if name in counted
         }
-        facts = await _load_facts(session, store, list(candidates), (reach, compared), known or {})
+        facts = await _load_facts(session, store, list(candidates), reach, compared, known or {})
         changes = {
             profile_id: _pass(segments.order, profile_id, facts[profile_id], initial, now)
             for profile_id, initial in candidates.items()
@@ -339,13 +339,11 @@ async def _transitions(
 ) -> list[Transition]:
     """The transitions of the passes' changes: an entry opens an episode now, an exit closes
     the one that began when the stored membership did (read only for the exits)."""
-    exits = [
-        (segment.id, pid)
-        for pid, found in changes.items()
-        for segment, entered in found
-        if not entered
-    ]
-    began = await store.entered_times(exits)
+    exiting = sorted(pid for pid, found in changes.items() if not all(e for _, e in found))
+    began = {
+        (segment_id, profile_id): at
+        for profile_id, segment_id, at in await store.memberships_of(exiting)
+    }
     return [
         Transition(
             segment.id,
@@ -364,13 +362,13 @@ async def _load_facts(
     session: AsyncSession,
     store: SegmentStore,
     profile_ids: list[str],
-    needed: tuple[Mapping[str, datetime | None], set[str]],
+    reach: Mapping[str, datetime | None],
+    segment_ids: set[str],
     known: Mapping[str, _ProfileFacts],
 ) -> dict[str, _ProfileFacts]:
     """The facts a pass needs: the events counted since as far back as the rules look (`reach`
-    per event name) and the memberships of the segments compared or read."""
+    per event name) and the memberships of these segments (the ones compared or read)."""
     ws = store.workspace
-    reach, segment_ids = needed
     facts = {pid: known[pid] for pid in profile_ids if pid in known}
     unknown = [pid for pid in profile_ids if pid not in known]
     workspace_zone = await workspace_time_zone(session, ws) if unknown else ""

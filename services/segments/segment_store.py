@@ -197,16 +197,16 @@ class SegmentStore:
 
     async def memberships_of(self, profile_ids: Sequence[str]) -> list[tuple[str, str, datetime]]:
         """(profile id, segment id, entered at) of every membership of these profiles."""
-        if not profile_ids:
-            return []
-        query = select(
-            MEMBERSHIPS.c.profile_id, MEMBERSHIPS.c.segment_id, MEMBERSHIPS.c.entered_at
-        ).where(
-            MEMBERSHIPS.c.workspace == self.workspace,
-            MEMBERSHIPS.c.profile_id.in_(profile_ids),
-        )
-        rows = (await self.session.exec(query)).all()
-        return [(profile_id, segment_id, as_utc(at)) for profile_id, segment_id, at in rows]
+        stored = MEMBERSHIPS.c
+        found: list[tuple[str, str, datetime]] = []
+        for start in range(0, len(profile_ids), CHUNK):
+            query = select(stored.profile_id, stored.segment_id, stored.entered_at).where(
+                stored.workspace == self.workspace,
+                stored.profile_id.in_(profile_ids[start : start + CHUNK]),
+            )
+            rows = await self.session.exec(query)
+            found += [(profile_id, segment_id, as_utc(at)) for profile_id, segment_id, at in rows]
+        return found
 
     async def members_among(
         self, profile_ids: Sequence[str], segment_ids: Collection[str]
@@ -222,26 +222,6 @@ class SegmentStore:
         )
         rows = await self.session.exec(query)
         return [(profile, segment) for profile, segment in rows if segment in segment_ids]
-
-    async def entered_times(
-        self, pairs: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], datetime]:
-        """When each of these (segment id, profile id) memberships began."""
-        stored = MEMBERSHIPS.c
-        wanted = set(pairs)
-        profile_ids = sorted({profile_id for _, profile_id in wanted})
-        found: dict[tuple[str, str], datetime] = {}
-        for start in range(0, len(profile_ids), CHUNK):
-            # By profile (indexed), then kept in Python: a row-value IN is not indexed on SQLite.
-            query = select(stored.segment_id, stored.profile_id, stored.entered_at).where(
-                stored.workspace == self.workspace,
-                stored.profile_id.in_(profile_ids[start : start + CHUNK]),
-                stored.segment_id.in_(sorted({segment_id for segment_id, _ in wanted})),
-            )
-            for segment_id, profile_id, at in await self.session.exec(query):
-                if (segment_id, profile_id) in wanted:
-                    found[(segment_id, profile_id)] = as_utc(at)
-        return found
 
     async def record(self, transitions: Sequence[Transition], now: datetime) -> None:
         """Write a few transitions found in Python (real time) and announce them."""
