@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage.errors import FailedPrecondition, InvalidArgument
 from engage.v1 import segment_pb2
 from services.segments import rules, rules_proto, rules_sql
+from services.segments.evaluate import Test, compile_rule
 from services.segments.models import Segment
 from services.segments.segment_store import SegmentStore
 
@@ -28,6 +29,8 @@ class Compiled:
     """A segment version's rule and what it reads."""
 
     rule: rules.Rule
+    # The rule as a function, for real time.
+    test: Test
     traits: frozenset[str]
     events: frozenset[str]
     segments: frozenset[str]
@@ -36,7 +39,14 @@ class Compiled:
     @classmethod
     def of(cls, rule: rules.Rule) -> "Compiled":
         reads = rules.dependencies(rule)
-        return cls(rule, reads.traits, reads.events, reads.segments, rules.is_time_dependent(rule))
+        return cls(
+            rule,
+            compile_rule(rule),
+            reads.traits,
+            reads.events,
+            reads.segments,
+            rules.is_time_dependent(rule),
+        )
 
 
 # A version's rule never changes, so its compiled form is kept for the process's life.

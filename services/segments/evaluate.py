@@ -11,7 +11,7 @@ from typing import Any, TypeGuard
 
 from services.segments import dates
 from services.segments.dates import DAY
-from services.segments.paths import lookup
+from services.segments.paths import lookup, lookup_keys, parse
 from services.segments.rules import (
     All,
     AnyOf,
@@ -57,6 +57,17 @@ class Facts:
     profile_id: str = ""
     # The zone the profile's dates are read in (`dates.profile_zone`).
     zone: tzinfo = UTC
+    # Event name -> (microseconds since the epoch, properties): read once for every rule.
+    _timed: dict[str, list[tuple[int, Mapping[str, Any]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def timed_events(self, name: str) -> list[tuple[int, Mapping[str, Any]]]:
+        found = self._timed.get(name)
+        if found is None:
+            found = [(micros(when), properties) for when, properties in self.events.get(name, ())]
+            self._timed[name] = found
+        return found
 
 
 @dataclass(frozen=True)
@@ -70,40 +81,12 @@ class Bound:
     last: int
 
 
-def evaluate(rule: Rule, facts: Facts, now: datetime) -> bool:
-    """Whether the profile matches the rule at `now` (an aware datetime)."""
-    return _Evaluation(facts, micros(now)).matches(rule)
+class Evaluation:
+    """One profile's facts at one moment, as every rule of a pass reads them."""
 
-
-def trait_holds(
-    rule: TraitCondition, traits: Mapping[str, Any], zone: tzinfo, now: datetime
-) -> bool:
-    """One trait condition on these traits: what real time asks of a trait's old and new value."""
-    if is_time_point(rule.operand):
-        return _Evaluation(Facts(traits, zone=zone), micros(now)).trait(rule)
-    return value_test(rule.operator, rule.operand)(lookup(traits, rule.trait))
-
-
-class _Evaluation:
-    def __init__(self, facts: Facts, now_us: int) -> None:
+    def __init__(self, facts: Facts, now: datetime) -> None:
         self.facts = facts
-        self.now_us = now_us
-
-    def matches(self, rule: Rule) -> bool:
-        if isinstance(rule, All):
-            return all(self.matches(child) for child in rule.rules)
-        if isinstance(rule, AnyOf):
-            return any(self.matches(child) for child in rule.rules)
-        if isinstance(rule, Not):
-            return not self.matches(rule.rule)
-        if isinstance(rule, TraitCondition):
-            return self.trait(rule)
-        if isinstance(rule, EventCondition):
-            return self.event(rule)
-        if isinstance(rule, InSegment):
-            return rule.segment in self.facts.memberships
-        assert isinstance(rule, Sample)
-        return in_sample(stable_bucket(self.facts.profile_id), rule)
+        self.now_us = micros(now)
 
     def date(self, trait: str) -> dates.LocalDate | None:
         return date_value(lookup(self.facts.traits, trait), self.facts.zone)
@@ -128,10 +111,9 @@ class _Evaluation:
         us = at + point.offset // _MICRO
         return Bound(False, us, us)
 
-    def trait(self, rule: TraitCondition) -> bool:
+    def date_holds(self, rule: TraitCondition) -> bool:
+        """A trait condition whose operand is a time point (or two)."""
         operand = rule.operand
-        if not is_time_point(operand):
-            return value_test(rule.operator, operand)(lookup(self.facts.traits, rule.trait))
         found = self.date(rule.trait)
         bounds = [self.point(p) for p in (operand if isinstance(operand, tuple) else (operand,))]
         if found is None or None in bounds:
@@ -151,21 +133,88 @@ class _Evaluation:
             return None
         return dates.instant_of(bound.first, self.facts.zone) if bound.local else bound.first
 
-    def event(self, rule: EventCondition) -> bool:
-        since = self.since(rule.since) if rule.since is not None else None
-        if rule.since is not None and since is None:
-            return False
-        start = self.now_us - rule.within // _MICRO if rule.within is not None else None
+
+# A rule made into a function of one profile's evaluation.
+Test = Callable[[Evaluation], bool]
+
+
+def evaluate(rule: Rule, facts: Facts, now: datetime) -> bool:
+    """Whether the profile matches the rule at `now` (an aware datetime)."""
+    return compile_rule(rule)(Evaluation(facts, now))
+
+
+def compile_rule(rule: Rule) -> Test:
+    """The rule as a function: its operands, paths and value tests are resolved once, so
+    real time, which runs a segment's rule on thousands of profiles, pays only for reading."""
+    if isinstance(rule, All | AnyOf):
+        return _group_test(rule)
+    if isinstance(rule, Not):
+        inner = compile_rule(rule.rule)
+        return lambda evaluation: not inner(evaluation)
+    if isinstance(rule, TraitCondition):
+        return compile_trait(rule)
+    if isinstance(rule, EventCondition):
+        return _event_test(rule)
+    if isinstance(rule, InSegment):
+        segment = rule.segment
+        return lambda evaluation: segment in evaluation.facts.memberships
+    assert isinstance(rule, Sample)
+    sample = rule
+    return lambda evaluation: in_sample(stable_bucket(evaluation.facts.profile_id), sample)
+
+
+def compile_trait(rule: TraitCondition) -> Test:
+    if is_time_point(rule.operand):
+        return lambda evaluation: evaluation.date_holds(rule)
+    test, keys = value_test(rule.operator, rule.operand), parse(rule.trait)
+    return lambda evaluation: test(lookup_keys(evaluation.facts.traits, keys))
+
+
+def _group_test(rule: All | AnyOf) -> Test:
+    tests = tuple(compile_rule(child) for child in rule.rules)
+
+    def every(evaluation: Evaluation) -> bool:
+        return all(test(evaluation) for test in tests)
+
+    def some(evaluation: Evaluation) -> bool:
+        return any(test(evaluation) for test in tests)
+
+    return every if isinstance(rule, All) else some
+
+
+def _event_test(rule: EventCondition) -> Test:
+    name, at_least, at_most, since = rule.event, rule.at_least, rule.at_most, rule.since
+    within = None if rule.within is None else rule.within // _MICRO
+    where = where_test(rule.where)
+
+    def counted(evaluation: Evaluation) -> bool:
+        start = None if within is None else evaluation.now_us - within
+        if since is not None:
+            begins = evaluation.since(since)
+            if begins is None:
+                return False
+            start = begins if start is None else max(start, begins)
         count = 0
-        for when, properties in self.facts.events.get(rule.event, ()):
-            at = micros(when)
-            if start is not None and at < start:
-                continue
-            if since is not None and at < since:
-                continue
-            if all(event_matches(properties, where) for where in rule.where):
+        for at, properties in evaluation.facts.timed_events(name):
+            if (start is None or at >= start) and (where is None or where(properties)):
                 count += 1
-        return count >= rule.at_least and (rule.at_most is None or count <= rule.at_most)
+                if at_most is None and count >= at_least:
+                    return True  # more can only keep it true
+        return count >= at_least and (at_most is None or count <= at_most)
+
+    return counted
+
+
+def where_test(where: Sequence[PropertyCondition]) -> Callable[[Mapping[str, Any]], bool] | None:
+    """Whether an event's properties pass every condition of a `where`; None for no `where`."""
+    if not where:
+        return None
+    tests = tuple((parse(c.property), value_test(c.operator, c.operand)) for c in where)
+
+    def passes(properties: Mapping[str, Any]) -> bool:
+        return all(test(lookup_keys(properties, keys)) for keys, test in tests)
+
+    return passes
 
 
 def _whole_day(day: int) -> Bound:
@@ -175,11 +224,6 @@ def _whole_day(day: int) -> Bound:
 def _on(found: dates.LocalDate, bound: Bound) -> int:
     """The trait's date on the bound's scale."""
     return found.local if bound.local else found.at
-
-
-def event_matches(properties: Mapping[str, Any], where: PropertyCondition) -> bool:
-    """Whether an event's properties pass one condition of a `where`."""
-    return value_test(where.operator, where.operand)(lookup(properties, where.property))
 
 
 def value_test(operator: Operator, operand: Operand) -> Callable[[object], bool]:

@@ -31,8 +31,8 @@ from services.segments.models import (
     CHUNK,
     EVENTS,
     PROFILES,
-    Profile,
     ProfileEvent,
+    ProfileRow,
     derived_date_columns,
     document_text,
 )
@@ -75,7 +75,7 @@ class Applied:
 class ProfileState:
     """A profile's row as one call leaves it, built in memory and written once."""
 
-    profile: Profile
+    profile: ProfileRow
     traits: TraitState
     first_seen: datetime | None
     last_seen: datetime | None
@@ -89,7 +89,7 @@ class ProfileState:
     loaded_time_zone: str = ""
 
     @classmethod
-    def of(cls, profile: Profile, created: bool) -> "ProfileState":
+    def of(cls, profile: ProfileRow, created: bool) -> "ProfileState":
         return cls(
             profile,
             TraitState.load(profile.traits, profile.trait_times),
@@ -186,8 +186,8 @@ class EventApplier:
     async def _record(self, applied: list[Applied]) -> list[Applied]:
         """Insert the events into the history; only the ones inserted here take effect (a
         concurrent delivery of the same message may have inserted some meanwhile)."""
-        # New profiles, identities and merges first: the history points at them.
-        await self.session.flush()
+        # New profiles and identities first: the history points at them.
+        await self.resolver.flush()
         rows = [
             {
                 "workspace": self.workspace,
@@ -226,11 +226,6 @@ class EventApplier:
     async def _save(self, states: list[ProfileState]) -> None:
         """Write every touched profile row in one statement."""
         rows = [self._row(state) for state in states]
-        for state, row in zip(states, rows, strict=True):
-            # The loaded objects then agree with the rows, as committed values (no history, so
-            # no flush writes them again); set in bulk, since attribute by attribute costs more
-            # than the UPDATE.
-            state.profile.__dict__.update({key: row[key] for key in row if key != "pid"})
         update = (
             sa.update(PROFILES)
             .where(PROFILES.c.workspace == sa.bindparam("ws"), PROFILES.c.id == sa.bindparam("pid"))
@@ -242,12 +237,13 @@ class EventApplier:
         profile, values = state.profile, state.traits.values
         traits = document_text(values)
         dates = {column: getattr(profile, column) for column in DATE_COLUMNS}
-        if traits != profile.traits or state.zone_changed:
+        if traits != profile.traits or state.zone_changed or profile.folded:
             dates = derived_date_columns(values, state.time_zone, self.workspace_zone)
         email = values.get("email")
         return {
             "pid": profile.id,
             **dates,
+            "user_id": profile.user_id,
             "traits": traits,
             "trait_times": state.traits.dump_times(),
             "email": email if isinstance(email, str) else None,

@@ -25,15 +25,17 @@ from engage.db import table_of
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.models import (
+    PROFILES,
     EventCounter,
     Identity,
-    Profile,
     ProfileEvent,
     ProfileMerge,
+    ProfileRow,
     PropertySum,
     document_text,
 )
 from services.segments.profile_changes import announce, profile_name
+from services.segments.rules import stable_bucket
 from services.segments.traits import LOCALE_KEY, TIME_ZONE_KEY, TraitState
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,12 @@ class IdentityResolver:
         self.workspace = workspace
         self.now = now
         self.identities: dict[tuple[str, str], str] = {}
-        self.profiles: dict[str, Profile] = {}
+        self.profiles: dict[str, ProfileRow] = {}
         self.merged_into: dict[str, str] = {}
         self.created: set[str] = set()
+        # Rows made here and not written yet (see `flush`).
+        self._new_profiles: list[ProfileRow] = []
+        self._new_identities: list[dict[str, str]] = []
 
     async def load(self, events: Iterable[common_pb2.Event]) -> None:
         """Load, in one query each, the identities the events name and their profiles."""
@@ -92,9 +97,11 @@ class IdentityResolver:
             return
         # Locked so that a concurrent merge of the same profiles waits for this one.
         found = await self.session.exec(
-            select(Profile).where(col(Profile.id).in_(wanted)).with_for_update()
+            select(*(PROFILES.c[name] for name in ProfileRow.columns()))
+            .where(PROFILES.c.workspace == self.workspace, PROFILES.c.id.in_(wanted))
+            .with_for_update()
         )
-        self.profiles = {profile.id: profile for profile in found.all()}
+        self.profiles = {row.id: ProfileRow(*row) for row in found.all()}
         if missing := wanted - self.profiles.keys():
             raise ConcurrentMerge(f"profiles {sorted(missing)} were merged or erased meanwhile")
 
@@ -110,6 +117,26 @@ class IdentityResolver:
         if event.anonymous_id:
             await self._attach_anonymous(event, profile_id)
         return profile_id
+
+    async def flush(self) -> None:
+        """Write the profiles and identities made since the last flush, in one statement each:
+        before the history that points at them, and before a merge moves them."""
+        profiles, self._new_profiles = self._new_profiles, []
+        identities, self._new_identities = self._new_identities, []
+        if profiles:
+            rows = [
+                {
+                    **{name: getattr(profile, name) for name in ProfileRow.columns()},
+                    "workspace": self.workspace,
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                    "sample_bucket": stable_bucket(profile.id),
+                }
+                for profile in profiles
+            ]
+            await self.session.exec(sa.insert(PROFILES), params=rows)
+        if identities:
+            await self.session.exec(sa.insert(table_of(Identity)), params=identities)
 
     def final(self, profile_id: str) -> str:
         """Where a profile resolved earlier in the batch ended up after the batch's merges."""
@@ -178,14 +205,8 @@ class IdentityResolver:
         )
 
     def _create(self, user_id: str = "", anonymous_id: str = "") -> str:
-        profile = Profile(
-            id=uuid.uuid4().hex,
-            workspace=self.workspace,
-            user_id=user_id or None,
-            created_at=self.now,
-            updated_at=self.now,
-        )
-        self.session.add(profile)
+        profile = ProfileRow(uuid.uuid4().hex, user_id=user_id or None)
+        self._new_profiles.append(profile)
         self.profiles[profile.id] = profile
         self.created.add(profile.id)
         if user_id:
@@ -195,8 +216,8 @@ class IdentityResolver:
         return profile.id
 
     def _link(self, kind: str, value: str, profile_id: str) -> None:
-        self.session.add(
-            Identity(workspace=self.workspace, kind=kind, value=value, profile_id=profile_id)
+        self._new_identities.append(
+            {"workspace": self.workspace, "kind": kind, "value": value, "profile_id": profile_id}
         )
         self.identities[(kind, value)] = profile_id
 
@@ -204,7 +225,7 @@ class IdentityResolver:
         self, source_id: str, target_id: str, reason: MergeReason, message_id: str
     ) -> None:
         """Move everything of the source profile to the target, record it, delete the source."""
-        await self.session.flush()
+        await self.flush()
         ws = self.workspace
         for model in (Identity, ProfileEvent):
             await self.session.exec(
@@ -224,7 +245,9 @@ class IdentityResolver:
         )
         source, target = self.profiles.pop(source_id), self.profiles[target_id]
         fold_profile(source, into=target)
-        await self.session.delete(source)
+        await self.session.exec(
+            sa.delete(PROFILES).where(PROFILES.c.workspace == ws, PROFILES.c.id == source_id)
+        )
         for key, profile_id in self.identities.items():
             if profile_id == source_id:
                 self.identities[key] = target_id
@@ -262,7 +285,7 @@ async def _move_aggregates(session: AsyncSession, source_id: str, target_id: str
             await upsert(session, rows)
 
 
-def fold_profile(source: Profile, into: Profile) -> None:
+def fold_profile(source: ProfileRow, into: ProfileRow) -> None:
     """A merge's effect on the surviving profile row: traits key by key, the later event
     winning; the widest seen span; time zone and locale from whichever event set them later."""
     traits = TraitState.load(into.traits, into.trait_times)
@@ -278,3 +301,4 @@ def fold_profile(source: Profile, into: Profile) -> None:
     seen_last = [as_utc(t) for t in (into.last_seen, source.last_seen) if t is not None]
     into.first_seen = min(seen_first, default=None)
     into.last_seen = max(seen_last, default=None)
+    into.folded = True

@@ -4,6 +4,7 @@ versions and memberships. Every row carries its workspace.
 """
 
 import json
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,30 @@ class Profile(SQLModel, table=True):
     # profile's time zone, else the workspace's, else UTC: what calendar-day rules compare.
     trait_local_times: str = "{}"
     sample_bucket: int = 0
+
+
+@dataclass
+class ProfileRow:
+    """A profile's row as plain values: applying events reads and writes thousands per
+    transaction, which ORM objects would cost several times more than the statements."""
+
+    id: str
+    user_id: str | None = None
+    email: str | None = None
+    traits: str = "{}"
+    trait_times: str = "{}"
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    time_zone: str = ""
+    locale: str = ""
+    trait_dates: str = "{}"
+    trait_local_times: str = "{}"
+    # Set when a merge changed the traits in memory: the derived date columns must follow.
+    folded: bool = False
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls) if f.name != "folded"]
 
 
 class WorkspaceSettings(SQLModel, table=True):

@@ -61,8 +61,13 @@ def canonical(keys: Keys) -> str:
 
 def lookup(document: object, path: str) -> Any:
     """The value at `path` in a document; None when a key is missing (or the value is null)."""
+    return lookup_keys(document, parse(path))
+
+
+def lookup_keys(document: object, keys: Keys) -> Any:
+    """The value at the path of these keys (see `lookup`)."""
     value = document
-    for key in parse(path):
+    for key in keys:
         if not isinstance(value, Mapping):
             return None
         value = value.get(key)

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -14,7 +14,16 @@ from engage import outbox, subjects, telemetry
 from engage.clock import Clock, utc_now
 from engage.resources import name_of
 from engage.v1 import bus_pb2
-from services.segments.models import Profile
+
+
+class Named(Protocol):
+    """What an announcement says of a profile: an ORM object or a plain row."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def user_id(self) -> str | None: ...
 
 
 def profile_name(workspace: str, profile_id: str) -> str:
@@ -25,7 +34,7 @@ def announce(
     session: AsyncSession,
     workspace: str,
     kind: "bus_pb2.ProfileChanged.Kind",
-    profile: Profile,
+    profile: Named,
     changed_traits: dict[str, Any] | None = None,
     merged_profile: str = "",
     anonymous_ids: Sequence[str] = (),
@@ -40,7 +49,7 @@ def announce(
 def outbox_row(
     workspace: str,
     kind: "bus_pb2.ProfileChanged.Kind",
-    profile: Profile,
+    profile: Named,
     changed_traits: dict[str, Any],
     now: datetime,
 ) -> dict[str, Any]:
@@ -60,7 +69,7 @@ def outbox_row(
 def _change(
     workspace: str,
     kind: "bus_pb2.ProfileChanged.Kind",
-    profile: Profile,
+    profile: Named,
     changed_traits: dict[str, Any] | None = None,
     merged_profile: str = "",
     anonymous_ids: Sequence[str] = (),

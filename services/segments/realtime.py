@@ -14,7 +14,7 @@ with `in_segment: A`.
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -26,12 +26,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.segments.batch import Compiled, SegmentGraph, compiled
 from services.segments.calendar import workspace_time_zone
 from services.segments.dates import profile_zone
-from services.segments.evaluate import Facts, evaluate, event_matches, trait_holds
+from services.segments.evaluate import Evaluation, Facts, Test, compile_trait, where_test
 from services.segments.event_applier import EventApplier
 from services.segments.models import CHUNK, EVENTS, PROFILES, SEGMENTS, Segment
 from services.segments.rules import (
     EventCondition,
-    PropertyCondition,
     Rule,
     TraitCondition,
     conditions,
@@ -40,8 +39,18 @@ from services.segments.rules import (
 from services.segments.segment_store import ENTERED, EXITED, SegmentStore, Transition
 from services.segments.traits import TIME_ZONE_KEY
 
-# A segment and its compiled rule, in the order a pass visits them.
-Visit = tuple[Segment, Compiled]
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """A segment as a pass visits it: plain values, read for every profile."""
+
+    id: str
+    version: int
+    rule: Compiled
+
+
+# Whether an event's properties pass a condition's `where`.
+Where = Callable[[Mapping[str, Any]], bool]
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,11 @@ class TraitChange:
     after: Mapping[str, Any]
     # The zone the profile's dates are read in.
     zone: tzinfo
+
+    def sides(self, now: datetime) -> tuple[Evaluation, Evaluation]:
+        """The traits before and after, as trait conditions read them at `now`."""
+        before = Evaluation(Facts(self.before, zone=self.zone), now)
+        return before, Evaluation(Facts(self.after, zone=self.zone), now)
 
 
 @dataclass
@@ -109,13 +123,14 @@ class Catalogue:
     by_event: Mapping[str, frozenset[str]]
     # Per event name some rule counts, how far back the rules look (None: all of history).
     reach: Mapping[str, timedelta | None]
-    # Per (segment, event name), the `where` of each of its conditions on that event: a new
-    # event that matches none of them cannot change what the segment counts.
-    wheres: Mapping[tuple[str, str], tuple[tuple[PropertyCondition, ...], ...]]
+    # Per (segment, event name), the `where` of each of its conditions on that event (None: no
+    # `where`, every such event counts): a new event that passes none of them cannot change
+    # what the segment counts.
+    wheres: Mapping[tuple[str, str], tuple[Where | None, ...]]
     # Per (segment, trait key), the trait conditions reading that key, or None when something
     # else reads it too (an event's `since`, the calendar): a change of the key's value that
     # flips none of them cannot change the segment.
-    trait_readers: Mapping[tuple[str, str], tuple[TraitCondition, ...] | None]
+    trait_readers: Mapping[tuple[str, str], tuple[Test, ...] | None]
     # Per segment, what a pass starting at that segment may need: the event names it and the
     # segments reading it (through any chain) count, and the segments whose memberships they
     # compare or read.
@@ -125,27 +140,31 @@ class Catalogue:
     @classmethod
     def of(cls, segments: Sequence[Segment]) -> "Catalogue":
         graph = SegmentGraph(segments)
-        order = [(graph.segments[sid], compiled(graph.segments[sid])) for sid in graph.order()]
+        order = [
+            Visit(sid, graph.segments[sid].version, compiled(graph.segments[sid]))
+            for sid in graph.order()
+        ]
         by_trait: dict[str, set[str]] = defaultdict(set)
         by_event: dict[str, set[str]] = defaultdict(set)
         reach: dict[str, timedelta | None] = {}
-        wheres: dict[tuple[str, str], list[tuple[PropertyCondition, ...]]] = defaultdict(list)
-        readers: dict[tuple[str, str], list[TraitCondition] | None] = {}
-        for segment, rule in order:
-            for key in rule.traits:
-                by_trait[key].add(segment.id)
-            for name in rule.events:
-                by_event[name].add(segment.id)
-            for leaf in conditions(rule.rule):
-                _add_trait_reader(readers, segment.id, leaf)
+        wheres: dict[tuple[str, str], list[Where | None]] = defaultdict(list)
+        readers: dict[tuple[str, str], list[Test] | None] = {}
+        for visit in order:
+            for key in visit.rule.traits:
+                by_trait[key].add(visit.id)
+            for name in visit.rule.events:
+                by_event[name].add(visit.id)
+            for leaf in conditions(visit.rule.rule):
+                _add_trait_reader(readers, visit.id, leaf)
                 if isinstance(leaf, EventCondition):
-                    wheres[(segment.id, leaf.event)].append(leaf.where)
+                    wheres[(visit.id, leaf.event)].append(where_test(leaf.where))
                     known, within = reach.get(leaf.event, timedelta(0)), leaf.within
                     reach[leaf.event] = (
                         None if known is None or within is None else max(known, within)
                     )
         passes = {
-            segment.id: [segment, *graph.dependents_in_order(segment.id)] for segment, _ in order
+            visit.id: [graph.segments[visit.id], *graph.dependents_in_order(visit.id)]
+            for visit in order
         }
         return cls(
             frozenset((segment.id, segment.version) for segment in segments),
@@ -170,12 +189,13 @@ class Catalogue:
     def candidates(self, touched: Touched, profile_id: str, now: datetime) -> set[str]:
         """The segments that read something the batch changed for this profile."""
         if profile_id in touched.everything:
-            return {segment.id for segment, _ in self.order}
+            return {visit.id for visit in self.order}
         found: set[str] = set()
         change = touched.traits.get(profile_id)
+        sides = None if change is None else change.sides(now)
         for key in touched.trait_keys.get(profile_id, ()):
             for segment_id in self.by_trait.get(key, frozenset()):
-                if segment_id not in found and self._flips(segment_id, key, change, now):
+                if segment_id not in found and self._flips(segment_id, key, sides):
                     found.add(segment_id)
         for name, happened in touched.events.get(profile_id, {}).items():
             for segment_id in self.by_event.get(name, frozenset()):
@@ -183,37 +203,35 @@ class Catalogue:
                     found.add(segment_id)
         return found
 
-    def _flips(self, segment_id: str, key: str, change: TraitChange | None, now: datetime) -> bool:
+    def _flips(
+        self, segment_id: str, key: str, sides: tuple[Evaluation, Evaluation] | None
+    ) -> bool:
         """Whether the change of `key` may change the segment: it flips one of its trait
         conditions on that key (or something other than a trait condition reads the key)."""
         readers = self.trait_readers.get((segment_id, key))
-        if readers is None or change is None:
+        if readers is None or sides is None:
             return True
-        return any(
-            trait_holds(leaf, change.before, change.zone, now)
-            != trait_holds(leaf, change.after, change.zone, now)
-            for leaf in readers
-        )
+        before, after = sides
+        return any(holds(before) != holds(after) for holds in readers)
 
     def _counts_any(self, segment_id: str, name: str, happened: list[Mapping[str, Any]]) -> bool:
         """Whether one of these events of `name` passes the `where` of one of the segment's
         conditions on that event (and so may change what it counts)."""
         return any(
-            all(event_matches(properties, condition) for condition in where)
+            where is None or any(where(properties) for properties in happened)
             for where in self.wheres[(segment_id, name)]
-            for properties in happened
         )
 
 
 def _add_trait_reader(
-    readers: dict[tuple[str, str], list[TraitCondition] | None], segment_id: str, leaf: Rule
+    readers: dict[tuple[str, str], list[Test] | None], segment_id: str, leaf: Rule
 ) -> None:
     for key in dependencies(leaf).traits:
         known = readers.setdefault((segment_id, key), [])
         if known is None:
             continue
         if isinstance(leaf, TraitCondition) and key != TIME_ZONE_KEY:
-            known.append(leaf)
+            known.append(compile_trait(leaf))
         else:
             readers[(segment_id, key)] = None
 
@@ -309,17 +327,18 @@ def _pass(
     profile: _ProfileFacts,
     initial: set[str],
     now: datetime,
-) -> list[tuple[Segment, bool]]:
+) -> list[tuple[Visit, bool]]:
     """Evaluate one profile's candidate segments, then any segment reading one that changed.
     Returns each segment whose membership changed and whether the profile entered it."""
     changed: set[str] = set()
-    found: list[tuple[Segment, bool]] = []
+    found: list[tuple[Visit, bool]] = []
     memberships = profile.memberships
     facts = Facts(profile.traits, profile.events, memberships, profile_id, profile.zone)
-    for segment, rule in order:
-        if segment.id not in initial and not rule.segments & changed:
+    evaluation = Evaluation(facts, now)
+    for segment in order:
+        if segment.id not in initial and segment.rule.segments.isdisjoint(changed):
             continue
-        member = evaluate(rule.rule, facts, now)
+        member = segment.rule.test(evaluation)
         if member == (segment.id in memberships):
             continue
         changed.add(segment.id)
@@ -334,7 +353,7 @@ def _pass(
 async def _transitions(
     store: SegmentStore,
     facts: Mapping[str, _ProfileFacts],
-    changes: dict[str, list[tuple[Segment, bool]]],
+    changes: dict[str, list[tuple[Visit, bool]]],
     now: datetime,
 ) -> list[Transition]:
     """The transitions of the passes' changes: an entry opens an episode now, an exit closes

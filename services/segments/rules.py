@@ -63,7 +63,7 @@ _KEY = re.compile(r"^[\w\-.:@/$ ]{1,128}$")
 # A text that reads as a number (see the module docstring); SQL tests the same shape.
 DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 MAX_DECIMAL = 20
-_EPOCH = datetime(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
 
@@ -238,7 +238,7 @@ def micros(moment: datetime) -> int:
     """An aware (or naive = UTC) datetime as microseconds since the epoch."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH.replace(tzinfo=UTC)) // _MICRO
+    return (moment - _EPOCH) // _MICRO
 
 
 def date_index(traits: dict[str, Any], zone: tzinfo = UTC) -> dict[str, LocalDate]:
