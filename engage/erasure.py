@@ -1,6 +1,7 @@
-"""GDPR erasure across services: segments' DeleteProfile publishes `ProfileChanged` KIND_ERASED on
-`engage.profiles.<workspace>`; every service that keeps a copy of a person's data consumes it
-with a durable of its own and erases that copy in its own database.
+"""GDPR erasure across services: segments' DeleteProfile publishes a `ProfileChanged` of
+KIND_ERASED (within a ProfileChanges) on `engage.profiles.<workspace>`; every service that
+keeps a copy of a person's data consumes it with a durable of its own and erases that copy in
+its own database.
 
 Erasures are idempotent (a redelivery finds nothing left to erase) and keyed by workspace plus
 the person's ids: the user id, the anonymous ids the profile had, and the profile's resource
@@ -44,17 +45,18 @@ def erasure_handler(
     """A bus handler calling `erase` (which returns how many rows it changed) per erasure."""
 
     async def handle(message: Msg) -> None:
-        workspace, change = receive(message, bus_pb2.ProfileChanged)
-        if change.kind != bus_pb2.ProfileChanged.KIND_ERASED:
-            return
-        if not change.profile:
-            raise PermanentError(f"erasure on {message.subject} names no profile")
-        erasure = Erasure(workspace, change.profile, change.user_id, tuple(change.anonymous_ids))
-        changed = await erase(erasure)
-        # No user id or address in the log: only the (random) profile id and the count.
-        log.info(
-            "profile erased",
-            extra={"workspace": workspace, "profile": change.profile, "rows": changed},
-        )
+        workspace, changes = receive(message, bus_pb2.ProfileChanges)
+        for change in changes.changes:
+            if change.kind != bus_pb2.ProfileChanged.KIND_ERASED:
+                continue
+            if not change.profile:
+                raise PermanentError(f"erasure on {message.subject} names no profile")
+            ids = tuple(change.anonymous_ids)
+            changed = await erase(Erasure(workspace, change.profile, change.user_id, ids))
+            # No user id or address in the log: only the (random) profile id and the count.
+            log.info(
+                "profile erased",
+                extra={"workspace": workspace, "profile": change.profile, "rows": changed},
+            )
 
     return handle

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -50,6 +51,20 @@ def create_outbox_table() -> None:
         sa.Column("headers", sa.String, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
+
+
+def outbox_row(
+    subject: str, workspace: str, payload: ProtoMessage, msg_id: str, now: datetime
+) -> dict[str, Any]:
+    """A bus message as an outbox row, for writers that insert many in one statement."""
+    return {
+        "subject": subject,
+        "workspace": workspace,
+        "msg_id": msg_id,
+        "payload": payload.SerializeToString(),
+        "headers": json.dumps(telemetry.inject_headers()),
+        "created_at": now,
+    }
 
 
 def enqueue(

@@ -24,6 +24,18 @@ class EventBatch(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[_common_pb2.Event]
     def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ...) -> None: ...
 
+class ProfileChanges(_message.Message):
+    __slots__ = ("id", "occurred_at", "workspace", "changes")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    workspace: str
+    changes: _containers.RepeatedCompositeFieldContainer[ProfileChanged]
+    def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[ProfileChanged, _Mapping]]] = ...) -> None: ...
+
 class ProfileChanged(_message.Message):
     __slots__ = ("id", "occurred_at", "workspace", "kind", "profile", "user_id", "changed_traits", "merged_profile", "anonymous_ids")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

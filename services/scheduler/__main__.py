@@ -37,7 +37,7 @@ async def serve(settings: SchedulerSettings) -> None:
         ],
         ServiceRuntime(
             background=[
-                lambda: bus.consume(EVENTS, events.handle),
+                lambda: bus.consume(EVENTS, events.handle, events.handle_together),
                 lambda: bus.consume(erasure_consumer("scheduler"), erasures),
                 relay.run,
             ],

@@ -5,7 +5,7 @@ Each event applies once, keyed by (workspace, message id) in `profile_events`. T
 identities are loaded in one query (identity.py resolves and merges); only unknown ids create
 profiles. The work is a few bulk statements per call, whatever the number of events: one
 insert of the history, one update of the touched profiles, one upsert each of counters and
-configured sums, one insert of ProfileChanged announcements into the outbox. Several bus
+configured sums, one insert of ProfileChanges announcements into the outbox. Several bus
 messages may be applied in one call (the consumer does, to keep up with ingest).
 """
 
@@ -36,7 +36,7 @@ from services.segments.models import (
     derived_date_columns,
     document_text,
 )
-from services.segments.profile_changes import outbox_row
+from services.segments.profile_changes import outbox_rows, profile_change
 from services.segments.traits import (
     LOCALE_KEY,
     TIME_ZONE_KEY,
@@ -255,8 +255,8 @@ class EventApplier:
         }
 
     async def _announce(self, states: list[ProfileState]) -> None:
-        """One ProfileChanged per profile the call created or whose traits it changed."""
-        rows = []
+        """A change for each profile the call created or whose traits it changed."""
+        changes = []
         for state in states:
             if state.created:
                 kind, traits = bus_pb2.ProfileChanged.KIND_CREATED, state.traits.values
@@ -264,8 +264,9 @@ class EventApplier:
                 kind, traits = bus_pb2.ProfileChanged.KIND_UPDATED, state.changed
             else:
                 continue
-            rows.append(outbox_row(self.workspace, kind, state.profile, traits, self.now))
-        if rows:
+            changes.append(profile_change(self.workspace, kind, state.profile, traits))
+        if changes:
+            rows = outbox_rows(self.workspace, changes, self.now)
             await self.session.exec(sa.insert(table_of(OutboxMessage)), params=rows)
 
     async def _add_to_aggregates(self, applied: list[Applied]) -> None:

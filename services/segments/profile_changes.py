@@ -1,8 +1,8 @@
-"""ProfileChanged announcements: what applying events, merging and erasing did to a profile,
-put in the outbox of the transaction that did it (published on `engage.profiles.<workspace>`).
+"""Profile announcements: what applying events, merging and erasing did to profiles, put in
+the outbox of the transaction that did it as ProfileChanges (published on
+`engage.profiles.<workspace>`, several changes to a message).
 """
 
-import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -10,10 +10,11 @@ from typing import Any, Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import outbox, subjects, telemetry
+from engage import outbox, subjects
 from engage.clock import Clock, utc_now
 from engage.resources import name_of
 from engage.v1 import bus_pb2
+from services.segments.segment_store import CHANGES_PER_MESSAGE
 
 
 class Named(Protocol):
@@ -40,33 +41,26 @@ def announce(
     anonymous_ids: Sequence[str] = (),
     clock: Clock = utc_now,
 ) -> None:
-    """Put a ProfileChanged in the transaction's outbox."""
-    change = _change(workspace, kind, profile, changed_traits, merged_profile, anonymous_ids)
-    change.occurred_at.FromDatetime(clock())
-    outbox.enqueue(session, subjects.profiles(workspace), change, change.id, workspace)
+    """Put a ProfileChanges of this one change in the transaction's outbox."""
+    change = profile_change(workspace, kind, profile, changed_traits, merged_profile, anonymous_ids)
+    message = _message(workspace, [change], clock())
+    outbox.enqueue(session, subjects.profiles(workspace), message, message.id, workspace)
 
 
-def outbox_row(
-    workspace: str,
-    kind: "bus_pb2.ProfileChanged.Kind",
-    profile: Named,
-    changed_traits: dict[str, Any],
-    now: datetime,
-) -> dict[str, Any]:
-    """A ProfileChanged as an outbox row, for writers that insert many in one statement."""
-    change = _change(workspace, kind, profile, changed_traits)
-    change.occurred_at.FromDatetime(now)
-    return {
-        "subject": subjects.profiles(workspace),
-        "workspace": workspace,
-        "msg_id": change.id,
-        "payload": change.SerializeToString(),
-        "headers": json.dumps(telemetry.inject_headers()),
-        "created_at": now,
-    }
+def outbox_rows(
+    workspace: str, changes: Sequence[bus_pb2.ProfileChanged], now: datetime
+) -> list[dict[str, Any]]:
+    """The changes as ProfileChanges of up to CHANGES_PER_MESSAGE each, as outbox rows, for
+    writers that insert many in one statement."""
+    subject = subjects.profiles(workspace)
+    rows = []
+    for start in range(0, len(changes), CHANGES_PER_MESSAGE):
+        message = _message(workspace, changes[start : start + CHANGES_PER_MESSAGE], now)
+        rows.append(outbox.outbox_row(subject, workspace, message, message.id, now))
+    return rows
 
 
-def _change(
+def profile_change(
     workspace: str,
     kind: "bus_pb2.ProfileChanged.Kind",
     profile: Named,
@@ -86,3 +80,14 @@ def _change(
     if changed_traits:
         change.changed_traits.update(changed_traits)
     return change
+
+
+def _message(
+    workspace: str, changes: Sequence[bus_pb2.ProfileChanged], now: datetime
+) -> bus_pb2.ProfileChanges:
+    message = bus_pb2.ProfileChanges(id=uuid.uuid4().hex, workspace=workspace)
+    message.occurred_at.FromDatetime(now)
+    for change in changes:
+        message.changes.append(change)
+        message.changes[-1].occurred_at.CopyFrom(message.occurred_at)
+    return message

@@ -6,7 +6,6 @@ version, profile, change and the membership's `entered_at` (the episode it opens
 it is unique per actual transition and the same on every relay of the committed row.
 """
 
-import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -17,11 +16,11 @@ import sqlalchemy as sa
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import paging, subjects, telemetry
+from engage import paging, subjects
 from engage.clock import as_utc
 from engage.db import Insert, table_of, upsert_into
 from engage.errors import AlreadyExists, NotFound
-from engage.outbox import OutboxMessage
+from engage.outbox import OutboxMessage, outbox_row
 from engage.resources import name_of
 from engage.v1 import bus_pb2
 from services.segments.models import (
@@ -67,7 +66,6 @@ async def enqueue_transitions(
     session: AsyncSession, workspace: str, transitions: Sequence[Transition], now: datetime
 ) -> None:
     """Put the transitions in the outbox as MembershipChanges of up to CHANGES_PER_MESSAGE."""
-    headers = json.dumps(telemetry.inject_headers())
     rows = []
     for start in range(0, len(transitions), CHANGES_PER_MESSAGE):
         message = bus_pb2.MembershipChanges(id=uuid.uuid4().hex, workspace=workspace)
@@ -83,16 +81,8 @@ async def enqueue_transitions(
                 change=transition.change,
             )
             change.occurred_at.CopyFrom(message.occurred_at)
-        rows.append(
-            {
-                "subject": subjects.memberships(workspace),
-                "workspace": workspace,
-                "msg_id": message.id,
-                "payload": message.SerializeToString(),
-                "headers": headers,
-                "created_at": now,
-            }
-        )
+        subject = subjects.memberships(workspace)
+        rows.append(outbox_row(subject, workspace, message, message.id, now))
     if rows:
         await session.exec(sa.insert(table_of(OutboxMessage)), params=rows)
 

@@ -31,11 +31,12 @@ async def erasures_published(nats_url: str, profile: str) -> int:
         state = (await bus.js.stream_info("PROFILES")).state
         found = 0
         for sequence in range(state.first_seq, state.last_seq + 1) if state.messages else ():
-            change = bus_pb2.ProfileChanged.FromString(
-                (await bus.js.get_msg("PROFILES", sequence)).data or b""
-            )
-            erased = change.kind == bus_pb2.ProfileChanged.KIND_ERASED
-            found += erased and change.profile == profile
+            stored = await bus.js.get_msg("PROFILES", sequence)
+            if not (stored.subject or "").startswith("engage.profiles."):
+                continue  # the stream holds membership changes too
+            for change in bus_pb2.ProfileChanges.FromString(stored.data or b"").changes:
+                erased = change.kind == bus_pb2.ProfileChanged.KIND_ERASED
+                found += erased and change.profile == profile
         return found
     finally:
         await bus.close()

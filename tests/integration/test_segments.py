@@ -259,9 +259,9 @@ async def test_delete_profile_erases_it_and_announces_erasure(
     erased: asyncio.Queue[bus_pb2.ProfileChanged] = asyncio.Queue()
 
     async def collect(message: Any) -> None:
-        change = bus_pb2.ProfileChanged.FromString(message.data)
-        if change.kind == bus_pb2.ProfileChanged.KIND_ERASED:
-            await erased.put(change)
+        for change in bus_pb2.ProfileChanges.FromString(message.data).changes:
+            if change.kind == bus_pb2.ProfileChanged.KIND_ERASED:
+                await erased.put(change)
 
     subscription = await bus.js.subscribe(f"engage.profiles.{WORKSPACE}", cb=collect)
     try:

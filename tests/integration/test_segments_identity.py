@@ -49,7 +49,7 @@ async def changes(bus: Bus) -> AsyncIterator[list[bus_pb2.ProfileChanged]]:
     seen: list[bus_pb2.ProfileChanged] = []
 
     async def collect(message: Any) -> None:
-        seen.append(bus_pb2.ProfileChanged.FromString(message.data))
+        seen.extend(bus_pb2.ProfileChanges.FromString(message.data).changes)
 
     subscription = await bus.js.subscribe(f"engage.profiles.{WORKSPACE}", cb=collect)
     yield seen

@@ -117,8 +117,10 @@ async def test_merge_across_batches_folds_counters_of_both_profiles(
         owners = {row.profile_id for row in (await session.exec(select(ProfileEvent))).all()}
         assert owners == {counters[0].profile_id}
         kinds = [
-            bus_pb2.ProfileChanged.FromString(row.payload).kind
+            change.kind
             for row in (await session.exec(select(OutboxMessage))).all()
+            if row.subject.startswith("engage.profiles.")
+            for change in bus_pb2.ProfileChanges.FromString(row.payload).changes
         ]
         assert bus_pb2.ProfileChanged.KIND_MERGED in kinds
 
