@@ -4,7 +4,7 @@ with the change cascading to the segments that reference the one that changed.
 """
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -164,27 +164,45 @@ async def evaluate_in_sql(
     segment: Segment,
     now: datetime,
     field: str = "segment.rule",
+    among: Collection[str] | None = None,
 ) -> tuple[int, int]:
-    """Bring one segment's members up to date in SQL, then every segment that reads it.
+    """Bring one segment's members up to date in SQL, then every segment that reads it; with
+    `among`, only those profiles (the only ones whose membership can then change downstream).
 
     Returns the (entered, exited) counts of `segment` itself. A rule that cannot run on some
     stored value fails as `rules_sql.UnreadableValue` on `field`, naming the segment.
     """
-    counts = await _reconcile(session, store, segment, now, field)
+    counts = await _reconcile(session, store, segment, now, field, among)
     if counts != (0, 0):
         graph = SegmentGraph(await store.all())
         for dependent in graph.dependents_in_order(segment.id):
-            await _reconcile(session, store, dependent, now, field)
+            await _reconcile(session, store, dependent, now, field, among)
     return counts
 
 
-async def _reconcile(
+async def disagreeing(
     session: AsyncSession, store: SegmentStore, segment: Segment, now: datetime, field: str
+) -> list[str]:
+    """The profiles whose stored membership of `segment` its rule no longer gives at `now`:
+    a read, for finding what to change before taking the write lock."""
+    rule = compiled(segment).rule
+    members = await rules_sql.session_members_query(session, store.workspace, rule, now)
+    with rules_sql.stored_values_read(field, f"the rule of segment {segment.id!r}"):
+        return await store.disagreeing(segment.id, members, now)
+
+
+async def _reconcile(
+    session: AsyncSession,
+    store: SegmentStore,
+    segment: Segment,
+    now: datetime,
+    field: str,
+    among: Collection[str] | None,
 ) -> tuple[int, int]:
     rule = compiled(segment).rule
     members = await rules_sql.session_members_query(session, store.workspace, rule, now)
     with rules_sql.stored_values_read(field, f"the rule of segment {segment.id!r}"):
-        counts = await store.reconcile(segment, members, now)
+        counts = await store.reconcile(segment, members, now, among)
     log.info(
         "segment evaluated",
         extra={

@@ -248,41 +248,71 @@ class SegmentStore:
         return upsert_into(self.session, SegmentMembership).on_conflict_do_nothing()
 
     async def reconcile(
-        self, segment: Segment, members: sa.Select[Any] | None, now: datetime
+        self,
+        segment: Segment,
+        members: sa.Select[Any] | None,
+        now: datetime,
+        among: Collection[str] | None = None,
     ) -> tuple[int, int]:
         """Make the stored members of `segment` those of `members` (a one-column SELECT of
-        profile ids; None for nobody), in SQL, and announce the difference in chunks.
+        profile ids; None for nobody), in SQL, and announce the difference in chunks. With
+        `among`, only those profiles are compared and changed.
 
         Returns (entered, exited). The caller holds the segment's row lock.
         """
-        ws, seg = self.workspace, segment.id
-        stored = MEMBERSHIPS.c
-        mine = sa.and_(stored.workspace == ws, stored.segment_id == seg)
         columns = ["workspace", "segment_id", "profile_id", "change", "entered_at"]
-        if members is None:
-            staged: sa.Select[Any] = sa.select(
-                sa.literal(ws), sa.literal(seg), stored.profile_id, sa.literal(int(EXITED)),
-                stored.entered_at,
-            ).where(mine)  # fmt: skip
-        else:
-            rule_members = members.cte("rule_members")
-            member_id = rule_members.c[0]
-            entering = sa.select(
-                sa.literal(ws), sa.literal(seg), member_id, sa.literal(int(ENTERED)),
-                sa.literal(now, WHEN),
-            ).where(~sa.exists().where(mine, stored.profile_id == member_id))  # fmt: skip
-            leaving = sa.select(
-                sa.literal(ws), sa.literal(seg), stored.profile_id, sa.literal(int(EXITED)),
-                stored.entered_at,
-            ).where(mine, ~sa.exists().where(member_id == stored.profile_id))  # fmt: skip
-            staged = sa.select(sa.union_all(entering, leaving).subquery())
+        staged = self._differences(segment.id, members, now, among)
         await self.session.exec(sa.insert(CHANGES).from_select(columns, staged))
-        await self._apply_staged(seg)
+        await self._apply_staged(segment.id)
         counts = await self._announce_staged(segment, now)
         await self.session.exec(
-            sa.delete(CHANGES).where(CHANGES.c.workspace == ws, CHANGES.c.segment_id == seg)
+            sa.delete(CHANGES).where(
+                CHANGES.c.workspace == self.workspace, CHANGES.c.segment_id == segment.id
+            )
         )
         return counts
+
+    async def disagreeing(
+        self, segment_id: str, members: sa.Select[Any], now: datetime
+    ) -> list[str]:
+        """The profiles `reconcile` would change: in `members` but not stored, or stored but
+        not in `members`. Only reads, so it can run outside the writing transaction."""
+        differences = self._differences(segment_id, members, now, None).subquery()
+        return list((await self.session.exec(select(differences.c.profile_id))).all())
+
+    def _differences(
+        self,
+        segment_id: str,
+        members: sa.Select[Any] | None,
+        now: datetime,
+        among: Collection[str] | None,
+    ) -> sa.Select[Any]:
+        """(workspace, segment_id, profile_id, change, entered_at) of each profile entering or
+        leaving when the segment's members become `members`."""
+        ws, seg = self.workspace, segment_id
+        stored = MEMBERSHIPS.c
+        mine = sa.and_(stored.workspace == ws, stored.segment_id == seg)
+        if among is not None:
+            mine = sa.and_(mine, stored.profile_id.in_(among))
+        leaving_id = stored.profile_id.label("profile_id")
+        if members is None:
+            return sa.select(
+                sa.literal(ws), sa.literal(seg), leaving_id, sa.literal(int(EXITED)),
+                stored.entered_at,
+            ).where(mine)  # fmt: skip
+        if among is not None:
+            members = members.where(PROFILES.c.id.in_(among))
+        rule_members = members.cte("rule_members")
+        member_id = rule_members.c[0]
+        entering = sa.select(
+            sa.literal(ws), sa.literal(seg), member_id.label("profile_id"),
+            sa.literal(int(ENTERED)), sa.literal(now, WHEN),
+        ).where(~sa.exists().where(mine, stored.profile_id == member_id))  # fmt: skip
+        leaving = sa.select(
+            sa.literal(ws), sa.literal(seg), leaving_id, sa.literal(int(EXITED)),
+            stored.entered_at,
+        ).where(mine, ~sa.exists().where(member_id == stored.profile_id))  # fmt: skip
+        return sa.select(sa.union_all(entering, leaving).subquery())
 
     async def _apply_staged(self, segment_id: str) -> None:
         ws = self.workspace

@@ -2,9 +2,12 @@
 `prescribed_at`") changes its members with no new event, so a sweeper re-evaluates the
 time-dependent segments in SQL every `timed_sweep_seconds` and announces the differences.
 
-Each segment is swept in a transaction of its own, scoped to its workspace and holding the
-segment's row lock, so a replica sweeping at the same moment (or an update of the segment)
-waits and then finds nothing to do. A segment that fails is logged and left for the next sweep;
+Each segment is swept in two steps: a read finds the profiles whose membership disagrees with
+the rule at this moment, holding no lock (on SQLite a write transaction would stop event
+processing for the whole evaluation); then transactions of at most CHANGES_PER_TRANSACTION of
+those profiles re-evaluate just them, scoped to the workspace and holding the segment's row
+lock, so a replica sweeping at the same moment (or an update of the segment) waits and then
+finds nothing to do. A segment that fails is logged and left for the next sweep;
 the sweep goes on with every other segment and workspace.
 """
 
@@ -25,6 +28,10 @@ from services.segments.models import SEGMENTS
 from services.segments.segment_store import SegmentStore
 
 log = logging.getLogger(__name__)
+
+# Profiles re-evaluated per write transaction: keeps each lock short when many flip at once
+# (a calendar rule at midnight).
+CHANGES_PER_TRANSACTION = 1_000
 
 
 class TimedSweeper:
@@ -88,20 +95,47 @@ class TimedSweeper:
             return [(workspace, segment_id) for workspace, segment_id in rows.all()]
 
     async def _sweep_one(self, workspace: str, segment_id: str, now: datetime) -> tuple[int, int]:
+        stale = await self._stale(workspace, segment_id, now)
+        entered = exited = 0
+        for start in range(0, len(stale), CHANGES_PER_TRANSACTION):
+            among = stale[start : start + CHANGES_PER_TRANSACTION]
+            came, went = await self._change(workspace, segment_id, now, among)
+            entered, exited = entered + came, exited + went
+        if entered or exited:
+            self.published()
+            changed = {"entered": entered, "exited": exited}
+            log.info(
+                "time sweep changed members",
+                extra={"workspace": workspace, "segment": segment_id, **changed},
+            )
+        return entered, exited
+
+    async def _stale(self, workspace: str, segment_id: str, now: datetime) -> list[str]:
+        """The profiles whose membership time has changed, found by reading only: the
+        evaluation over every profile holds no lock that event processing would wait for."""
+        async with db.reading(self.sessions, workspace) as session:
+            store = SegmentStore(session, workspace)
+            try:
+                segment = await store.get(segment_id)
+            except NotFound:
+                return []  # deleted since the list was read
+            if not segment.time_dependent:
+                return []
+            return await batch.disagreeing(session, store, segment, now, field="rule")
+
+    async def _change(
+        self, workspace: str, segment_id: str, now: datetime, among: list[str]
+    ) -> tuple[int, int]:
+        """Re-evaluate `among` under the segment's row lock: what events changed since the
+        read is seen, and a replica sweeping at the same moment finds nothing left to do."""
         async with db.transaction(self.sessions, workspace) as session:
             store = SegmentStore(session, workspace)
             try:
                 segment = await store.get(segment_id, lock=True)
             except NotFound:
-                return 0, 0  # deleted since the list was read
+                return 0, 0
             if not segment.time_dependent:
                 return 0, 0
-            came, went = await batch.evaluate_in_sql(session, store, segment, now, field="rule")
-        if came or went:
-            self.published()
-            changed = {"entered": came, "exited": went}
-            log.info(
-                "time sweep changed members",
-                extra={"workspace": workspace, "segment": segment_id, **changed},
+            return await batch.evaluate_in_sql(
+                session, store, segment, now, field="rule", among=among
             )
-        return came, went

@@ -5,6 +5,7 @@ on SQLite and PostgreSQL), and the real service process flips a time-based segme
 
 import asyncio
 import logging
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -133,6 +134,30 @@ if POSTGRES_URL:
         )
         logged = "\n".join(caplog.text.splitlines() + [r.getMessage() for r in caplog.records])
         assert "jane.roe" not in logged and "call me" not in logged
+
+
+@pytest.mark.parametrize("databases", ["sqlite"], indirect=True)
+async def test_a_sweep_with_nothing_to_change_does_not_wait_for_the_writer(
+    databases: Databases,
+    sessions: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SQLite has one writer, the event applier; a sweep only reads until it finds a change."""
+    await create(sessions, "acme", "payment-overdue", OVERDUE)
+    await apply(sessions, "acme", event(IDENTIFY, "u1", traits={"prescribed_at": T0.isoformat()}))
+    overdue = TimedSweeper(sessions, lambda: None, lambda: T0 + timedelta(days=19))
+    assert await overdue.sweep() == (1, 0)
+    writer = sqlite3.connect(databases.folder / "segments.db")
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        later = TimedSweeper(sessions, lambda: None, lambda: T0 + timedelta(days=20))
+        with caplog.at_level(logging.ERROR, logger="services.segments"):
+            assert await later.sweep() == (0, 0)
+        assert not caplog.records
+    finally:
+        writer.rollback()
+        writer.close()
+    assert await members(sessions, "acme", "payment-overdue") != []
 
 
 # --- the real service process sweeps by itself --------------------------------------------
