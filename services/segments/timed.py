@@ -24,7 +24,7 @@ from engage import db
 from engage.clock import Clock
 from engage.errors import EngageError, NotFound
 from services.segments import batch
-from services.segments.models import SEGMENTS
+from services.segments.models import SEGMENTS, Segment
 from services.segments.segment_store import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,8 @@ class TimedSweeper:
         evaluation over every profile holds no lock that event processing would wait for."""
         async with db.reading(self.sessions, workspace) as session:
             store = SegmentStore(session, workspace)
-            try:
-                segment = await store.get(segment_id)
-            except NotFound:
-                return []  # deleted since the list was read
-            if not segment.time_dependent:
+            segment = await _time_dependent(store, segment_id, lock=False)
+            if segment is None:
                 return []
             return await batch.disagreeing(session, store, segment, now, field="rule")
 
@@ -130,12 +127,18 @@ class TimedSweeper:
         read is seen, and a replica sweeping at the same moment finds nothing left to do."""
         async with db.transaction(self.sessions, workspace) as session:
             store = SegmentStore(session, workspace)
-            try:
-                segment = await store.get(segment_id, lock=True)
-            except NotFound:
-                return 0, 0
-            if not segment.time_dependent:
+            segment = await _time_dependent(store, segment_id, lock=True)
+            if segment is None:
                 return 0, 0
             return await batch.evaluate_in_sql(
                 session, store, segment, now, field="rule", among=among
             )
+
+
+async def _time_dependent(store: SegmentStore, segment_id: str, lock: bool) -> Segment | None:
+    """The segment, unless it was deleted or stopped depending on time since the list was read."""
+    try:
+        segment = await store.get(segment_id, lock=lock)
+    except NotFound:
+        return None
+    return segment if segment.time_dependent else None
