@@ -10,6 +10,7 @@ paths of segments) are not ORM statements and carry their workspace parameter th
 """
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,6 +36,7 @@ _MIGRATION_LOCK_KEY = 7_302_211
 # them), so no caller can reach it.
 EVERY_WORKSPACE = "*"
 _WORKSPACE_KEY = "engage_workspace"
+_WRITER_KEY = "engage_writer_turn"
 
 Insert = postgresql.Insert | sqlite.Insert
 
@@ -87,8 +89,10 @@ async def open_database(
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions whose objects stay readable after commit; the caller owns the transaction."""
-    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    """Sessions whose objects stay readable after commit; the caller owns the transaction.
+    On SQLite, the factory carries the process's writer turn (see `transaction`)."""
+    info = {_WRITER_KEY: asyncio.Lock()} if engine.dialect.name == "sqlite" else {}
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, info=info)
 
 
 @asynccontextmanager
@@ -96,8 +100,11 @@ async def transaction(
     sessions: async_sessionmaker[AsyncSession], workspace: str
 ) -> AsyncIterator[AsyncSession]:
     """One session in one transaction, scoped to `workspace`: committed on success, rolled back
-    on error."""
-    async with sessions() as session, session.begin():
+    on error. On SQLite, the transactions of one process take turns (first come, first served)
+    before they begin: SQLite has one writer at a time, and a writer waiting in its busy
+    handler sleeps up to 100 ms at a time, long after the lock is free."""
+    turn = sessions.kw.get("info", {}).get(_WRITER_KEY) or contextlib.nullcontext()
+    async with turn, sessions() as session, session.begin():
         session.info[_WORKSPACE_KEY] = workspace
         yield session
 

@@ -168,7 +168,7 @@ class ProfileEvent(SQLModel, table=True):
 
     workspace: str = Field(primary_key=True)
     message_id: str = Field(primary_key=True)
-    profile_id: str = Field(index=True)
+    profile_id: str
     type: int
     event: str = ""
     timestamp: datetime = Field(sa_type=WHEN)
