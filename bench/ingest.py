@@ -7,8 +7,9 @@ ingest service process, then measures
 2. gRPC Batch, several concurrent callers, at batch sizes 20, 100 and 500;
 3. gRPC StreamEvents, `--streams` bidi streams with several batches in flight each;
 4. single events, one per request as browsers and app SDKs send them, 32 and 64 in flight:
-   gRPC `Track` (`--connections` connections) and HTTP `/v1/track` (one keep-alive
-   connection per caller, through a lean client that costs the machine little);
+   gRPC `Track` (`--connections` connections) beside its ceiling, the same calls to a bare
+   grpc.aio server that does nothing (`bench/bare_grpc.py`), and HTTP `/v1/track` (one
+   keep-alive connection per caller, through a lean client that costs the machine little);
 5. HTTP `/v1/batch` (Segment's API) with aiohttp, several concurrent requests.
 Requests are serialised before the clock starts, so the figures are the server's. Beside each
 figure: how many events one EVENTS message carried (the grouping), and the CPU microseconds
@@ -18,7 +19,7 @@ figures were measured on. Ingest is stateless: `--replicas 2` runs two ingest pr
 gRPC port and one HTTP port (SO_REUSEPORT; every caller and stream has a connection of its
 own, which the kernel spreads over them), as two pods behind a Service would be.
 
-    .venv/bin/python bench/ingest.py [--events 200000] [--seconds 10] [--concurrency 8]
+    .venv/bin/python -m bench.ingest [--events 200000] [--seconds 10] [--concurrency 8]
         [--sizes 20,100,500] [--only raw,batch,stream,track,http-track,http] [--replicas 1]
         [--streams 1] [--connections 8]
 
@@ -33,6 +34,8 @@ import itertools
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -44,10 +47,11 @@ import aiohttp
 import grpc
 import nats
 
+from bench import bare_grpc
 from engage.bus import Bus
 from engage.settings import DEVELOPMENT_API_KEY
 from engage.v1 import bus_pb2, common_pb2, ingest_pb2
-from engage_cli.processes import NatsServer, ServiceProcess, free_port
+from engage_cli.processes import NatsServer, ServiceProcess, free_port, wait_until_listening
 from services.ingest.group_commit import GroupCommit
 from services.ingest.publisher import EventPublisher
 
@@ -359,17 +363,19 @@ def track_requests(total: int) -> list[bytes]:
 
 
 async def grpc_single(
-    address: str, total: int, seconds: float, in_flight: int, connections: int
+    address: str,
+    total: int,
+    seconds: float,
+    in_flight: int,
+    connections: int,
+    method: str = "/engage.v1.IngestService/Track",
 ) -> Figure:
-    """`in_flight` concurrent Track calls, spread over `connections` connections."""
+    """`in_flight` concurrent Track calls (or calls of another unary `method` with the same
+    requests), spread over `connections` connections."""
     requests = track_requests(total)
     channels = open_channels(address, connections)
     calls = [
-        channel.unary_unary(
-            "/engage.v1.IngestService/Track",
-            request_serializer=identity,
-            response_deserializer=ingest_pb2.TrackResponse.FromString,
-        )
+        channel.unary_unary(method, request_serializer=identity, response_deserializer=identity)
         for channel in channels
     ]
 
@@ -472,7 +478,11 @@ async def http_single(address: str, total: int, seconds: float, in_flight: int) 
 
 
 async def measure(
-    nats_url: str, grpc_address: str, http_address: str, args: argparse.Namespace
+    nats_url: str,
+    grpc_address: str,
+    http_address: str,
+    bare_address: str,
+    args: argparse.Namespace,
 ) -> None:
     only = set(args.only.split(","))
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -508,6 +518,11 @@ async def measure(
             label = f"{streams} stream(s), {concurrency} in flight each"
             show(f"gRPC StreamEvents, {label}, batch {size}", figure)
     for in_flight in (32, 64):
+        if "track" in only and CPU.processes.get("bare"):
+            figure = await grpc_single(
+                bare_address, total, seconds, in_flight, args.connections, bare_grpc.METHOD
+            )
+            show(f"ceiling: bare grpc.aio unary call, {in_flight} in flight", figure)
         if "track" in only:
             figure = await grpc_single(grpc_address, total, seconds, in_flight, args.connections)
             show(f"gRPC Track, {in_flight} in flight, {args.connections} connections", figure)
@@ -552,18 +567,27 @@ def main() -> None:
             ServiceProcess("ingest", env, root / f"ingest-{number}")
             for number in range(args.replicas)
         ]
+        bare_port = free_port()
+        bare = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_grpc", str(bare_port)],
+            cwd=Path(__file__).parent.parent,
+        )
         nats_server.start()
         try:
             for replica in replicas:
                 replica.start()
                 replica.wait_ready()
+            wait_until_listening("127.0.0.1", bare_port, timeout=30)
             CPU.processes = {
                 "ingest": [replica.process.pid for replica in replicas if replica.process],
                 "nats": [nats_server.process.pid] if nats_server.process else [],
+                "bare": [bare.pid],
             }
             first = replicas[0]
-            asyncio.run(measure(nats_server.url, first.address, first.http_address, args))
+            addresses = (first.address, first.http_address, f"127.0.0.1:{bare_port}")
+            asyncio.run(measure(nats_server.url, *addresses, args))
         finally:
+            bare.terminate()
             for replica in replicas:
                 replica.stop()
             nats_server.stop()

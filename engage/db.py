@@ -14,6 +14,7 @@ import contextlib
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,6 +40,32 @@ _WORKSPACE_KEY = "engage_workspace"
 _WRITER_KEY = "engage_writer_turn"
 
 Insert = postgresql.Insert | sqlite.Insert
+
+
+class _SqliteInstant(sqlite.DATETIME):
+    """SQLite's DATETIME text as SQLAlchemy writes it (`YYYY-MM-DD HH:MM:SS.ffffff`, the wall
+    fields as given), formatted by the C `isoformat`: SQLAlchemy's formatting in Python took
+    about a tenth of applying events, one call per time of thousands of rows."""
+
+    cache_ok = True
+
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
+        general = super().bind_processor(dialect)
+        assert general is not None
+
+        def process(value: Any) -> Any:
+            if type(value) is datetime:
+                return value.isoformat(" ", "microseconds")[:26]
+            return general(value)
+
+        return process
+
+
+# The column type of every instant: an aware datetime (UTC) in and out.
+INSTANT = sa.DateTime(timezone=True).with_variant(
+    _SqliteInstant(),  # type: ignore[no-untyped-call]  # SQLAlchemy leaves it untyped
+    "sqlite",
+)
 
 
 class UnscopedQuery(RuntimeError):

@@ -235,7 +235,9 @@ class EventApplier:
 
     def _row(self, state: ProfileState) -> dict[str, Any]:
         profile, values = state.profile, state.traits.values
-        traits = document_text(values)
+        traits, trait_times = profile.traits, profile.trait_times
+        if state.traits.touched:
+            traits, trait_times = document_text(values), state.traits.dump_times()
         dates = {column: getattr(profile, column) for column in DATE_COLUMNS}
         if traits != profile.traits or state.zone_changed or profile.folded:
             dates = derived_date_columns(values, state.time_zone, self.workspace_zone)
@@ -245,7 +247,7 @@ class EventApplier:
             **dates,
             "user_id": profile.user_id,
             "traits": traits,
-            "trait_times": state.traits.dump_times(),
+            "trait_times": trait_times,
             "email": email if isinstance(email, str) else None,
             "first_seen": state.first_seen,
             "last_seen": state.last_seen,
@@ -335,14 +337,22 @@ def _apply_event(state: ProfileState, item: Applied) -> None:
     state.first_seen = at if state.first_seen is None else min(state.first_seen, at)
     state.last_seen = at if state.last_seen is None else max(state.last_seen, at)
     traits = json_format.MessageToDict(event.traits) if event.HasField("traits") else {}
-    context = json_format.MessageToDict(event.context) if event.HasField("context") else {}
     if event.type == common_pb2.EVENT_TYPE_IDENTIFY and traits:
         for key in traits.keys() - state.before.keys():
             state.before[key] = state.traits.values.get(key)
         state.changed.update(state.traits.apply(traits, at))
-    time_zone = context.get("timezone") or traits.get("timezone")
+    time_zone = _context_text(event, "timezone") or traits.get("timezone")
     if isinstance(time_zone, str) and time_zone and state.traits.claim(TIME_ZONE_KEY, at):
         state.time_zone = time_zone
-    locale = context.get("locale")
-    if isinstance(locale, str) and locale and state.traits.claim(LOCALE_KEY, at):
+    locale = _context_text(event, "locale")
+    if locale and state.traits.claim(LOCALE_KEY, at):
         state.locale = locale
+
+
+def _context_text(event: common_pb2.Event, key: str) -> str:
+    """A text field of the event's context ("" if absent or not a text), read in place: SDKs
+    send large contexts (library, page, user agent) of which only this is needed."""
+    if not event.HasField("context"):
+        return ""
+    value = event.context.fields.get(key)
+    return value.string_value if value is not None else ""

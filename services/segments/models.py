@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Field, SQLModel
 
-from engage.db import table_of
+from engage.db import INSTANT, table_of
 from services.segments import paths
 from services.segments.dates import profile_zone, zone_named
 from services.segments.rules import date_index, stable_bucket
@@ -20,7 +20,7 @@ from services.segments.rules import date_index, stable_bucket
 # Rows per multi-row statement on these tables, well under SQLite's and PostgreSQL's limits on
 # bound parameters.
 CHUNK = 500
-WHEN = sa.DateTime(timezone=True)
+WHEN = INSTANT
 
 
 class Profile(SQLModel, table=True):

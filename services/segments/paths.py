@@ -68,7 +68,8 @@ def lookup_keys(document: object, keys: Keys) -> Any:
     """The value at the path of these keys (see `lookup`)."""
     value = document
     for key in keys:
-        if not isinstance(value, Mapping):
+        # The exact type first: an ABC check costs several times more, on every rule read.
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(key)
     return value

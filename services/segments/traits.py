@@ -19,6 +19,8 @@ class TraitState:
 
     values: dict[str, Any] = field(default_factory=dict)
     times: dict[str, datetime] = field(default_factory=dict)
+    # Whether anything was set since loading: if not, the stored texts still hold.
+    touched: bool = field(default=False, compare=False)
 
     def apply(self, incoming: dict[str, Any], at: datetime) -> dict[str, Any]:
         """Take each incoming key unless an event later than `at` already set it.
@@ -32,6 +34,7 @@ class TraitState:
             if previous is not None and previous > at:
                 continue
             self.times[key] = at
+            self.touched = True
             if key not in self.values or self.values[key] != value:
                 self.values[key] = value
                 changed[key] = value
@@ -43,6 +46,7 @@ class TraitState:
         if previous is not None and previous > at:
             return False
         self.times[key] = at
+        self.touched = True
         return True
 
     def merge(self, other: "TraitState") -> None:
@@ -53,6 +57,7 @@ class TraitState:
                 self.apply({key: value}, at)
             elif key not in self.values:
                 self.values[key] = value
+                self.touched = True
 
     def merge_field(self, other: "TraitState", key: str, mine: str, theirs: str) -> str:
         """A merge's choice between two profiles' values of a non-trait field (time zone,
@@ -64,6 +69,7 @@ class TraitState:
         if not mine:
             if at is not None:
                 self.times[key] = at
+                self.touched = True
             return theirs
         return theirs if at is not None and self.claim(key, at) else mine
 
