@@ -11,6 +11,7 @@ paths of segments) are not ORM statements and carry their workspace parameter th
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -218,12 +219,27 @@ async def migrate(engine: AsyncEngine, migrations: Path) -> None:
     """Apply the service's Alembic migrations (in `migrations`) up to head."""
     config = Config()
     config.set_main_option("script_location", str(migrations))
-    async with engine.begin() as connection:
+    async with _migration_turn(engine), engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
             )
         await connection.run_sync(_upgrade, config)
+
+
+@asynccontextmanager
+async def _migration_turn(engine: AsyncEngine) -> AsyncIterator[None]:
+    """Replicas starting together on one SQLite file migrate one after the other (PostgreSQL
+    has its advisory lock): SQLite's driver runs DDL outside any transaction, so both would
+    create the same tables and one would fail."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    turn = await asyncio.to_thread(open, f"{database}.migrating", "a")
+    with turn:  # closing the file gives the turn up
+        await asyncio.to_thread(fcntl.flock, turn, fcntl.LOCK_EX)
+        yield
 
 
 def _upgrade(connection: Connection, config: Config) -> None:
