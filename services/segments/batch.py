@@ -35,6 +35,8 @@ class Compiled:
     events: frozenset[str]
     segments: frozenset[str]
     time_dependent: bool
+    # Whether it reads a percentage sample, which depends on the profile's id.
+    sampled: bool
 
     @classmethod
     def of(cls, rule: rules.Rule) -> "Compiled":
@@ -46,6 +48,7 @@ class Compiled:
             reads.events,
             reads.segments,
             rules.is_time_dependent(rule),
+            any(isinstance(leaf, rules.Sample) for leaf in rules.conditions(rule)),
         )
 
 

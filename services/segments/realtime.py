@@ -80,14 +80,17 @@ class Touched:
     # Per profile whose traits changed: its traits before and after, for `Catalogue` to tell
     # which trait conditions the change flips.
     traits: dict[str, TraitChange] = field(default_factory=dict)
-    # Profiles new, or grown by a merge: every segment may have changed for them.
+    # Profiles grown by a merge: every segment may have changed for them.
     everything: set[str] = field(default_factory=set)
+    # Profiles new in this call: they differ from an empty profile only by what is recorded
+    # above, so only the segments an empty profile is in may change beside those reading it.
+    created: set[str] = field(default_factory=set)
     # Profiles merged away: their memberships end.
     removed: set[str] = field(default_factory=set)
 
     @property
     def profiles(self) -> set[str]:
-        return set(self.trait_keys) | set(self.events) | self.everything
+        return set(self.trait_keys) | set(self.events) | self.everything | self.created
 
 
 def touched_by(applier: EventApplier) -> Touched:
@@ -108,7 +111,8 @@ def touched_by(applier: EventApplier) -> Touched:
             touched.trait_keys[profile_id].add(TIME_ZONE_KEY)
     resolver = applier.resolver
     touched.everything |= {resolver.final(pid) for pid in resolver.merged_into}
-    touched.everything |= {pid for pid in resolver.created if pid in resolver.profiles}
+    touched.created |= {pid for pid in resolver.created if pid in resolver.profiles}
+    touched.created -= touched.everything
     touched.removed |= set(resolver.merged_into)
     return touched
 
@@ -186,11 +190,25 @@ class Catalogue:
             },
         )
 
-    def candidates(self, touched: Touched, profile_id: str, now: datetime) -> set[str]:
-        """The segments that read something the batch changed for this profile."""
+    def of_new_profiles(self, now: datetime) -> frozenset[str]:
+        """The segments a new profile may be in whatever its first events: those an empty
+        profile is in at `now` (`not: {event: purchase}`, `at_most`), and samples, which
+        depend on the profile's id."""
+        memberships: set[str] = set()
+        empty = Evaluation(Facts(memberships=memberships), now)
+        for visit in self.order:
+            if visit.rule.sampled or visit.rule.test(empty):
+                memberships.add(visit.id)
+        return frozenset(memberships)
+
+    def candidates(
+        self, touched: Touched, profile_id: str, now: datetime, new: frozenset[str]
+    ) -> set[str]:
+        """The segments that read something the batch changed for this profile; for a new
+        profile, also those of `new` (`of_new_profiles`)."""
         if profile_id in touched.everything:
             return {visit.id for visit in self.order}
-        found: set[str] = set()
+        found: set[str] = set(new) if profile_id in touched.created else set()
         change = touched.traits.get(profile_id)
         sides = None if change is None else change.sides(now)
         for key in touched.trait_keys.get(profile_id, ()):
@@ -298,7 +316,8 @@ async def reevaluate(
     current traits of profiles the caller has at hand; others are read."""
     store = SegmentStore(session, workspace)
     segments = await catalogue(session, workspace)
-    candidates = {pid: segments.candidates(touched, pid, now) for pid in touched.profiles}
+    new = segments.of_new_profiles(now) if touched.created else frozenset()
+    candidates = {pid: segments.candidates(touched, pid, now, new) for pid in touched.profiles}
     candidates = {pid: found for pid, found in candidates.items() if found}
     transitions = await _exits_of_removed(store, segments, touched.removed - touched.profiles)
     if candidates:

@@ -4,6 +4,7 @@ when configured), a nats-server, and the segments service, in-process with an in
 """
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 import services.segments
 from engage import db, subjects
@@ -22,6 +24,7 @@ from engage.principal import Principal, current_principal
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
 from engage_cli.processes import NatsServer
 from services.segments.consumers import EventsConsumer
+from services.segments.models import MEMBERSHIPS, PROFILES
 from services.segments.profiles import ProfileStore
 from services.segments.rules_proto import to_proto
 from services.segments.segment_store import SegmentStore
@@ -178,6 +181,30 @@ async def test_in_segment_cascades_in_real_time(service: Service) -> None:
         ("pro", profile, Change.CHANGE_ENTERED),
         ("pro-in-tokyo", profile, Change.CHANGE_ENTERED),
     ]
+
+
+async def test_new_profiles_enter_samples_on_any_first_event(service: Service) -> None:
+    samples = {seed: f"{{sample: {{percent: 50, seed: {seed}}}}}" for seed in ("spring", "summer")}
+    for seed, rule in samples.items():
+        await service.api.CreateSegment(segment(seed, rule), None)
+    users = [f"visitor-{n}" for n in range(20)]
+    await publish(service.bus, *(event(TRACK, user, T0, "page_viewed") for user in users))
+
+    async def counts(query: sa.Select[Any], expected: int) -> bool:
+        async with service.store() as session:
+            return int((await session.exec(query)).one()[0]) == expected
+
+    profiles = sa.select(sa.func.count()).select_from(PROFILES)
+    await eventually(lambda: counts(profiles, len(users)))
+    for seed, rule in samples.items():
+        # The rule in SQL over the 20 new profiles, as a marketer previews it.
+        preview = segment_pb2.PreviewSegmentRequest(
+            parent=f"workspaces/{WORKSPACE}", rule=to_proto(from_yaml(rule))
+        )
+        expected = (await service.api.PreviewSegment(preview, None)).member_count
+        assert 0 < expected < len(users)
+        members = sa.select(sa.func.count()).where(MEMBERSHIPS.c.segment_id == seed)
+        await eventually(functools.partial(counts, members, expected))
 
 
 async def test_erasing_a_profile_drops_its_memberships(service: Service) -> None:
