@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -198,9 +198,28 @@ def table_of(model: type[Any]) -> sa.Table:
 def upsert_into(session: AsyncSession, model: type[Any]) -> Insert:
     """An INSERT into `model`'s table with ON CONFLICT support in the session's dialect."""
     table = table_of(model)
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def is_postgresql(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def unnested(name: str, columns: dict[str, sa.Column[Any]]) -> sa.TableValuedAlias:
+    """PostgreSQL: rows passed as one array per column (bind parameters named after the keys
+    of `columns`, typed as those columns; see `as_arrays`), read as a table `name`. One
+    statement then writes thousands of rows, where an executemany runs once per row."""
+    arrays = (
+        sa.cast(sa.bindparam(key), postgresql.ARRAY(column.type)) for key, column in columns.items()
+    )
+    return sa.func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
+
+
+def as_arrays(rows: list[dict[str, Any]], keys: Iterable[str]) -> dict[str, list[Any]]:
+    """The parameters of `unnested`: the rows' values, one list per key."""
+    return {key: [row[key] for row in rows] for key in keys}
 
 
 async def ping(engine: AsyncEngine) -> None:

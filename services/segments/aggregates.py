@@ -1,26 +1,24 @@
 """The per-profile aggregates rules read without scanning history: counters per event name and
-totals of configured numeric properties, added to with one bulk upsert (executemany)
-(when applying a batch of events, and when a merge folds one profile's into another's).
+totals of configured numeric properties, added to with one bulk upsert (when applying a batch
+of events, and when a merge folds one profile's into another's).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.db import table_of, upsert_into
+from engage.db import as_arrays, is_postgresql, table_of, unnested, upsert_into
 from services.segments.models import EventCounter, PropertySum
 
 
 async def upsert_counters(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Add counts to (workspace, profile, event name) counters, widening their time span."""
     table = table_of(EventCounter)
-    insert = upsert_into(session, EventCounter)
-    new = insert.excluded
-    upsert = insert.on_conflict_do_update(
-        index_elements=["workspace", "profile_id", "event_name"],
-        set_={
+
+    def widened(new: Any) -> dict[str, Any]:
+        return {
             "count": table.c["count"] + new["count"],
             "first_time": sa.case(
                 (new["first_time"] < table.c["first_time"], new["first_time"]),
@@ -30,19 +28,37 @@ async def upsert_counters(session: AsyncSession, rows: Sequence[dict[str, Any]])
                 (new["last_time"] > table.c["last_time"], new["last_time"]),
                 else_=table.c["last_time"],
             ),
-        },
-    )
-    # One statement compiled once and run for every row (executemany), where a multi-row
-    # VALUES would be compiled anew for each chunk.
-    await session.exec(upsert, params=list(rows))
+        }
+
+    await _add(session, EventCounter, rows, ["workspace", "profile_id", "event_name"], widened)
 
 
 async def upsert_sums(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Add to (workspace, profile, event name, property) totals."""
     table = table_of(PropertySum)
-    insert = upsert_into(session, PropertySum)
-    upsert = insert.on_conflict_do_update(
-        index_elements=["workspace", "profile_id", "event_name", "property"],
-        set_={"total": table.c["total"] + insert.excluded["total"]},
+    keys = ["workspace", "profile_id", "event_name", "property"]
+    await _add(
+        session, PropertySum, rows, keys, lambda new: {"total": table.c["total"] + new["total"]}
     )
-    await session.exec(upsert, params=list(rows))
+
+
+async def _add(
+    session: AsyncSession,
+    model: type[Any],
+    rows: Sequence[dict[str, Any]],
+    keys: list[str],
+    changes: Callable[[Any], dict[str, Any]],
+) -> None:
+    """Insert the rows (unique by `keys`), or make `changes(excluded)` to the ones that exist.
+    One statement compiled once: run for every row (executemany) on SQLite, where a multi-row
+    VALUES would be compiled anew for each chunk; over arrays on PostgreSQL, where an
+    executemany runs it once per row."""
+    insert = upsert_into(session, model)
+    params: Any = list(rows)
+    if is_postgresql(session):
+        columns = {key: table_of(model).c[key] for key in rows[0]}
+        given = unnested("given", columns)
+        insert = insert.from_select(list(columns), sa.select(*(given.c[key] for key in columns)))
+        params = as_arrays(params, columns)
+    upsert = insert.on_conflict_do_update(index_elements=keys, set_=changes(insert.excluded))
+    await session.exec(upsert, params=params)

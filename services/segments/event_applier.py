@@ -21,7 +21,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.clock import Clock, as_utc, utc_now
-from engage.db import table_of, upsert_into
+from engage.db import as_arrays, is_postgresql, table_of, unnested, upsert_into
 from engage.outbox import OutboxMessage
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
@@ -226,10 +226,21 @@ class EventApplier:
     async def _save(self, states: list[ProfileState]) -> None:
         """Write every touched profile row in one statement."""
         rows = [self._row(state) for state in states]
+        written = [key for key in rows[0] if key != "pid"]
+        if is_postgresql(self.session):
+            columns = {"pid": PROFILES.c.id} | {key: PROFILES.c[key] for key in written}
+            saved = unnested("saved", columns)
+            update = (
+                sa.update(PROFILES)
+                .where(PROFILES.c.workspace == self.workspace, PROFILES.c.id == saved.c.pid)
+                .values({key: saved.c[key] for key in written})
+            )
+            await self.session.exec(update, params=as_arrays(rows, columns))
+            return
         update = (
             sa.update(PROFILES)
             .where(PROFILES.c.workspace == sa.bindparam("ws"), PROFILES.c.id == sa.bindparam("pid"))
-            .values({key: sa.bindparam(key) for key in rows[0] if key != "pid"})
+            .values({key: sa.bindparam(key) for key in written})
         )
         await self.session.exec(update, params=[{**row, "ws": self.workspace} for row in rows])
 

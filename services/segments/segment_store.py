@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import paging, subjects
 from engage.clock import as_utc
-from engage.db import Insert, table_of, upsert_into
+from engage.db import Insert, as_arrays, is_postgresql, table_of, unnested, upsert_into
 from engage.errors import AlreadyExists, NotFound
 from engage.outbox import OutboxMessage, outbox_row
 from engage.resources import name_of
@@ -217,19 +217,14 @@ class SegmentStore:
         """Write a few transitions found in Python (real time) and announce them."""
         if not transitions:
             return
-        entered = [t for t in transitions if t.change == ENTERED]
+        entered = [
+            {"segment_id": t.segment_id, "profile_id": t.profile_id, "entered_at": t.entered_at}
+            for t in transitions
+            if t.change == ENTERED
+        ]
         exited = [t for t in transitions if t.change == EXITED]
-        for start in range(0, len(entered), CHUNK):
-            rows = [
-                {
-                    "workspace": self.workspace,
-                    "segment_id": t.segment_id,
-                    "profile_id": t.profile_id,
-                    "entered_at": t.entered_at,
-                }
-                for t in entered[start : start + CHUNK]
-            ]
-            await self.session.exec(self._insert_new_memberships(), params=rows)
+        if entered:
+            await self._add_memberships(entered)
         if exited:
             leave = sa.delete(MEMBERSHIPS).where(
                 MEMBERSHIPS.c.workspace == sa.bindparam("ws"),
@@ -242,6 +237,21 @@ class SegmentStore:
             ]
             await self.session.exec(leave, params=pairs)
         await enqueue_transitions(self.session, self.workspace, transitions, now)
+
+    async def _add_memberships(self, rows: list[dict[str, Any]]) -> None:
+        """Insert memberships (segment_id, profile_id, entered_at), leaving one that exists
+        (and its entered_at) alone."""
+        insert = self._insert_new_memberships()
+        columns = {key: MEMBERSHIPS.c[key] for key in rows[0]}
+        if is_postgresql(self.session):
+            added = unnested("added", columns)
+            fresh = sa.select(sa.literal(self.workspace), *(added.c[key] for key in columns))
+            statement = insert.from_select(["workspace", *columns], fresh)
+            await self.session.exec(statement, params=as_arrays(rows, columns))
+            return
+        for start in range(0, len(rows), CHUNK):
+            chunk = [{**row, "workspace": self.workspace} for row in rows[start : start + CHUNK]]
+            await self.session.exec(insert, params=chunk)
 
     def _insert_new_memberships(self) -> Insert:
         """An INSERT that leaves an existing membership (and its entered_at) alone."""
