@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 import fcntl
 import functools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from alembic import command, context
@@ -41,6 +41,7 @@ _WORKSPACE_KEY = "engage_workspace"
 _WRITER_KEY = "engage_writer_turn"
 
 Insert = postgresql.Insert | sqlite.Insert
+InsertT = TypeVar("InsertT", bound=sa.Insert)
 
 
 class _SqliteInstant(sqlite.DATETIME):
@@ -204,10 +205,11 @@ def upsert_into(session: AsyncSession, model: type[Any]) -> Insert:
 
 
 def is_postgresql(session: AsyncSession) -> bool:
+    """Whether the session talks to PostgreSQL (else SQLite)."""
     return session.get_bind().dialect.name == "postgresql"
 
 
-def unnested(name: str, columns: dict[str, sa.Column[Any]]) -> sa.TableValuedAlias:
+def unnested(name: str, columns: Mapping[str, sa.ColumnElement[Any]]) -> sa.TableValuedAlias:
     """PostgreSQL: rows passed as one array per column (bind parameters named after the keys
     of `columns`, typed as those columns; see `as_arrays`), read as a table `name`. One
     statement then writes thousands of rows, where an executemany runs once per row."""
@@ -220,6 +222,24 @@ def unnested(name: str, columns: dict[str, sa.Column[Any]]) -> sa.TableValuedAli
 def as_arrays(rows: list[dict[str, Any]], keys: Iterable[str]) -> dict[str, list[Any]]:
     """The parameters of `unnested`: the rows' values, one list per key."""
     return {key: [row[key] for row in rows] for key in keys}
+
+
+def fed_by_arrays(insert: InsertT, rows: list[dict[str, Any]]) -> tuple[InsertT, dict[str, Any]]:
+    """PostgreSQL: `insert` taking its rows (each with the same keys, named after columns of
+    its table) from arrays (see `unnested`), and the parameters to run it with."""
+    columns = {key: insert.table.c[key] for key in rows[0]}
+    given = unnested("given", columns)
+    return insert.from_select(list(columns), sa.select(*given.c)), as_arrays(rows, columns)
+
+
+async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (each with the same keys) in one statement: an executemany on SQLite, one
+    INSERT over arrays on PostgreSQL."""
+    if not is_postgresql(session):
+        await session.exec(sa.insert(table), params=rows)
+        return
+    insert, params = fed_by_arrays(sa.insert(table), rows)
+    await session.exec(insert, params=params)
 
 
 async def ping(engine: AsyncEngine) -> None:

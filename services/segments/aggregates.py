@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.db import as_arrays, is_postgresql, table_of, unnested, upsert_into
+from engage.db import fed_by_arrays, is_postgresql, table_of, upsert_into
 from services.segments.models import EventCounter, PropertySum
 
 
@@ -56,9 +56,6 @@ async def _add(
     insert = upsert_into(session, model)
     params: Any = list(rows)
     if is_postgresql(session):
-        columns = {key: table_of(model).c[key] for key in rows[0]}
-        given = unnested("given", columns)
-        insert = insert.from_select(list(columns), sa.select(*(given.c[key] for key in columns)))
-        params = as_arrays(params, columns)
+        insert, params = fed_by_arrays(insert, params)
     upsert = insert.on_conflict_do_update(index_elements=keys, set_=changes(insert.excluded))
     await session.exec(upsert, params=params)

@@ -21,7 +21,7 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.clock import as_utc
-from engage.db import table_of
+from engage.db import insert_rows, table_of
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.models import (
@@ -134,9 +134,9 @@ class IdentityResolver:
                 }
                 for profile in profiles
             ]
-            await self.session.exec(sa.insert(PROFILES), params=rows)
+            await insert_rows(self.session, PROFILES, rows)
         if identities:
-            await self.session.exec(sa.insert(table_of(Identity)), params=identities)
+            await insert_rows(self.session, table_of(Identity), identities)
 
     def final(self, profile_id: str) -> str:
         """Where a profile resolved earlier in the batch ended up after the batch's merges."""

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import paging, subjects
 from engage.clock import as_utc
-from engage.db import Insert, as_arrays, is_postgresql, table_of, unnested, upsert_into
+from engage.db import Insert, fed_by_arrays, is_postgresql, table_of, upsert_into
 from engage.errors import AlreadyExists, NotFound
 from engage.outbox import OutboxMessage, outbox_row
 from engage.resources import name_of
@@ -242,16 +242,13 @@ class SegmentStore:
         """Insert memberships (segment_id, profile_id, entered_at), leaving one that exists
         (and its entered_at) alone."""
         insert = self._insert_new_memberships()
-        columns = {key: MEMBERSHIPS.c[key] for key in rows[0]}
+        rows = [{**row, "workspace": self.workspace} for row in rows]
         if is_postgresql(self.session):
-            added = unnested("added", columns)
-            fresh = sa.select(sa.literal(self.workspace), *(added.c[key] for key in columns))
-            statement = insert.from_select(["workspace", *columns], fresh)
-            await self.session.exec(statement, params=as_arrays(rows, columns))
+            statement, params = fed_by_arrays(insert, rows)
+            await self.session.exec(statement, params=params)
             return
         for start in range(0, len(rows), CHUNK):
-            chunk = [{**row, "workspace": self.workspace} for row in rows[start : start + CHUNK]]
-            await self.session.exec(insert, params=chunk)
+            await self.session.exec(insert, params=rows[start : start + CHUNK])
 
     def _insert_new_memberships(self) -> Insert:
         """An INSERT that leaves an existing membership (and its entered_at) alone."""
