@@ -196,10 +196,10 @@ class Bus:
         `PermanentError`, or a failure on the last allowed delivery, parks the message on
         `engage.deadletter.<durable>` with the error and terminates it.
 
-        With `together`, the messages of each fetch (one or many) go to it at once first (one
-        transaction for many messages, perhaps with other fetches' messages) and are all acked
-        when it returns; should it fail, each message is delivered alone through `handle`, with
-        all of the above.
+        With `together`, the messages of a fetch that brings several go to it at once first (one
+        transaction for many messages) and are all acked when it returns; should it fail, each
+        message is delivered alone through `handle`, with all of the above. A lone message goes
+        to `handle`, whose span continues the caller's trace.
         """
         await self.declare_consumer(spec)
         subscription = await self.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
@@ -214,7 +214,7 @@ class Bus:
                     log.warning("fetch failed, will retry: %s", type(error).__name__)
                     await asyncio.sleep(_RECONNECT_PAUSE_SECONDS)
                     continue
-                if together is not None:
+                if together is not None and len(messages) > 1:
                     await self._deliver_together(spec, messages, handle, together)
                 elif spec.concurrency == 1:
                     for message in messages:
