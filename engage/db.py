@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic import command, context
@@ -41,7 +41,6 @@ _WORKSPACE_KEY = "engage_workspace"
 _WRITER_KEY = "engage_writer_turn"
 
 Insert = postgresql.Insert | sqlite.Insert
-InsertT = TypeVar("InsertT", bound=sa.Insert)
 
 
 class _SqliteInstant(sqlite.DATETIME):
@@ -224,22 +223,17 @@ def as_arrays(rows: list[dict[str, Any]], keys: Iterable[str]) -> dict[str, list
     return {key: [row[key] for row in rows] for key in keys}
 
 
-def fed_by_arrays(insert: InsertT, rows: list[dict[str, Any]]) -> tuple[InsertT, dict[str, Any]]:
-    """PostgreSQL: `insert` taking its rows (each with the same keys, named after columns of
-    its table) from arrays (see `unnested`), and the parameters to run it with."""
+async def insert_many(session: AsyncSession, insert: sa.Insert, rows: list[dict[str, Any]]) -> None:
+    """Run `insert` (plain or ON CONFLICT) for rows that each have the same keys, named after
+    its table's columns: an executemany on SQLite, where it is cheap; on PostgreSQL, where an
+    executemany runs once per row, one statement reading the rows from arrays (`unnested`)."""
+    if not is_postgresql(session):
+        await session.exec(insert, params=rows)
+        return
     columns = {key: insert.table.c[key] for key in rows[0]}
     given = unnested("given", columns)
-    return insert.from_select(list(columns), sa.select(*given.c)), as_arrays(rows, columns)
-
-
-async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (each with the same keys) in one statement: an executemany on SQLite, one
-    INSERT over arrays on PostgreSQL."""
-    if not is_postgresql(session):
-        await session.exec(sa.insert(table), params=rows)
-        return
-    insert, params = fed_by_arrays(sa.insert(table), rows)
-    await session.exec(insert, params=params)
+    fed = insert.from_select(list(columns), sa.select(*given.c))
+    await session.exec(fed, params=as_arrays(rows, columns))
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage.db import fed_by_arrays, is_postgresql, table_of, upsert_into
+from engage.db import insert_many, table_of, upsert_into
 from services.segments.models import EventCounter, PropertySum
 
 
@@ -49,13 +49,8 @@ async def _add(
     keys: list[str],
     changes: Callable[[Any], dict[str, Any]],
 ) -> None:
-    """Insert the rows (unique by `keys`), or make `changes(excluded)` to the ones that exist.
-    One statement compiled once: run for every row (executemany) on SQLite, where a multi-row
-    VALUES would be compiled anew for each chunk; over arrays on PostgreSQL, where an
-    executemany runs it once per row."""
+    """Insert the rows (unique by `keys`), or make `changes(excluded)` to the ones that exist,
+    in one statement (see `insert_many`)."""
     insert = upsert_into(session, model)
-    params: Any = list(rows)
-    if is_postgresql(session):
-        insert, params = fed_by_arrays(insert, params)
     upsert = insert.on_conflict_do_update(index_elements=keys, set_=changes(insert.excluded))
-    await session.exec(upsert, params=params)
+    await insert_many(session, upsert, list(rows))

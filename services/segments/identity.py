@@ -21,7 +21,7 @@ from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.clock import as_utc
-from engage.db import insert_rows, table_of
+from engage.db import insert_many, table_of
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.models import (
@@ -134,9 +134,9 @@ class IdentityResolver:
                 }
                 for profile in profiles
             ]
-            await insert_rows(self.session, PROFILES, rows)
+            await insert_many(self.session, sa.insert(PROFILES), rows)
         if identities:
-            await insert_rows(self.session, table_of(Identity), identities)
+            await insert_many(self.session, sa.insert(table_of(Identity)), identities)
 
     def final(self, profile_id: str) -> str:
         """Where a profile resolved earlier in the batch ended up after the batch's merges."""

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import paging, subjects
 from engage.clock import as_utc
-from engage.db import Insert, fed_by_arrays, is_postgresql, table_of, upsert_into
+from engage.db import Insert, insert_many, table_of, upsert_into
 from engage.errors import AlreadyExists, NotFound
 from engage.outbox import OutboxMessage, outbox_row
 from engage.resources import name_of
@@ -241,14 +241,8 @@ class SegmentStore:
     async def _add_memberships(self, rows: list[dict[str, Any]]) -> None:
         """Insert memberships (segment_id, profile_id, entered_at), leaving one that exists
         (and its entered_at) alone."""
-        insert = self._insert_new_memberships()
         rows = [{**row, "workspace": self.workspace} for row in rows]
-        if is_postgresql(self.session):
-            statement, params = fed_by_arrays(insert, rows)
-            await self.session.exec(statement, params=params)
-            return
-        for start in range(0, len(rows), CHUNK):
-            await self.session.exec(insert, params=rows[start : start + CHUNK])
+        await insert_many(self.session, self._insert_new_memberships(), rows)
 
     def _insert_new_memberships(self) -> Insert:
         """An INSERT that leaves an existing membership (and its entered_at) alone."""

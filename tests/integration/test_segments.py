@@ -135,6 +135,23 @@ async def test_older_identify_does_not_overwrite_newer_trait(
     assert traits_of(profile) == {"plan": "pro", "a": 1}
 
 
+async def test_an_older_page_view_keeps_the_newer_time_zone_and_locale(
+    bus: Bus, profiles: profile_pb2_grpc.ProfileServiceStub
+) -> None:
+    track = common_pb2.EVENT_TYPE_TRACK
+    later = {"timezone": "Asia/Tokyo", "locale": "ja-JP"}
+    earlier = {"timezone": "Europe/Paris", "locale": "fr-FR"}
+    newer = event(track, user_id="u9", name="page_viewed", context=later, at=T0 + timedelta(1))
+    await publish(bus, newer)
+    # Applied in a transaction of its own before the older event arrives.
+    await eventually(lambda: _has(get(profiles, user_id="u9"), lambda p: p.locale == "ja-JP"))
+    await publish(bus, event(track, user_id="u9", name="page_viewed", context=earlier))
+    profile = await eventually(
+        lambda: _has(get(profiles, user_id="u9"), lambda p: p.event_stats["page_viewed"].count == 2)
+    )
+    assert (profile.time_zone, profile.locale) == ("Asia/Tokyo", "ja-JP")
+
+
 async def test_track_counts_and_a_redelivered_message_counts_once(
     bus: Bus, profiles: profile_pb2_grpc.ProfileServiceStub
 ) -> None:
