@@ -2,7 +2,8 @@
 stored times, which are all UTC though SQLite hands them back naive."""
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -24,3 +25,33 @@ def timestamp(moment: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(as_utc(moment))
     return stamp
+
+
+def offset_clock(offset_file: Path) -> Clock:
+    """The wall clock moved on by the seconds written in `offset_file` (none or 0: not moved):
+    how a demo or a test lets days pass in seconds in every service at once. Read again only
+    when the file changes."""
+    seen: dict[str, object] = {"stamp": None, "offset": timedelta()}
+
+    def now() -> datetime:
+        try:
+            stat = offset_file.stat()
+            stamp: object = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != seen["stamp"]:
+            text = offset_file.read_text().strip() if stamp is not None else ""
+            seen["stamp"], seen["offset"] = stamp, timedelta(seconds=float(text or 0))
+        offset = seen["offset"]
+        assert isinstance(offset, timedelta)
+        return utc_now() + offset
+
+    return now
+
+
+def move_clock(offset_file: Path, by: timedelta) -> None:
+    """Move every service reading `offset_file` (see `offset_clock`) on by `by`."""
+    current = float(offset_file.read_text().strip() or 0) if offset_file.exists() else 0.0
+    written = offset_file.with_suffix(".tmp")
+    written.write_text(repr(current + by.total_seconds()))
+    written.replace(offset_file)

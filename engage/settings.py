@@ -6,6 +6,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engage.clock import Clock, offset_clock, utc_now
+
 DEVELOPMENT_API_KEY = "engage-dev-key"
 # What services present to each other on a laptop: a platform key, for any workspace.
 DEVELOPMENT_SERVICE_KEY = "engage-dev-service-key"
@@ -42,6 +44,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = 10.0
     # Written with the bound address once the service is serving (for launchers and tests).
     ready_file: Path | None = None
+    # Development only: a file of seconds by which this service's clock runs ahead of the wall
+    # clock, so a demo or a test passes days in seconds (see `engage.clock.offset_clock`).
+    clock_offset_file: Path | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> "Settings":
@@ -50,7 +55,15 @@ class Settings(BaseSettings):
             key in self.api_keys or key == self.service_api_key for key in development_keys
         ):
             raise ValueError("a development API key is still configured in production")
+        if self.environment == "production" and self.clock_offset_file is not None:
+            raise ValueError("a clock offset file is for development only")
         return self
+
+    def clock(self) -> Clock:
+        """What this service reads the time from: the wall clock, unless an offset file moves it."""
+        if self.clock_offset_file is None:
+            return utc_now
+        return offset_clock(self.clock_offset_file)
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to this service's SQLite file under `var_dir`."""

@@ -23,39 +23,40 @@ _sym_db = _symbol_database.Default()
 
 
 from engage.v1 import common_pb2 as engage_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65ngage/v1/bus.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"~\n\nEventBatch\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12 \n\x06\x65vents\x18\x04 \x03(\x0b\x32\x10.engage.v1.Event\"\x8c\x01\n\x0eProfileChanges\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12*\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x19.engage.v1.ProfileChanged\"\xf4\x02\n\x0eProfileChanged\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12,\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.engage.v1.ProfileChanged.Kind\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12/\n\x0e\x63hanged_traits\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0emerged_profile\x18\x08 \x01(\t\x12\x15\n\ranonymous_ids\x18\t \x03(\t\"b\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_CREATED\x10\x01\x12\x10\n\x0cKIND_UPDATED\x10\x02\x12\x0f\n\x0bKIND_MERGED\x10\x03\x12\x0f\n\x0bKIND_ERASED\x10\x04\"\x92\x01\n\x11MembershipChanges\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12-\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x1c.engage.v1.MembershipChanged\"\xad\x02\n\x11MembershipChanged\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x0f\n\x07segment\x18\x04 \x01(\t\x12\x17\n\x0fsegment_version\x18\x05 \x01(\x03\x12\x0f\n\x07profile\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x33\n\x06\x63hange\x18\x08 \x01(\x0e\x32#.engage.v1.MembershipChanged.Change\"G\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANGE_ENTERED\x10\x01\x12\x11\n\rCHANGE_EXITED\x10\x02\"\xdf\x02\n\rSendRequested\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12#\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x10\n\x08template\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x07 \x01(\t\x12\x0f\n\x07journey\x18\x08 \x01(\t\x12\x17\n\x0fjourney_version\x18\t \x01(\x03\x12\x15\n\renrollment_id\x18\n \x01(\t\x12\x0f\n\x07step_id\x18\x0b \x01(\t\x12\x10\n\x08\x63\x61mpaign\x18\x0c \x01(\t\x12\x15\n\rtransactional\x18\r \x01(\x08\x12%\n\x04\x64\x61ta\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\"\x8f\x04\n\rDeliveryEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12+\n\x04kind\x18\x04 \x01(\x0e\x32\x1d.engage.v1.DeliveryEvent.Kind\x12#\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x0f\n\x07user_id\x18\x08 \x01(\t\x12\x0f\n\x07journey\x18\t \x01(\t\x12\x17\n\x0fjourney_version\x18\n \x01(\x03\x12\x0f\n\x07step_id\x18\x0b \x01(\t\x12\x10\n\x08\x63\x61mpaign\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\"\xc3\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_SENT\x10\x01\x12\x12\n\x0eKIND_DELIVERED\x10\x02\x12\x10\n\x0cKIND_BOUNCED\x10\x03\x12\x0f\n\x0bKIND_FAILED\x10\x04\x12\x0f\n\x0bKIND_OPENED\x10\x05\x12\x10\n\x0cKIND_CLICKED\x10\x06\x12\x15\n\x11KIND_UNSUBSCRIBED\x10\x07\x12\x13\n\x0fKIND_COMPLAINED\x10\x08\x12\x10\n\x0cKIND_SKIPPED\x10\t\"\xe2\x02\n\x0cJourneyEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12*\n\x04kind\x18\x04 \x01(\x0e\x32\x1c.engage.v1.JourneyEvent.Kind\x12\x0f\n\x07journey\x18\x05 \x01(\t\x12\x17\n\x0fjourney_version\x18\x06 \x01(\x03\x12\x15\n\renrollment_id\x18\x07 \x01(\t\x12\x0f\n\x07user_id\x18\x08 \x01(\t\x12\x0f\n\x07step_id\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\"c\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n\rKIND_ENROLLED\x10\x01\x12\r\n\tKIND_STEP\x10\x02\x12\x0f\n\x0bKIND_EXITED\x10\x03\x12\x12\n\x0eKIND_CONVERTED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x65ngage/v1/bus.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"~\n\nEventBatch\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12 \n\x06\x65vents\x18\x04 \x03(\x0b\x32\x10.engage.v1.Event\"\x8c\x01\n\x0eProfileChanges\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12*\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x19.engage.v1.ProfileChanged\"\xf4\x02\n\x0eProfileChanged\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12,\n\x04kind\x18\x04 \x01(\x0e\x32\x1e.engage.v1.ProfileChanged.Kind\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12/\n\x0e\x63hanged_traits\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0emerged_profile\x18\x08 \x01(\t\x12\x15\n\ranonymous_ids\x18\t \x03(\t\"b\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_CREATED\x10\x01\x12\x10\n\x0cKIND_UPDATED\x10\x02\x12\x0f\n\x0bKIND_MERGED\x10\x03\x12\x0f\n\x0bKIND_ERASED\x10\x04\"\x92\x01\n\x11MembershipChanges\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12-\n\x07\x63hanges\x18\x04 \x03(\x0b\x32\x1c.engage.v1.MembershipChanged\"\xad\x02\n\x11MembershipChanged\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x0f\n\x07segment\x18\x04 \x01(\t\x12\x17\n\x0fsegment_version\x18\x05 \x01(\x03\x12\x0f\n\x07profile\x18\x06 \x01(\t\x12\x0f\n\x07user_id\x18\x07 \x01(\t\x12\x33\n\x06\x63hange\x18\x08 \x01(\x0e\x32#.engage.v1.MembershipChanged.Change\"G\n\x06\x43hange\x12\x16\n\x12\x43HANGE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x43HANGE_ENTERED\x10\x01\x12\x11\n\rCHANGE_EXITED\x10\x02\"\xdf\x02\n\rSendRequested\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12#\n\x07\x63hannel\x18\x04 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x10\n\x08template\x18\x05 \x01(\t\x12\x0f\n\x07user_id\x18\x06 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x07 \x01(\t\x12\x0f\n\x07journey\x18\x08 \x01(\t\x12\x17\n\x0fjourney_version\x18\t \x01(\x03\x12\x15\n\renrollment_id\x18\n \x01(\t\x12\x0f\n\x07step_id\x18\x0b \x01(\t\x12\x10\n\x08\x63\x61mpaign\x18\x0c \x01(\t\x12\x15\n\rtransactional\x18\r \x01(\x08\x12%\n\x04\x64\x61ta\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\"\x8f\x04\n\rDeliveryEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12+\n\x04kind\x18\x04 \x01(\x0e\x32\x1d.engage.v1.DeliveryEvent.Kind\x12#\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x0f\n\x07user_id\x18\x08 \x01(\t\x12\x0f\n\x07journey\x18\t \x01(\t\x12\x17\n\x0fjourney_version\x18\n \x01(\x03\x12\x0f\n\x07step_id\x18\x0b \x01(\t\x12\x10\n\x08\x63\x61mpaign\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\"\xc3\x01\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_SENT\x10\x01\x12\x12\n\x0eKIND_DELIVERED\x10\x02\x12\x10\n\x0cKIND_BOUNCED\x10\x03\x12\x0f\n\x0bKIND_FAILED\x10\x04\x12\x0f\n\x0bKIND_OPENED\x10\x05\x12\x10\n\x0cKIND_CLICKED\x10\x06\x12\x15\n\x11KIND_UNSUBSCRIBED\x10\x07\x12\x13\n\x0fKIND_COMPLAINED\x10\x08\x12\x10\n\x0cKIND_SKIPPED\x10\t\"\xaf\x03\n\x0cJourneyEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12*\n\x04kind\x18\x04 \x01(\x0e\x32\x1c.engage.v1.JourneyEvent.Kind\x12\x0f\n\x07journey\x18\x05 \x01(\t\x12\x17\n\x0fjourney_version\x18\x06 \x01(\x03\x12\x15\n\renrollment_id\x18\x07 \x01(\t\x12\x0f\n\x07user_id\x18\x08 \x01(\t\x12\x0f\n\x07step_id\x18\t \x01(\t\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x17\n\x0f\x61ttributed_send\x18\x0b \x01(\t\x12\x32\n\x0ftime_to_convert\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\"c\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n\rKIND_ENROLLED\x10\x01\x12\r\n\tKIND_STEP\x10\x02\x12\x0f\n\x0bKIND_EXITED\x10\x03\x12\x12\n\x0eKIND_CONVERTED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'engage.v1.bus_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTBATCH']._serialized_start=121
-  _globals['_EVENTBATCH']._serialized_end=247
-  _globals['_PROFILECHANGES']._serialized_start=250
-  _globals['_PROFILECHANGES']._serialized_end=390
-  _globals['_PROFILECHANGED']._serialized_start=393
-  _globals['_PROFILECHANGED']._serialized_end=765
-  _globals['_PROFILECHANGED_KIND']._serialized_start=667
-  _globals['_PROFILECHANGED_KIND']._serialized_end=765
-  _globals['_MEMBERSHIPCHANGES']._serialized_start=768
-  _globals['_MEMBERSHIPCHANGES']._serialized_end=914
-  _globals['_MEMBERSHIPCHANGED']._serialized_start=917
-  _globals['_MEMBERSHIPCHANGED']._serialized_end=1218
-  _globals['_MEMBERSHIPCHANGED_CHANGE']._serialized_start=1147
-  _globals['_MEMBERSHIPCHANGED_CHANGE']._serialized_end=1218
-  _globals['_SENDREQUESTED']._serialized_start=1221
-  _globals['_SENDREQUESTED']._serialized_end=1572
-  _globals['_DELIVERYEVENT']._serialized_start=1575
-  _globals['_DELIVERYEVENT']._serialized_end=2102
-  _globals['_DELIVERYEVENT_KIND']._serialized_start=1907
-  _globals['_DELIVERYEVENT_KIND']._serialized_end=2102
-  _globals['_JOURNEYEVENT']._serialized_start=2105
-  _globals['_JOURNEYEVENT']._serialized_end=2459
-  _globals['_JOURNEYEVENT_KIND']._serialized_start=2360
-  _globals['_JOURNEYEVENT_KIND']._serialized_end=2459
+  _globals['_EVENTBATCH']._serialized_start=153
+  _globals['_EVENTBATCH']._serialized_end=279
+  _globals['_PROFILECHANGES']._serialized_start=282
+  _globals['_PROFILECHANGES']._serialized_end=422
+  _globals['_PROFILECHANGED']._serialized_start=425
+  _globals['_PROFILECHANGED']._serialized_end=797
+  _globals['_PROFILECHANGED_KIND']._serialized_start=699
+  _globals['_PROFILECHANGED_KIND']._serialized_end=797
+  _globals['_MEMBERSHIPCHANGES']._serialized_start=800
+  _globals['_MEMBERSHIPCHANGES']._serialized_end=946
+  _globals['_MEMBERSHIPCHANGED']._serialized_start=949
+  _globals['_MEMBERSHIPCHANGED']._serialized_end=1250
+  _globals['_MEMBERSHIPCHANGED_CHANGE']._serialized_start=1179
+  _globals['_MEMBERSHIPCHANGED_CHANGE']._serialized_end=1250
+  _globals['_SENDREQUESTED']._serialized_start=1253
+  _globals['_SENDREQUESTED']._serialized_end=1604
+  _globals['_DELIVERYEVENT']._serialized_start=1607
+  _globals['_DELIVERYEVENT']._serialized_end=2134
+  _globals['_DELIVERYEVENT_KIND']._serialized_start=1939
+  _globals['_DELIVERYEVENT_KIND']._serialized_end=2134
+  _globals['_JOURNEYEVENT']._serialized_start=2137
+  _globals['_JOURNEYEVENT']._serialized_end=2568
+  _globals['_JOURNEYEVENT_KIND']._serialized_start=2469
+  _globals['_JOURNEYEVENT_KIND']._serialized_end=2568
 # @@protoc_insertion_point(module_scope)

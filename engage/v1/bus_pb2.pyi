@@ -1,6 +1,7 @@
 import datetime
 
 from engage.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -195,7 +196,7 @@ class DeliveryEvent(_message.Message):
     def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., kind: _Optional[_Union[DeliveryEvent.Kind, str]] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., message: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., user_id: _Optional[str] = ..., journey: _Optional[str] = ..., journey_version: _Optional[int] = ..., step_id: _Optional[str] = ..., campaign: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class JourneyEvent(_message.Message):
-    __slots__ = ("id", "occurred_at", "workspace", "kind", "journey", "journey_version", "enrollment_id", "user_id", "step_id", "reason")
+    __slots__ = ("id", "occurred_at", "workspace", "kind", "journey", "journey_version", "enrollment_id", "user_id", "step_id", "reason", "attributed_send", "time_to_convert")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[JourneyEvent.Kind]
@@ -218,6 +219,8 @@ class JourneyEvent(_message.Message):
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTED_SEND_FIELD_NUMBER: _ClassVar[int]
+    TIME_TO_CONVERT_FIELD_NUMBER: _ClassVar[int]
     id: str
     occurred_at: _timestamp_pb2.Timestamp
     workspace: str
@@ -228,4 +231,6 @@ class JourneyEvent(_message.Message):
     user_id: str
     step_id: str
     reason: str
-    def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., kind: _Optional[_Union[JourneyEvent.Kind, str]] = ..., journey: _Optional[str] = ..., journey_version: _Optional[int] = ..., enrollment_id: _Optional[str] = ..., user_id: _Optional[str] = ..., step_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    attributed_send: str
+    time_to_convert: _duration_pb2.Duration
+    def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., kind: _Optional[_Union[JourneyEvent.Kind, str]] = ..., journey: _Optional[str] = ..., journey_version: _Optional[int] = ..., enrollment_id: _Optional[str] = ..., user_id: _Optional[str] = ..., step_id: _Optional[str] = ..., reason: _Optional[str] = ..., attributed_send: _Optional[str] = ..., time_to_convert: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

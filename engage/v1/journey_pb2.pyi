@@ -1,6 +1,7 @@
 import datetime
 
 from engage.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -14,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Journey(_message.Message):
-    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time")
+    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time", "goal", "exit_events", "reentry")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Journey.State]
@@ -35,6 +36,9 @@ class Journey(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    GOAL_FIELD_NUMBER: _ClassVar[int]
+    EXIT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    REENTRY_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Journey.State
@@ -43,7 +47,34 @@ class Journey(_message.Message):
     steps: _containers.RepeatedCompositeFieldContainer[JourneyStep]
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    goal: JourneyGoal
+    exit_events: _containers.RepeatedScalarFieldContainer[str]
+    reentry: ReentryPolicy
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., goal: _Optional[_Union[JourneyGoal, _Mapping]] = ..., exit_events: _Optional[_Iterable[str]] = ..., reentry: _Optional[_Union[ReentryPolicy, _Mapping]] = ...) -> None: ...
+
+class JourneyGoal(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    def __init__(self, event: _Optional[str] = ...) -> None: ...
+
+class ReentryPolicy(_message.Message):
+    __slots__ = ("mode", "cooldown")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MODE_UNSPECIFIED: _ClassVar[ReentryPolicy.Mode]
+        MODE_ONCE: _ClassVar[ReentryPolicy.Mode]
+        MODE_ONE_AT_A_TIME: _ClassVar[ReentryPolicy.Mode]
+        MODE_AFTER_COOLDOWN: _ClassVar[ReentryPolicy.Mode]
+    MODE_UNSPECIFIED: ReentryPolicy.Mode
+    MODE_ONCE: ReentryPolicy.Mode
+    MODE_ONE_AT_A_TIME: ReentryPolicy.Mode
+    MODE_AFTER_COOLDOWN: ReentryPolicy.Mode
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_FIELD_NUMBER: _ClassVar[int]
+    mode: ReentryPolicy.Mode
+    cooldown: _duration_pb2.Duration
+    def __init__(self, mode: _Optional[_Union[ReentryPolicy.Mode, str]] = ..., cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class JourneyTrigger(_message.Message):
     __slots__ = ("event",)
@@ -58,14 +89,52 @@ class EventTrigger(_message.Message):
     def __init__(self, event: _Optional[str] = ...) -> None: ...
 
 class JourneyStep(_message.Message):
-    __slots__ = ("id", "send", "exit")
+    __slots__ = ("id", "send", "exit", "wait", "split", "next")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEND_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
     id: str
     send: SendStep
     exit: ExitStep
-    def __init__(self, id: _Optional[str] = ..., send: _Optional[_Union[SendStep, _Mapping]] = ..., exit: _Optional[_Union[ExitStep, _Mapping]] = ...) -> None: ...
+    wait: WaitStep
+    split: SplitStep
+    next: str
+    def __init__(self, id: _Optional[str] = ..., send: _Optional[_Union[SendStep, _Mapping]] = ..., exit: _Optional[_Union[ExitStep, _Mapping]] = ..., wait: _Optional[_Union[WaitStep, _Mapping]] = ..., split: _Optional[_Union[SplitStep, _Mapping]] = ..., next: _Optional[str] = ...) -> None: ...
+
+class WaitStep(_message.Message):
+    __slots__ = ("duration", "event")
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    duration: _duration_pb2.Duration
+    event: WaitForEvent
+    def __init__(self, duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., event: _Optional[_Union[WaitForEvent, _Mapping]] = ...) -> None: ...
+
+class WaitForEvent(_message.Message):
+    __slots__ = ("event", "timeout", "on_timeout")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    ON_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    timeout: _duration_pb2.Duration
+    on_timeout: str
+    def __init__(self, event: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., on_timeout: _Optional[str] = ...) -> None: ...
+
+class SplitStep(_message.Message):
+    __slots__ = ("paths",)
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    paths: _containers.RepeatedCompositeFieldContainer[SplitPath]
+    def __init__(self, paths: _Optional[_Iterable[_Union[SplitPath, _Mapping]]] = ...) -> None: ...
+
+class SplitPath(_message.Message):
+    __slots__ = ("percent", "next")
+    PERCENT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    percent: int
+    next: str
+    def __init__(self, percent: _Optional[int] = ..., next: _Optional[str] = ...) -> None: ...
 
 class SendStep(_message.Message):
     __slots__ = ("channel", "template", "transactional")

@@ -1,6 +1,8 @@
-"""`python -m services.scheduler`: journeys and the sends they trigger."""
+"""`python -m services.scheduler`: journeys, their timers and the sends they make."""
 
 from pathlib import Path
+
+from pydantic import Field
 
 from engage import db, server
 from engage.bus import Bus
@@ -11,11 +13,14 @@ from engage.settings import Settings
 from engage.v1 import journey_pb2_grpc
 from services.scheduler.api import JourneyApi
 from services.scheduler.consumers import EVENTS, ErasureConsumer, EventConsumer
+from services.scheduler.timers import TimerWorker
 
 
 class SchedulerSettings(Settings):
     service_name: str = "scheduler"
     grpc_port: int = 50053
+    # Seconds between looks for due timers when none was due.
+    timer_poll_seconds: float = Field(default=0.5, gt=0)
 
 
 async def serve(settings: SchedulerSettings) -> None:
@@ -24,13 +29,15 @@ async def serve(settings: SchedulerSettings) -> None:
     )
     bus = await Bus.open(settings.nats_url, settings.service_name)
     relay = OutboxRelay(sessions, bus)
-    events = EventConsumer(sessions, relay)
+    clock = settings.clock()
+    events = EventConsumer(sessions, relay, clock)
+    timers = TimerWorker(sessions, relay.notify, clock, settings.timer_poll_seconds)
     erasures = erasure_handler(ErasureConsumer(sessions).erase)
     await server.run(
         settings,
         [
             GrpcService(
-                JourneyApi(sessions),
+                JourneyApi(sessions, clock),
                 journey_pb2_grpc.add_JourneyServiceServicer_to_server,
                 "engage.v1.JourneyService",
             )
@@ -40,6 +47,7 @@ async def serve(settings: SchedulerSettings) -> None:
                 lambda: bus.consume(EVENTS, events.handle, events.handle_together),
                 lambda: bus.consume(erasure_consumer("scheduler"), erasures),
                 relay.run,
+                timers.run,
             ],
             cleanups=[bus.close, engine.dispose],
             dependencies={"database": lambda: db.ping(engine), "nats": bus.ping},

@@ -12,7 +12,7 @@ from engage.clock import Clock, timestamp, utc_now
 from engage.db import reading, transaction
 from engage.errors import InvalidArgument, NotFound
 from engage.v1 import journey_pb2, journey_pb2_grpc
-from services.scheduler import journeys, store
+from services.scheduler import enrollments, graph, journeys, store
 from services.scheduler.models import JourneyRow
 
 
@@ -84,13 +84,11 @@ async def _existing(session: AsyncSession, journey_id: str, for_update: bool = F
 
 
 def journey_to_proto(row: JourneyRow) -> journey_pb2.Journey:
-    return journey_pb2.Journey(
-        name=journeys.journey_name(row.workspace, row.journey_id),
-        display_name=row.display_name,
-        state=cast(journey_pb2.Journey.State, row.state),
-        version=row.version,
-        trigger=journey_pb2.JourneyTrigger(event=journey_pb2.EventTrigger(event=row.trigger_event)),
-        steps=journeys.steps_to_proto(journeys.steps_from_json(row.steps)),
-        create_time=timestamp(row.create_time),
-        update_time=timestamp(row.update_time),
-    )
+    journey = graph.to_proto(store.definition_of(row.definition, row.workspace))
+    journey.name = enrollments.journey_name(row.workspace, row.journey_id)
+    journey.display_name = row.display_name
+    journey.state = cast(journey_pb2.Journey.State, row.state)
+    journey.version = row.version
+    journey.create_time.CopyFrom(timestamp(row.create_time))
+    journey.update_time.CopyFrom(timestamp(row.update_time))
+    return journey

@@ -1,4 +1,4 @@
-"""The scheduler's tables: journeys, every saved version of each, and enrollments."""
+"""The scheduler's tables: journeys, every saved version of each, enrollments and their timers."""
 
 from datetime import datetime
 
@@ -24,8 +24,8 @@ class JourneyRow(SQLModel, table=True):
     state: int
     version: int
     trigger_event: str
-    # JSON of the steps (see journeys.steps_to_json).
-    steps: str
+    # What the journey does, as the contract's JSON (see graph.to_json).
+    definition: str
     create_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
     update_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
 
@@ -44,19 +44,24 @@ class JourneyVersionRow(SQLModel, table=True):
     workspace: str
     journey_id: str
     version: int
-    trigger_event: str
-    steps: str
+    definition: str
     create_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
 
 
 class EnrollmentRow(SQLModel, table=True):
-    """A profile in a journey; one per profile and journey for now (entry once ever)."""
+    """One profile's pass through one journey version (see enrollments.Enrollment)."""
 
     __tablename__ = "journey_enrollments"
     __table_args__ = (
         sa.UniqueConstraint(
-            "workspace", "journey_id", "profile_key", name="uq_journey_enrollments_profile"
+            "workspace", "journey_id", "enrollment_id", name="uq_journey_enrollments_id"
         ),
+        # At most one active enrollment per profile and journey: `active_key` is the profile
+        # key while active and NULL after (NULLs never collide).
+        sa.UniqueConstraint(
+            "workspace", "journey_id", "active_key", name="uq_journey_enrollments_active"
+        ),
+        sa.Index("ix_journey_enrollments_profile", "workspace", "profile_key", "status"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -68,3 +73,31 @@ class EnrollmentRow(SQLModel, table=True):
     user_id: str
     anonymous_id: str
     enrolled_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    status: int
+    active_key: str | None = None
+    step_id: str
+    awaiting_event: str
+    last_send_key: str
+    position: int
+    finished_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class TimerRow(SQLModel, table=True):
+    """When a waiting enrollment moves on. Fired by whichever scheduler claims it first."""
+
+    __tablename__ = "journey_timers"
+    __table_args__ = (
+        sa.Index("ix_journey_timers_due", "due_at"),
+        sa.Index("ix_journey_timers_enrollment", "workspace", "enrollment_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace: str
+    journey_id: str
+    enrollment_id: str
+    # The enrollment's position when the timer was set: a timer whose enrollment has moved
+    # since (an awaited event came, it left) is stale and dropped.
+    position: int
+    due_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    # The step it resumes at; empty: the enrollment ends.
+    resume_at: str

@@ -1,28 +1,35 @@
-"""Reading and writing journeys and enrollments. The caller owns the transaction, whose
-session is scoped to one workspace (engage.db): queries here never filter by workspace."""
+"""Reading and writing journeys. The caller owns the transaction, whose session is scoped to
+one workspace (engage.db): queries here never filter by workspace."""
 
+import functools
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from engage import db, paging
+from engage import paging
 from engage.erasure import Erasure
 from engage.errors import AlreadyExists
-from services.scheduler import journeys
-from services.scheduler.journeys import ActiveJourney, Definition, Enrollment, JourneySpec
-from services.scheduler.models import EnrollmentRow, JourneyRow, JourneyVersionRow
+from services.scheduler import enrollments, graph, journeys
+from services.scheduler.enrollments import ActiveJourney
+from services.scheduler.graph import Definition
+from services.scheduler.journeys import JourneySpec
+from services.scheduler.models import EnrollmentRow, JourneyRow, JourneyVersionRow, TimerRow
+
+
+@functools.lru_cache(maxsize=4096)
+def definition_of(stored: str, workspace: str) -> Definition:
+    """A stored definition, parsed once per process: a version never changes."""
+    return graph.from_json(stored, workspace)
 
 
 def spec_of(row: JourneyRow) -> JourneySpec:
     return JourneySpec(
         display_name=row.display_name,
         state=row.state,
-        definition=Definition(row.trigger_event, journeys.steps_from_json(row.steps)),
+        definition=definition_of(row.definition, row.workspace),
     )
 
 
@@ -56,7 +63,7 @@ async def create_journey(
         state=spec.state,
         version=1,
         trigger_event=spec.definition.trigger_event,
-        steps=journeys.steps_to_json(spec.definition.steps),
+        definition=graph.to_json(spec.definition),
         create_time=now,
         update_time=now,
     )
@@ -77,7 +84,7 @@ async def update_journey(
     row.state = spec.state
     row.version = version
     row.trigger_event = spec.definition.trigger_event
-    row.steps = journeys.steps_to_json(spec.definition.steps)
+    row.definition = graph.to_json(spec.definition)
     row.update_time = now
     session.add(row)
     if new_version:
@@ -92,19 +99,18 @@ def _add_version(session: AsyncSession, row: JourneyRow, now: datetime) -> None:
             workspace=row.workspace,
             journey_id=row.journey_id,
             version=row.version,
-            trigger_event=row.trigger_event,
-            steps=row.steps,
+            definition=row.definition,
             create_time=now,
         )
     )
 
 
 async def delete_journey(session: AsyncSession, journey_id: str) -> bool:
-    """Delete a journey with its versions and enrollments; False when there was none."""
+    """Delete a journey with its versions, enrollments and timers; False when there was none."""
     row = await get_journey(session, journey_id)
     if row is None:
         return False
-    for model in (JourneyVersionRow, EnrollmentRow):
+    for model in (JourneyVersionRow, EnrollmentRow, TimerRow):
         await session.exec(delete(model).where(col(model.journey_id) == journey_id))
     await session.delete(row)
     return True
@@ -124,39 +130,10 @@ async def active_journeys_triggered_by(
             journey_id=row.journey_id,
             uid=row.uid,
             version=row.version,
-            definition=Definition(row.trigger_event, journeys.steps_from_json(row.steps)),
+            definition=definition_of(row.definition, row.workspace),
         )
         for row in rows
     ]
-
-
-async def enroll(
-    session: AsyncSession, workspace: str, planned: Sequence[Enrollment], now: datetime
-) -> list[Enrollment]:
-    """Insert the enrollments in one statement; returns those that are new (entry once ever)."""
-    if not planned:
-        return []
-    rows: list[dict[str, Any]] = [
-        {
-            "workspace": workspace,
-            "journey_id": enrollment.journey.journey_id,
-            "profile_key": enrollment.profile_key,
-            "enrollment_id": enrollment.enrollment_id,
-            "journey_version": enrollment.journey.version,
-            "user_id": enrollment.user_id,
-            "anonymous_id": enrollment.anonymous_id,
-            "enrolled_at": now,
-        }
-        for enrollment in planned
-    ]
-    statement = (
-        db.upsert_into(session, EnrollmentRow)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["workspace", "journey_id", "profile_key"])
-        .returning(col(EnrollmentRow.enrollment_id))
-    )
-    created = set((await session.exec(statement)).scalars().all())
-    return [enrollment for enrollment in planned if enrollment.enrollment_id in created]
 
 
 async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
@@ -168,10 +145,11 @@ async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
     becomes `erased:<enrollment id>`, still unique per journey. What stops a replayed trigger
     from reaching the person again is downstream: it would enroll under the raw user id anew,
     but with the same deterministic enrollment id, so the same send keys, which channels keeps
-    (anonymised) and never sends twice. Matched by user id and by `anon:<id>` keys of the
-    anonymous ids the erased profile had; the scheduler keeps no profile names. Idempotent.
+    (anonymised) and never sends twice. Enrollments still under way leave (exited, `erased`)
+    and their timers go, so nothing more is sent. Matched by user id and by `anon:<id>` keys of
+    the anonymous ids the erased profile had; the scheduler keeps no profile names. Idempotent.
     """
-    keys = [journeys.profile_key("", anonymous) for anonymous in erasure.anonymous_ids]
+    keys = [enrollments.profile_key("", anonymous) for anonymous in erasure.anonymous_ids]
     who: list[sa.ColumnElement[bool]] = [col(EnrollmentRow.profile_key).in_(keys)] if keys else []
     if erasure.user_id:
         who += [
@@ -182,11 +160,22 @@ async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
         who.append(col(EnrollmentRow.anonymous_id).in_(erasure.anonymous_ids))
     if not who:
         return 0
+    matched = sa.or_(*who)
+    under_way = select(EnrollmentRow.enrollment_id).where(
+        matched, EnrollmentRow.status == enrollments.ACTIVE
+    )
+    await session.exec(delete(TimerRow).where(col(TimerRow.enrollment_id).in_(under_way)))
     statement = (
         sa.update(EnrollmentRow)
-        .where(sa.or_(*who))
+        .where(matched)
         .values(
             profile_key=sa.literal("erased:") + col(EnrollmentRow.enrollment_id),
+            status=sa.case(
+                (col(EnrollmentRow.status) == enrollments.ACTIVE, enrollments.EXITED),
+                else_=col(EnrollmentRow.status),
+            ),
+            active_key=None,
+            awaiting_event="",
             user_id="",
             anonymous_id="",
         )

@@ -6,7 +6,6 @@ from pydantic import Field, field_validator, model_validator
 
 from engage import db, server
 from engage.bus import Bus
-from engage.clock import utc_now
 from engage.outbox import OutboxRelay
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
@@ -60,23 +59,24 @@ async def serve(settings: SegmentsSettings) -> None:
     )
     bus = await Bus.open(settings.nats_url, settings.service_name)
     relay = OutboxRelay(sessions, bus)
-    consumer = EventsConsumer(sessions, bus, relay.notify, settings.summed())
-    sweeper = TimedSweeper(sessions, relay.notify, utc_now, settings.timed_sweep_seconds)
+    clock = settings.clock()
+    consumer = EventsConsumer(sessions, bus, relay.notify, settings.summed(), clock)
+    sweeper = TimedSweeper(sessions, relay.notify, clock, settings.timed_sweep_seconds)
     await server.run(
         settings,
         [
             GrpcService(
-                ProfileApi(sessions, relay.notify),
+                ProfileApi(sessions, relay.notify, clock),
                 profile_pb2_grpc.add_ProfileServiceServicer_to_server,
                 "engage.v1.ProfileService",
             ),
             GrpcService(
-                SegmentApi(sessions, relay.notify),
+                SegmentApi(sessions, relay.notify, clock),
                 segment_pb2_grpc.add_SegmentServiceServicer_to_server,
                 "engage.v1.SegmentService",
             ),
             GrpcService(
-                WorkspaceApi(sessions, relay.notify),
+                WorkspaceApi(sessions, relay.notify, clock),
                 workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server,
                 "engage.v1.WorkspaceService",
             ),

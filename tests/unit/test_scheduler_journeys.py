@@ -1,28 +1,69 @@
-"""The journey rules, without any I/O: validation, versions, enrollments, idempotency keys."""
+"""The journey rules, without any I/O: validation of the graph, versions, the engine that moves
+an enrollment, and what a batch of events does to enrollments."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from engage.errors import InvalidArgument
 from engage.v1 import bus_pb2, common_pb2, journey_pb2
-from services.scheduler import journeys
-from services.scheduler.journeys import ActiveJourney, Definition, SendStep, Step, TrackedEvent
+from services.scheduler import engine, enrollments, graph, journeys
+from services.scheduler.enrollments import (
+    ACTIVE,
+    CONVERTED,
+    EXITED,
+    ActiveJourney,
+    Enrollment,
+    EventBatchPlan,
+    TrackedEvent,
+)
+from services.scheduler.graph import Split
 
 WS = "acme"
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 TEMPLATE = f"workspaces/{WS}/templates/welcome"
+DAY = timedelta(days=1)
+Mode = journey_pb2.ReentryPolicy
 
 
-def send(step_id: str, channel: int = common_pb2.CHANNEL_EMAIL) -> journey_pb2.JourneyStep:
+def send(
+    step_id: str, channel: int = common_pb2.CHANNEL_EMAIL, next: str = ""
+) -> journey_pb2.JourneyStep:
     return journey_pb2.JourneyStep(
         id=step_id,
         send=journey_pb2.SendStep(channel=channel, template=TEMPLATE),  # type: ignore[arg-type]
+        next=next,
     )
 
 
 def exit_step(step_id: str) -> journey_pb2.JourneyStep:
     return journey_pb2.JourneyStep(id=step_id, exit=journey_pb2.ExitStep())
+
+
+def wait(step_id: str, duration: timedelta, next: str = "") -> journey_pb2.JourneyStep:
+    step = journey_pb2.JourneyStep(id=step_id, next=next)
+    step.wait.duration.FromTimedelta(duration)
+    return step
+
+
+def wait_for(
+    step_id: str, event: str, timeout: timedelta, on_timeout: str = "", next: str = ""
+) -> journey_pb2.JourneyStep:
+    step = journey_pb2.JourneyStep(id=step_id, next=next)
+    step.wait.event.event = event
+    step.wait.event.timeout.FromTimedelta(timeout)
+    step.wait.event.on_timeout = on_timeout
+    return step
+
+
+def split(step_id: str, *paths: tuple[int, str]) -> journey_pb2.JourneyStep:
+    return journey_pb2.JourneyStep(
+        id=step_id,
+        split=journey_pb2.SplitStep(
+            paths=[journey_pb2.SplitPath(percent=p, next=n) for p, n in paths]
+        ),
+    )
 
 
 def journey(**overrides: object) -> journey_pb2.Journey:
@@ -35,18 +76,24 @@ def journey(**overrides: object) -> journey_pb2.Journey:
     return journey_pb2.Journey(**fields)  # type: ignore[arg-type]
 
 
-def invalid_field(made: journey_pb2.Journey) -> str:
+def invalid(made: journey_pb2.Journey) -> InvalidArgument:
     with pytest.raises(InvalidArgument) as raised:
         journeys.parse_journey(made, WS)
-    return raised.value.field
+    return raised.value
 
 
-def test_a_valid_journey_without_state_is_a_draft() -> None:
-    spec = journeys.parse_journey(journey(), WS)
+def invalid_field(made: journey_pb2.Journey) -> str:
+    return invalid(made).field
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def test_a_valid_journey_without_state_is_a_draft_and_steps_follow_the_list() -> None:
+    spec = journeys.parse_journey(journey(steps=[send("a"), send("b")]), WS)
     assert spec.state == journeys.DRAFT
-    assert spec.definition == Definition(
-        "signed_up", (Step("welcome", SendStep(common_pb2.CHANNEL_EMAIL, TEMPLATE)),)
-    )
+    assert [(s.id, s.next) for s in spec.definition.steps] == [("a", "b"), ("b", "")]
+    assert spec.definition.reentry.mode == graph.ONCE
 
 
 def test_invalid_journeys_name_the_offending_field() -> None:
@@ -71,23 +118,78 @@ def test_invalid_journeys_name_the_offending_field() -> None:
     assert invalid_field(journey(steps=[other_workspace])) == "journey.steps[0].send.template"
 
 
+def test_an_invalid_graph_names_the_step_field_at_fault() -> None:
+    assert invalid_field(journey(steps=[send("a", next="nowhere")])) == "journey.steps[0].next"
+    assert (
+        invalid_field(journey(steps=[wait("a", timedelta())])) == "journey.steps[0].wait.duration"
+    )
+    assert invalid_field(journey(steps=[wait("a", 800 * DAY)])) == "journey.steps[0].wait.duration"
+    no_timeout = journey_pb2.JourneyStep(id="a")
+    no_timeout.wait.event.event = "bought"
+    assert invalid_field(journey(steps=[no_timeout])) == "journey.steps[0].wait.event.timeout"
+    assert (
+        invalid_field(journey(steps=[wait_for("a", "", DAY)]))
+        == "journey.steps[0].wait.event.event"
+    )
+    assert (
+        invalid_field(journey(steps=[wait_for("a", "bought", DAY, on_timeout="zz")]))
+        == "journey.steps[0].wait.event.on_timeout"
+    )
+    assert invalid_field(journey(steps=[split("a", (60, ""), (30, ""))])) == (
+        "journey.steps[0].split.paths"
+    )
+    assert invalid_field(journey(steps=[split("a", (100, ""))])) == "journey.steps[0].split.paths"
+    assert invalid_field(journey(steps=[split("a", (0, ""), (100, ""))])) == (
+        "journey.steps[0].split.paths[0].percent"
+    )
+    exit_with_next = exit_step("a")
+    exit_with_next.next = "a"
+    assert invalid_field(journey(steps=[exit_with_next])) == "journey.steps[0].next"
+    assert invalid_field(journey(exit_events=["ok", " bought"])) == "journey.exit_events[1]"
+    assert (
+        invalid_field(journey(goal=journey_pb2.JourneyGoal(event="paid "))) == "journey.goal.event"
+    )
+
+
+def test_a_loop_is_refused_with_its_steps_named() -> None:
+    looping = journey(steps=[send("a"), wait("b", DAY), send("c", next="b")])
+    error = invalid(looping)
+    assert error.field == "journey.steps"
+    assert "b → c → b" in error.message
+
+
+def test_reentry_needs_a_cooldown_only_after_cooldown() -> None:
+    no_cooldown = journey(reentry=Mode(mode=Mode.MODE_AFTER_COOLDOWN))
+    assert invalid_field(no_cooldown) == "journey.reentry.cooldown"
+    stray = journey(reentry=Mode(mode=Mode.MODE_ONE_AT_A_TIME, cooldown=Duration(seconds=60)))
+    assert invalid_field(stray) == "journey.reentry.cooldown"
+    assert invalid_field(journey(reentry=Mode(mode=9))) == "journey.reentry.mode"  # type: ignore[arg-type]
+
+
 def test_channels_other_than_email_are_not_supported_yet() -> None:
-    with pytest.raises(InvalidArgument) as raised:
-        journeys.parse_journey(journey(steps=[send("a"), send("b", common_pb2.CHANNEL_SMS)]), WS)
-    assert raised.value.field == "journey.steps[1].send.channel"
-    assert "not supported yet" in raised.value.message
+    error = invalid(journey(steps=[send("a"), send("b", common_pb2.CHANNEL_SMS)]))
+    assert error.field == "journey.steps[1].send.channel"
+    assert "not supported yet" in error.message
 
 
-def test_idempotency_keys_are_deterministic() -> None:
-    first = journeys.enrollment_id(WS, "welcome", "uid1", "u1")
-    assert first == journeys.enrollment_id(WS, "welcome", "uid1", "u1")
-    assert len(first) == 24
-    assert first != journeys.enrollment_id(WS, "welcome", "uid1", "u2")
-    assert first != journeys.enrollment_id(WS, "welcome", "uid2", "u1")
-    assert journeys.send_key("welcome", 3, first, "email-1") == f"welcome:v3:{first}:email-1"
+def test_a_definition_survives_its_storage_form() -> None:
+    made = journey(
+        steps=[
+            send("a"),
+            wait_for("cart", "bought", timedelta(hours=1), on_timeout="remind", next="done"),
+            split("ab", (30, "remind"), (70, "")),
+            send("remind"),
+            exit_step("done"),
+        ],
+        goal=journey_pb2.JourneyGoal(event="paid"),
+        exit_events=["unsubscribed"],
+        reentry=Mode(mode=Mode.MODE_AFTER_COOLDOWN, cooldown=Duration(seconds=3600)),
+    )
+    definition = journeys.parse_journey(made, WS).definition
+    assert graph.from_json(graph.to_json(definition), WS) == definition
 
 
-def test_changing_steps_or_trigger_bumps_the_version_and_a_rename_does_not() -> None:
+def test_what_a_journey_does_is_versioned_and_a_rename_is_not() -> None:
     before = journeys.parse_journey(journey(), WS)
     renamed = journeys.apply_update(before, journey(display_name="Hello"), ["display_name"], WS)
     assert renamed.display_name == "Hello"
@@ -98,15 +200,14 @@ def test_changing_steps_or_trigger_bumps_the_version_and_a_rename_does_not() -> 
     assert journeys.next_version(1, before, activated) == 1
     restepped = journeys.apply_update(before, journey(steps=[send("other")]), ["steps"], WS)
     assert journeys.next_version(1, before, restepped) == 2
-    retriggered = journeys.apply_update(
-        before,
-        journey(trigger=journey_pb2.JourneyTrigger(event=journey_pb2.EventTrigger(event="x"))),
-        ["trigger"],
-        WS,
+    with_goal = journeys.apply_update(
+        before, journey(goal=journey_pb2.JourneyGoal(event="paid")), ["goal"], WS
     )
-    assert journeys.next_version(4, before, retriggered) == 5
-    same_steps = journeys.apply_update(before, journey(), ["steps", "trigger"], WS)
-    assert journeys.next_version(1, before, same_steps) == 1
+    assert with_goal.definition.goal_event == "paid"
+    assert with_goal.definition.steps == before.definition.steps
+    assert journeys.next_version(4, before, with_goal) == 5
+    same = journeys.apply_update(before, journey(), ["steps", "trigger", "exit_events"], WS)
+    assert journeys.next_version(1, before, same) == 1
 
 
 def test_an_unknown_update_mask_path_is_refused() -> None:
@@ -116,58 +217,199 @@ def test_an_unknown_update_mask_path_is_refused() -> None:
     assert journeys.update_paths([]) == journeys.UPDATABLE_PATHS
 
 
-def test_steps_survive_their_storage_form() -> None:
-    steps = journeys.parse_journey(journey(steps=[send("a"), exit_step("stop")]), WS).definition
-    assert journeys.steps_from_json(journeys.steps_to_json(steps.steps)) == steps.steps
+# --- the engine -----------------------------------------------------------------------------------
 
 
-def active(journey_id: str, event: str, *steps: Step, version: int = 1) -> ActiveJourney:
-    return ActiveJourney(journey_id, f"uid-{journey_id}", version, Definition(event, steps))
+def definition(*steps: journey_pb2.JourneyStep, **fields: object) -> graph.Definition:
+    return journeys.parse_journey(journey(steps=list(steps), **fields), WS).definition
 
 
-def test_a_trigger_enrolls_each_profile_once_per_journey() -> None:
-    welcome = active("welcome", "signed_up", Step("a", SendStep(1, TEMPLATE)))
-    other = active("other", "bought", Step("a", SendStep(1, TEMPLATE)))
-    events = [
-        TrackedEvent("signed_up", "u1", ""),
-        TrackedEvent("signed_up", "u1", "x"),
-        TrackedEvent("signed_up", "", "anon-7"),
-        TrackedEvent("signed_up", "", ""),
-        TrackedEvent("viewed", "u2", ""),
-    ]
-    planned = journeys.plan_enrollments(WS, events, [welcome, other])
-    assert [(e.journey.journey_id, e.profile_key) for e in planned] == [
-        ("welcome", "u1"),
-        ("welcome", "anon:anon-7"),
-    ]
+def test_the_engine_runs_until_a_wait_and_resumes_after_it() -> None:
+    made = definition(send("a"), wait("pause", DAY), send("b"))
+    first = engine.advance(made, "a", NOW, "u1")
+    assert first.entered == ["a", "pause"]
+    assert [s.id for s in first.sends] == ["a"]
+    assert first.waiting == engine.Waiting("pause", NOW + DAY, "b")
+    assert not first.ended
+    second = engine.advance(made, first.waiting.resume_at, NOW + DAY, "u1")
+    assert ([s.id for s in second.sends], second.ended) == (["b"], engine.COMPLETED)
 
 
-def test_an_enrollment_announces_itself_and_sends_until_an_exit_step() -> None:
-    welcome = active(
-        "welcome",
-        "signed_up",
-        Step("first", SendStep(common_pb2.CHANNEL_EMAIL, TEMPLATE, transactional=True)),
-        Step("second", SendStep(common_pb2.CHANNEL_EMAIL, TEMPLATE)),
-        Step("stop"),
-        Step("never", SendStep(common_pb2.CHANNEL_EMAIL, TEMPLATE)),
-        version=2,
+def test_a_wait_for_an_event_times_out_to_its_own_path() -> None:
+    made = definition(
+        wait_for("cart", "bought", timedelta(hours=1), on_timeout="remind", next="done"),
+        send("remind"),
+        exit_step("done"),
     )
-    [enrollment] = journeys.plan_enrollments(WS, [TrackedEvent("signed_up", "u1", "")], [welcome])
-    messages = journeys.enrollment_messages(WS, enrollment, NOW)
-    assert [m.subject for m in messages] == [
-        "engage.journeys.acme",
-        "engage.sends.email",
-        "engage.sends.email",
+    held = engine.advance(made, "cart", NOW, "u1")
+    assert held.waiting == engine.Waiting("cart", NOW + timedelta(hours=1), "remind", "bought")
+    assert engine.resume_on_event(made, "cart") == "done"
+    assert engine.advance(made, "done", NOW, "u1").ended == engine.EXIT_STEP
+
+
+def test_a_split_is_stable_per_profile_and_near_its_percentages() -> None:
+    action = Split(((30, "a"), (70, "b")))
+    paths = [engine.split_path(action, "ab", f"user-{n}") for n in range(10_000)]
+    assert paths == [engine.split_path(action, "ab", f"user-{n}") for n in range(10_000)]
+    assert 2_800 < paths.count("a") < 3_200
+    other = [engine.split_path(action, "other", f"user-{n}") for n in range(10_000)]
+    assert other != paths
+
+
+# --- what events do to enrollments ----------------------------------------------------------------
+
+
+def active_journey(
+    made: graph.Definition, journey_id: str = "welcome", version: int = 1
+) -> ActiveJourney:
+    return ActiveJourney(journey_id, f"uid-{journey_id}", version, made)
+
+
+def plan(
+    *journeys_: ActiveJourney,
+    active: list[Enrollment] | None = None,
+    last_entered: dict[tuple[str, str], datetime] | None = None,
+    now: datetime = NOW,
+) -> EventBatchPlan:
+    return EventBatchPlan(WS, list(journeys_), active or [], last_entered or {}, set(), now)
+
+
+def reason_of(message: enrollments.OutgoingMessage) -> str:
+    assert isinstance(message.payload, bus_pb2.JourneyEvent)
+    return message.payload.reason
+
+
+def tracked(event: str, user_id: str, n: int = 0) -> TrackedEvent:
+    return TrackedEvent(f"m-{event}-{user_id}-{n}", event, user_id, "")
+
+
+def test_a_trigger_enrolls_each_profile_once_and_announces_every_step() -> None:
+    welcome = active_journey(definition(send("first"), send("second")))
+    outcome = enrollments.handle_events(
+        plan(welcome),
+        [
+            tracked("signed_up", "u1"),
+            tracked("signed_up", "u1", 1),
+            TrackedEvent("m", "signed_up", "", ""),
+        ],
+    )
+    [enrollment] = outcome.enrollments
+    assert (enrollment.profile_key, enrollment.status) == ("u1", EXITED)
+    kinds = [
+        (m.payload.kind, m.payload.step_id)
+        if isinstance(m.payload, bus_pb2.JourneyEvent)
+        else m.msg_id
+        for m in outcome.messages
     ]
-    enrolled = messages[0].payload
-    assert isinstance(enrolled, bus_pb2.JourneyEvent)
-    assert enrolled.kind == bus_pb2.JourneyEvent.KIND_ENROLLED
-    first = messages[1].payload
-    assert isinstance(first, bus_pb2.SendRequested)
-    key = f"welcome:v2:{enrollment.enrollment_id}:first"
-    assert first.id == messages[1].msg_id == key
-    assert first.journey == "workspaces/acme/journeys/welcome"
-    assert (first.journey_version, first.step_id, first.user_id) == (2, "first", "u1")
-    assert first.transactional
-    assert first.occurred_at.ToDatetime(tzinfo=UTC) == NOW
-    assert messages[2].msg_id.endswith(":second")
+    key = f"welcome:v1:{enrollment.enrollment_id}"
+    assert kinds == [
+        (bus_pb2.JourneyEvent.KIND_ENROLLED, ""),
+        (bus_pb2.JourneyEvent.KIND_STEP, "first"),
+        f"{key}:first",
+        (bus_pb2.JourneyEvent.KIND_STEP, "second"),
+        f"{key}:second",
+        (bus_pb2.JourneyEvent.KIND_EXITED, ""),
+    ]
+    assert reason_of(outcome.messages[-1]) == "completed"
+
+
+def test_the_goal_converts_with_the_last_send_and_stops_the_rest() -> None:
+    made = definition(
+        send("a"), wait("pause", DAY), send("b"), goal=journey_pb2.JourneyGoal(event="paid")
+    )
+    entered = enrollments.handle_events(plan(active_journey(made)), [tracked("signed_up", "u1")])
+    [enrollment] = entered.enrollments
+    assert enrollment.timer is not None and enrollment.status == ACTIVE
+    later = NOW + timedelta(hours=5)
+    paid = enrollments.handle_events(plan(active=[enrollment], now=later), [tracked("paid", "u1")])
+    assert enrollment.status == CONVERTED and enrollment.timer is None
+    [converted] = [m.payload for m in paid.messages]
+    assert isinstance(converted, bus_pb2.JourneyEvent)
+    assert converted.kind == bus_pb2.JourneyEvent.KIND_CONVERTED
+    assert converted.attributed_send == f"welcome:v1:{enrollment.enrollment_id}:a"
+    assert converted.time_to_convert.ToTimedelta() == timedelta(hours=5)
+
+
+def test_an_event_before_the_trigger_does_not_end_what_the_trigger_starts() -> None:
+    made = definition(wait("pause", DAY), send("b"), exit_events=["cancelled"])
+    outcome = enrollments.handle_events(
+        plan(active_journey(made)), [tracked("cancelled", "u1"), tracked("signed_up", "u1")]
+    )
+    assert [e.status for e in outcome.enrollments] == [ACTIVE]
+    after = enrollments.handle_events(
+        plan(active_journey(made)), [tracked("signed_up", "u2"), tracked("cancelled", "u2")]
+    )
+    [left] = after.enrollments
+    assert left.status == EXITED
+    assert reason_of(after.messages[-1]) == "exit_event:cancelled"
+
+
+def test_the_awaited_event_resumes_on_the_wait_steps_next() -> None:
+    made = definition(
+        wait_for("cart", "bought", timedelta(hours=1), on_timeout="remind", next="thanks"),
+        send("remind", next=""),
+        send("thanks"),
+    )
+    outcome = enrollments.handle_events(
+        plan(active_journey(made)), [tracked("signed_up", "u1"), tracked("bought", "u1")]
+    )
+    sent = [
+        m.payload.step_id for m in outcome.messages if isinstance(m.payload, bus_pb2.SendRequested)
+    ]
+    assert sent == ["thanks"]
+
+
+def test_reentry_follows_the_policy() -> None:
+    made = definition(wait("pause", DAY), send("b"))
+    once = active_journey(made)
+    seen = {("welcome", "u1"): NOW - 30 * DAY}
+    assert not enrollments.handle_events(
+        plan(once, last_entered=seen), [tracked("signed_up", "u1")]
+    ).enrollments
+
+    one_at_a_time = active_journey(
+        definition(wait("pause", DAY), send("b"), reentry=Mode(mode=Mode.MODE_ONE_AT_A_TIME))
+    )
+    first = enrollments.handle_events(plan(one_at_a_time), [tracked("signed_up", "u1")])
+    [running] = first.enrollments
+    again = enrollments.handle_events(
+        plan(one_at_a_time, active=[running], last_entered=seen), [tracked("signed_up", "u1", 2)]
+    )
+    assert not again.enrollments
+    after_it = enrollments.handle_events(
+        plan(one_at_a_time, last_entered=seen), [tracked("signed_up", "u1", 3)]
+    )
+    [second] = after_it.enrollments
+    assert second.enrollment_id != running.enrollment_id
+
+    cooldown = Mode(mode=Mode.MODE_AFTER_COOLDOWN, cooldown=Duration(seconds=7 * 86400))
+    cooling = active_journey(definition(send("a"), reentry=cooldown))
+    recent = {("welcome", "u1"): NOW - 6 * DAY}
+    assert not enrollments.handle_events(
+        plan(cooling, last_entered=recent), [tracked("signed_up", "u1")]
+    ).enrollments
+    old = {("welcome", "u1"): NOW - 8 * DAY}
+    assert enrollments.handle_events(
+        plan(cooling, last_entered=old), [tracked("signed_up", "u1")]
+    ).enrollments
+
+
+def test_a_replayed_trigger_enters_nobody_again() -> None:
+    made = active_journey(definition(send("a"), reentry=Mode(mode=Mode.MODE_ONE_AT_A_TIME)))
+    [first] = enrollments.handle_events(plan(made), [tracked("signed_up", "u1")]).enrollments
+    replay = plan(made, last_entered={("welcome", "u1"): NOW})
+    replay.stored_ids = {first.enrollment_id}
+    assert not enrollments.handle_events(replay, [tracked("signed_up", "u1")]).enrollments
+
+
+def test_idempotency_keys_are_deterministic() -> None:
+    welcome = active_journey(definition(send("a")))
+    first = enrollments.enrollment_id(welcome, "u1", "m1", WS)
+    assert first == enrollments.enrollment_id(welcome, "u1", "m2", WS)
+    assert len(first) == 24
+    assert first != enrollments.enrollment_id(welcome, "u2", "m1", WS)
+    again = active_journey(definition(send("a"), reentry=Mode(mode=Mode.MODE_ONE_AT_A_TIME)))
+    assert enrollments.enrollment_id(again, "u1", "m1", WS) != enrollments.enrollment_id(
+        again, "u1", "m2", WS
+    )
+    assert enrollments.send_key("welcome", 3, first, "email-1") == f"welcome:v3:{first}:email-1"

@@ -1,0 +1,285 @@
+"""Reading enrollments for a change and writing the change back: the rows, their timers and the
+bus messages (through the outbox), in the caller's transaction.
+
+Enrollments are read with a row lock (PostgreSQL): an event and a timer for the same enrollment,
+handled by two replicas at once, take turns, and the second sees what the first did. On SQLite
+the transactions of the one scheduler process take turns anyway.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import db
+from engage.clock import as_utc
+from engage.errors import EngageError
+from engage.outbox import OutboxMessage, outbox_row
+from services.scheduler import enrollments
+from services.scheduler.enrollments import ACTIVE, ActiveJourney, Enrollment, Outcome, TrackedEvent
+from services.scheduler.models import EnrollmentRow, JourneyVersionRow, TimerRow
+from services.scheduler.store import definition_of
+
+
+class EnrollmentConflict(EngageError):
+    """Another transaction entered the same profile at the same moment; handle again."""
+
+    def __init__(self) -> None:
+        super().__init__("an enrollment was written concurrently")
+
+
+async def active_of_profiles(
+    session: AsyncSession, profile_keys: Iterable[str]
+) -> list[Enrollment]:
+    """The active enrollments of these profiles, locked, each with its version's definition."""
+    keys = sorted(set(profile_keys))
+    if not keys:
+        return []
+    return await _locked(
+        session,
+        col(EnrollmentRow.profile_key).in_(keys),
+        col(EnrollmentRow.status) == ACTIVE,
+        skip_locked=False,
+    )
+
+
+async def lock_for_timers(session: AsyncSession, enrollment_ids: Iterable[str]) -> list[Enrollment]:
+    """These active enrollments, locked; those another replica holds are skipped (it is moving
+    them now; their timers are gone or stale when it lets go)."""
+    ids = sorted(set(enrollment_ids))
+    if not ids:
+        return []
+    return await _locked(
+        session,
+        col(EnrollmentRow.enrollment_id).in_(ids),
+        col(EnrollmentRow.status) == ACTIVE,
+        skip_locked=True,
+    )
+
+
+async def _locked(
+    session: AsyncSession, *where: sa.ColumnElement[bool], skip_locked: bool
+) -> list[Enrollment]:
+    statement = (
+        select(EnrollmentRow, JourneyVersionRow.definition)
+        .join(
+            JourneyVersionRow,
+            sa.and_(
+                col(JourneyVersionRow.workspace) == col(EnrollmentRow.workspace),
+                col(JourneyVersionRow.journey_id) == col(EnrollmentRow.journey_id),
+                col(JourneyVersionRow.version) == col(EnrollmentRow.journey_version),
+            ),
+        )
+        .where(*where)
+        # One order everywhere, so two transactions locking overlapping sets cannot deadlock.
+        .order_by(col(EnrollmentRow.id))
+        .with_for_update(of=EnrollmentRow, skip_locked=skip_locked)
+    )
+    rows = (await session.exec(statement)).all()
+    return [_loaded(row, definition) for row, definition in rows]
+
+
+def _loaded(row: EnrollmentRow, definition: str) -> Enrollment:
+    return Enrollment(
+        workspace=row.workspace,
+        journey_id=row.journey_id,
+        version=row.journey_version,
+        definition=definition_of(definition, row.workspace),
+        enrollment_id=row.enrollment_id,
+        profile_key=row.profile_key,
+        user_id=row.user_id,
+        anonymous_id=row.anonymous_id,
+        enrolled_at=as_utc(row.enrolled_at),
+        status=row.status,
+        step_id=row.step_id,
+        awaiting_event=row.awaiting_event,
+        last_send_key=row.last_send_key,
+        position=row.position,
+        is_new=False,
+    )
+
+
+async def last_entered(
+    session: AsyncSession, journeys: Sequence[ActiveJourney], events: Sequence[TrackedEvent]
+) -> dict[tuple[str, str], datetime]:
+    """When each profile of the events last entered each of the journeys they trigger."""
+    triggered = {journey.journey_id for journey in journeys}
+    keys = {event.profile_key for event in events} - {""}
+    if not triggered or not keys:
+        return {}
+    statement = (
+        select(
+            EnrollmentRow.journey_id,
+            EnrollmentRow.profile_key,
+            sa.func.max(EnrollmentRow.enrolled_at),
+        )
+        .where(
+            col(EnrollmentRow.journey_id).in_(triggered),
+            col(EnrollmentRow.profile_key).in_(keys),
+        )
+        .group_by(col(EnrollmentRow.journey_id), col(EnrollmentRow.profile_key))
+    )
+    rows = (await session.exec(statement)).all()
+    return {(journey, key): as_utc(at) for journey, key, at in rows}
+
+
+async def stored_ids(session: AsyncSession, candidates: Iterable[str]) -> set[str]:
+    """Which of these enrollment ids are already stored."""
+    ids = sorted(set(candidates))
+    if not ids:
+        return set()
+    statement = select(EnrollmentRow.enrollment_id).where(col(EnrollmentRow.enrollment_id).in_(ids))
+    return set((await session.exec(statement)).all())
+
+
+async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
+    """Write what changed: enrollments, their timers (any old one goes), the bus messages."""
+    changed = outcome.enrollments
+    if not changed:
+        return
+    await _drop_timers(session, [e for e in changed if not e.is_new])
+    new = [_row(e) for e in changed if e.is_new]
+    if new:
+        await _insert_new(session, new)
+    updated = [_row(e) for e in changed if not e.is_new]
+    if updated:
+        await session.exec(_UPDATE, params=updated)
+    timers = [_timer_row(e) for e in changed if e.timer is not None]
+    if timers:
+        await db.insert_many(session, sa.insert(db.table_of(TimerRow)), timers)
+    messages = [
+        outbox_row(m.subject, m.payload.workspace, m.payload, m.msg_id, now)
+        for m in outcome.messages
+    ]
+    await db.insert_many(session, sa.insert(db.table_of(OutboxMessage)), messages)
+    for enrollment in changed:
+        enrollment.is_new, enrollment.changed = False, False
+
+
+async def _insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert new enrollments; one that collides (the same id, or a second active one of the
+    profile in a journey it may be in once at a time) means another transaction got there."""
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        statement = (
+            db.upsert_into(session, EnrollmentRow)
+            .values(chunk)
+            .on_conflict_do_nothing()
+            .returning(_ENROLLMENTS.c.enrollment_id)
+        )
+        inserted = (await session.exec(statement)).all()
+        if len(inserted) != len(chunk):
+            raise EnrollmentConflict()
+
+
+async def _drop_timers(session: AsyncSession, changed: list[Enrollment]) -> None:
+    for workspace in {e.workspace for e in changed}:
+        ids = [e.enrollment_id for e in changed if e.workspace == workspace]
+        await session.exec(
+            delete(TimerRow).where(
+                col(TimerRow.workspace) == workspace, col(TimerRow.enrollment_id).in_(ids)
+            )
+        )
+
+
+def _row(enrollment: Enrollment) -> dict[str, Any]:
+    active = enrollment.status == ACTIVE
+    return {
+        "workspace": enrollment.workspace,
+        "journey_id": enrollment.journey_id,
+        "profile_key": enrollment.profile_key,
+        "enrollment_id": enrollment.enrollment_id,
+        "journey_version": enrollment.version,
+        "user_id": enrollment.user_id,
+        "anonymous_id": enrollment.anonymous_id,
+        "enrolled_at": enrollment.enrolled_at,
+        "status": enrollment.status,
+        "active_key": enrollment.profile_key if active else None,
+        "step_id": enrollment.step_id,
+        "awaiting_event": enrollment.awaiting_event,
+        "last_send_key": enrollment.last_send_key,
+        "position": enrollment.position,
+        "finished_at": enrollment.finished_at,
+    }
+
+
+_ENROLLMENTS = db.table_of(EnrollmentRow)
+# Bound parameters per statement stay under SQLite's limit (15 columns a row).
+_ROWS_PER_INSERT = 500
+_UPDATE = (
+    sa.update(_ENROLLMENTS)
+    .where(
+        _ENROLLMENTS.c.workspace == sa.bindparam("workspace"),
+        _ENROLLMENTS.c.enrollment_id == sa.bindparam("enrollment_id"),
+    )
+    .values(
+        {
+            name: sa.bindparam(name)
+            for name in (
+                "status",
+                "active_key",
+                "step_id",
+                "awaiting_event",
+                "last_send_key",
+                "position",
+                "finished_at",
+            )
+        }
+    )
+)
+
+
+def _timer_row(enrollment: Enrollment) -> dict[str, Any]:
+    timer = enrollment.timer
+    assert timer is not None
+    return {
+        "workspace": enrollment.workspace,
+        "journey_id": enrollment.journey_id,
+        "enrollment_id": enrollment.enrollment_id,
+        "position": enrollment.position,
+        "due_at": timer.due_at,
+        "resume_at": timer.resume_at,
+    }
+
+
+def candidate_ids(
+    workspace: str, journeys: Sequence[ActiveJourney], events: Sequence[TrackedEvent]
+) -> set[str]:
+    """The enrollment ids these events would give in the journeys they trigger."""
+    by_trigger: dict[str, list[ActiveJourney]] = {}
+    for journey in journeys:
+        by_trigger.setdefault(journey.definition.trigger_event, []).append(journey)
+    return {
+        enrollments.enrollment_id(journey, event.profile_key, event.message_id, workspace)
+        for event in events
+        if event.profile_key
+        for journey in by_trigger.get(event.event, ())
+    }
+
+
+async def drop_stale_timers(
+    session: AsyncSession, due: Sequence[TimerRow], locked: Sequence[Enrollment]
+) -> None:
+    """Delete due timers that will never fire: set at an earlier position of an enrollment
+    that has moved since, or left behind by one that is no longer active."""
+    positions = {(e.workspace, e.enrollment_id): e.position for e in locked}
+    stale = [
+        t.id for t in due if positions.get((t.workspace, t.enrollment_id), t.position) != t.position
+    ]
+    still_active = sa.exists().where(
+        col(EnrollmentRow.workspace) == col(TimerRow.workspace),
+        col(EnrollmentRow.enrollment_id) == col(TimerRow.enrollment_id),
+        col(EnrollmentRow.status) == ACTIVE,
+    )
+    due_ids = [t.id for t in due]
+    await session.exec(
+        delete(TimerRow).where(
+            sa.or_(
+                col(TimerRow.id).in_(stale),
+                sa.and_(col(TimerRow.id).in_(due_ids), ~still_active),
+            )
+        )
+    )

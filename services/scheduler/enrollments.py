@@ -1,0 +1,314 @@
+"""What events and timers do to enrollments: who enters which journey (by its re-entry policy),
+who leaves (its goal, its exit events), who resumes (the event awaited, the time come), and the
+bus messages that announce each step. Pure: the enrollments concerned are loaded by the caller,
+changed here in memory, and written back by the caller in one transaction."""
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import cast
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engage import resources, subjects
+from engage.v1 import bus_pb2, common_pb2
+from services.scheduler import engine
+from services.scheduler.engine import Waiting
+from services.scheduler.graph import AFTER_COOLDOWN, ONCE, Definition, Send, Step
+
+ACTIVE = 1
+COMPLETED = 2
+EXITED = 3
+CONVERTED = 4
+
+
+@dataclass(frozen=True)
+class ActiveJourney:
+    """What the enrollment path needs to know of a journey that enrolls."""
+
+    journey_id: str
+    uid: str
+    version: int
+    definition: Definition
+
+
+@dataclass(frozen=True)
+class TrackedEvent:
+    message_id: str
+    event: str
+    user_id: str
+    anonymous_id: str
+
+    @property
+    def profile_key(self) -> str:
+        return profile_key(self.user_id, self.anonymous_id)
+
+
+@dataclass
+class Enrollment:
+    """One profile's pass through one journey version, as stored plus what changed here."""
+
+    workspace: str
+    journey_id: str
+    version: int
+    definition: Definition
+    enrollment_id: str
+    profile_key: str
+    user_id: str
+    anonymous_id: str
+    enrolled_at: datetime
+    status: int = ACTIVE
+    # The step it is at: the wait holding it, or the last step it entered.
+    step_id: str = ""
+    # Set while a wait for an event holds it.
+    awaiting_event: str = ""
+    last_send_key: str = ""
+    finished_at: datetime | None = None
+    # Bumped by every change; a timer set at an earlier position is stale.
+    position: int = 0
+    # Not stored yet.
+    is_new: bool = True
+    # A timer to set (the previous one, if any, is dropped with any change).
+    timer: Waiting | None = None
+    changed: bool = False
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    subject: str
+    msg_id: str
+    payload: bus_pb2.SendRequested | bus_pb2.JourneyEvent
+
+
+@dataclass
+class Outcome:
+    """What handling events or timers changed: enrollments to write, messages to publish."""
+
+    enrollments: list[Enrollment] = field(default_factory=list)
+    messages: list[OutgoingMessage] = field(default_factory=list)
+
+    def touch(self, enrollment: Enrollment) -> None:
+        """Mark the enrollment as changed: it is written back, at the next position."""
+        if not enrollment.changed:
+            enrollment.changed = True
+            enrollment.position += 1
+            self.enrollments.append(enrollment)
+
+
+def profile_key(user_id: str, anonymous_id: str) -> str:
+    """Whom an event is about: the user id, else the anonymous id; empty when neither is set."""
+    if user_id:
+        return user_id
+    return f"anon:{anonymous_id}" if anonymous_id else ""
+
+
+def enrollment_id(
+    journey: ActiveJourney, profile: str, trigger_message_id: str, workspace: str
+) -> str:
+    """Deterministic, so a replayed trigger names the same enrollment: per profile for a journey
+    entered once ever, per trigger event where a profile may enter again."""
+    once = journey.definition.reentry.mode == ONCE
+    seed = f"{workspace}/{journey.journey_id}/{journey.uid}/{profile}"
+    if not once:
+        seed += f"/{trigger_message_id}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:24]
+
+
+def send_key(journey_id: str, version: int, enrollment: str, step_id: str) -> str:
+    """The idempotency key of one intended send: channels send each key at most once."""
+    return f"{journey_id}:v{version}:{enrollment}:{step_id}"
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class EventBatchPlan:
+    """The state one batch of events works on, loaded by the caller."""
+
+    workspace: str
+    journeys: Sequence[ActiveJourney]
+    # The active enrollments of the batch's profiles.
+    active: list[Enrollment]
+    # When each (journey id, profile key) last entered, for re-entry.
+    last_entered: dict[tuple[str, str], datetime]
+    # Enrollment ids already stored: a replayed trigger enters nobody again.
+    stored_ids: set[str]
+    now: datetime
+
+
+def handle_events(plan: EventBatchPlan, events: Iterable[TrackedEvent]) -> Outcome:
+    """Each event in order: first what it does to the profile's enrollments (goal, exit, an
+    awaited event), then whom it enrolls; so a goal before a trigger does not end what the
+    trigger starts, and an event after a trigger in the same batch reaches the new enrollment."""
+    outcome = Outcome()
+    active: dict[str, list[Enrollment]] = {}
+    for enrollment in plan.active:
+        active.setdefault(enrollment.profile_key, []).append(enrollment)
+    by_trigger: dict[str, list[ActiveJourney]] = {}
+    for journey in plan.journeys:
+        by_trigger.setdefault(journey.definition.trigger_event, []).append(journey)
+    for event in events:
+        key = event.profile_key
+        if not key:
+            continue
+        for enrollment in active.get(key, []):
+            if enrollment.status == ACTIVE:
+                _on_event(enrollment, event, plan.now, outcome)
+        for journey in by_trigger.get(event.event, ()):
+            entered = _enter(plan, journey, event, active.setdefault(key, []), outcome)
+            if entered is not None:
+                active[key].append(entered)
+                plan.last_entered[(journey.journey_id, key)] = plan.now
+    return outcome
+
+
+def _on_event(enrollment: Enrollment, event: TrackedEvent, now: datetime, outcome: Outcome) -> None:
+    definition = enrollment.definition
+    if definition.goal_event == event.event:
+        _finish(enrollment, CONVERTED, definition.goal_event, now, outcome)
+    elif event.event in definition.exit_events:
+        _finish(enrollment, EXITED, f"exit_event:{event.event}", now, outcome)
+    elif enrollment.awaiting_event == event.event:
+        resume_at = engine.resume_on_event(definition, enrollment.step_id)
+        run(enrollment, resume_at, now, outcome)
+
+
+def _enter(
+    plan: EventBatchPlan,
+    journey: ActiveJourney,
+    event: TrackedEvent,
+    profile_enrollments: list[Enrollment],
+    outcome: Outcome,
+) -> Enrollment | None:
+    key = event.profile_key
+    reentry = journey.definition.reentry
+    if any(e.journey_id == journey.journey_id and e.status == ACTIVE for e in profile_enrollments):
+        return None
+    last = plan.last_entered.get((journey.journey_id, key))
+    if last is not None and reentry.mode == ONCE:
+        return None
+    if last is not None and reentry.mode == AFTER_COOLDOWN and plan.now - last < reentry.cooldown:
+        return None
+    new_id = enrollment_id(journey, key, event.message_id, plan.workspace)
+    if new_id in plan.stored_ids:
+        return None
+    enrollment = Enrollment(
+        workspace=plan.workspace,
+        journey_id=journey.journey_id,
+        version=journey.version,
+        definition=journey.definition,
+        enrollment_id=new_id,
+        profile_key=key,
+        user_id=event.user_id,
+        anonymous_id=event.anonymous_id,
+        enrolled_at=plan.now,
+    )
+    outcome.messages.append(_journey_event(enrollment, "enrolled", plan.now))
+    run(enrollment, journey.definition.first_step, plan.now, outcome)
+    return enrollment
+
+
+# --- moving on ----------------------------------------------------------------------------------
+
+
+def run(enrollment: Enrollment, step_id: str, now: datetime, outcome: Outcome) -> None:
+    """Advance the enrollment from `step_id` and announce what it did."""
+    progress = engine.advance(enrollment.definition, step_id, now, enrollment.profile_key)
+    outcome.touch(enrollment)
+    enrollment.timer = progress.waiting
+    enrollment.awaiting_event = progress.waiting.event if progress.waiting else ""
+    sends = {step.id: step for step in progress.sends}
+    for entered in progress.entered:
+        enrollment.step_id = entered
+        outcome.messages.append(_journey_event(enrollment, "step", now, step_id=entered))
+        if entered in sends:
+            outcome.messages.append(_send(enrollment, sends[entered], now))
+    if progress.ended:
+        _finish(enrollment, EXITED, progress.ended, now, outcome)
+
+
+def _finish(
+    enrollment: Enrollment, status: int, reason: str, now: datetime, outcome: Outcome
+) -> None:
+    outcome.touch(enrollment)
+    enrollment.status = status
+    enrollment.timer = None
+    enrollment.awaiting_event = ""
+    enrollment.finished_at = now
+    kind = "converted" if status == CONVERTED else "exited"
+    outcome.messages.append(_journey_event(enrollment, kind, now, reason=reason))
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+_KINDS = {
+    "enrolled": bus_pb2.JourneyEvent.KIND_ENROLLED,
+    "step": bus_pb2.JourneyEvent.KIND_STEP,
+    "exited": bus_pb2.JourneyEvent.KIND_EXITED,
+    "converted": bus_pb2.JourneyEvent.KIND_CONVERTED,
+}
+
+
+def journey_name(workspace: str, journey_id: str) -> str:
+    return resources.name_of("journeys", journey_id, workspace)
+
+
+def _stamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _journey_event(
+    enrollment: Enrollment,
+    kind: str,
+    now: datetime,
+    step_id: str = "",
+    reason: str = "",
+) -> OutgoingMessage:
+    prefix = f"{enrollment.journey_id}:v{enrollment.version}:{enrollment.enrollment_id}"
+    # One of each kind per enrollment (and per step: journeys do not loop), so ids repeat only
+    # when the same change is replayed.
+    msg_id = f"{prefix}:{step_id}:step" if step_id else f"{prefix}:{kind}"
+    workspace = enrollment.workspace
+    event = bus_pb2.JourneyEvent(
+        id=msg_id,
+        occurred_at=_stamp(now),
+        workspace=workspace,
+        kind=_KINDS[kind],
+        journey=journey_name(workspace, enrollment.journey_id),
+        journey_version=enrollment.version,
+        enrollment_id=enrollment.enrollment_id,
+        user_id=enrollment.user_id,
+        step_id=step_id,
+        reason=reason,
+    )
+    if kind == "converted":
+        event.attributed_send = enrollment.last_send_key
+        event.time_to_convert.FromTimedelta(max(now - enrollment.enrolled_at, timedelta()))
+    return OutgoingMessage(subjects.journeys(workspace), msg_id, event)
+
+
+def _send(enrollment: Enrollment, step: Step, now: datetime) -> OutgoingMessage:
+    action = step.action
+    workspace = enrollment.workspace
+    assert isinstance(action, Send)
+    key = send_key(enrollment.journey_id, enrollment.version, enrollment.enrollment_id, step.id)
+    enrollment.last_send_key = key
+    request = bus_pb2.SendRequested(
+        id=key,
+        occurred_at=_stamp(now),
+        workspace=workspace,
+        channel=cast(common_pb2.Channel, action.channel),
+        template=action.template,
+        user_id=enrollment.user_id,
+        anonymous_id=enrollment.anonymous_id,
+        journey=journey_name(workspace, enrollment.journey_id),
+        journey_version=enrollment.version,
+        enrollment_id=enrollment.enrollment_id,
+        step_id=step.id,
+        transactional=action.transactional,
+    )
+    return OutgoingMessage(subjects.sends(action.channel), key, request)

@@ -1,0 +1,342 @@
+"""What a journey version does, as a graph of steps: its parts, how they are validated from the
+contract, and their storage form (the contract's own JSON). Pure."""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import cast
+
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
+
+from engage import resources
+from engage.errors import InvalidArgument
+from engage.v1 import common_pb2, journey_pb2
+
+SUPPORTED_CHANNELS = frozenset({common_pb2.CHANNEL_EMAIL})
+MAX_STEPS = 100
+MAX_EXIT_EVENTS = 20
+# The longest wait or cool-down: long enough for a yearly plan's reminder, short enough that a
+# typo of units (days for seconds) is caught.
+MAX_WAIT = timedelta(days=2 * 366)
+
+ONCE = journey_pb2.ReentryPolicy.MODE_ONCE
+ONE_AT_A_TIME = journey_pb2.ReentryPolicy.MODE_ONE_AT_A_TIME
+AFTER_COOLDOWN = journey_pb2.ReentryPolicy.MODE_AFTER_COOLDOWN
+
+_STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Send:
+    channel: int
+    template: str
+    transactional: bool = False
+
+
+@dataclass(frozen=True)
+class Exit:
+    pass
+
+
+@dataclass(frozen=True)
+class WaitFor:
+    """Wait a duration; or, when `event` is set, wait for it at most `duration`."""
+
+    duration: timedelta
+    event: str = ""
+    # Where a wait for an event goes when it times out; empty: the enrollment ends.
+    on_timeout: str = ""
+
+
+@dataclass(frozen=True)
+class Split:
+    # (percent, next step id or "" to end), in the order given; percents add up to 100.
+    paths: tuple[tuple[int, str], ...]
+
+
+Action = Send | Exit | WaitFor | Split
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    action: Action
+    # The step after this one ("" ends the enrollment); for a split, unused.
+    next: str = ""
+
+
+@dataclass(frozen=True)
+class Reentry:
+    mode: int = ONCE
+    cooldown: timedelta = timedelta()
+
+
+@dataclass(frozen=True)
+class Definition:
+    """The parts of a journey a version pins: what enrolls, what happens then, what ends it."""
+
+    trigger_event: str
+    steps: tuple[Step, ...]
+    goal_event: str = ""
+    exit_events: tuple[str, ...] = ()
+    reentry: Reentry = Reentry()
+
+    @property
+    def first_step(self) -> str:
+        return self.steps[0].id
+
+    def step(self, step_id: str) -> Step:
+        return self._by_id()[step_id]
+
+    def _by_id(self) -> dict[str, Step]:
+        return {step.id: step for step in self.steps}
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def parse_definition(journey: journey_pb2.Journey, field: str, workspace: str) -> Definition:
+    """The definition a journey message describes, validated; errors name the field path."""
+    return Definition(
+        trigger_event=_parse_trigger(f"{field}.trigger", journey.trigger),
+        steps=parse_steps(f"{field}.steps", journey.steps, workspace),
+        goal_event=_parse_event_name(f"{field}.goal.event", journey.goal.event, required=False),
+        exit_events=_parse_exit_events(f"{field}.exit_events", journey.exit_events),
+        reentry=_parse_reentry(f"{field}.reentry", journey.reentry),
+    )
+
+
+def _parse_trigger(field: str, trigger: journey_pb2.JourneyTrigger) -> str:
+    if trigger.WhichOneof("kind") != "event":
+        raise InvalidArgument(f"{field}.event.event", "an event name is required")
+    return _parse_event_name(f"{field}.event.event", trigger.event.event)
+
+
+def _parse_event_name(field: str, name: str, required: bool = True) -> str:
+    if required and not name.strip():
+        raise InvalidArgument(field, "an event name is required")
+    if name != name.strip():
+        raise InvalidArgument(field, "must not start or end with spaces")
+    return name
+
+
+def _parse_exit_events(field: str, names: Sequence[str]) -> tuple[str, ...]:
+    if len(names) > MAX_EXIT_EVENTS:
+        raise InvalidArgument(field, f"at most {MAX_EXIT_EVENTS} events")
+    return tuple(_parse_event_name(f"{field}[{i}]", name) for i, name in enumerate(names))
+
+
+def _parse_reentry(field: str, policy: journey_pb2.ReentryPolicy) -> Reentry:
+    mode = policy.mode or ONCE
+    if mode not in (ONCE, ONE_AT_A_TIME, AFTER_COOLDOWN):
+        raise InvalidArgument(
+            f"{field}.mode", "must be MODE_ONCE, MODE_ONE_AT_A_TIME or MODE_AFTER_COOLDOWN"
+        )
+    if mode != AFTER_COOLDOWN:
+        if policy.HasField("cooldown"):
+            raise InvalidArgument(f"{field}.cooldown", "is only for MODE_AFTER_COOLDOWN")
+        return Reentry(mode)
+    return Reentry(
+        mode, _parse_duration(f"{field}.cooldown", policy.cooldown, policy.HasField("cooldown"))
+    )
+
+
+def _parse_duration(field: str, duration: Duration, present: bool) -> timedelta:
+    if not present:
+        raise InvalidArgument(field, "a duration is required")
+    value = duration.ToTimedelta()
+    if value <= timedelta():
+        raise InvalidArgument(field, "must be positive")
+    if value > MAX_WAIT:
+        raise InvalidArgument(field, f"must be at most {MAX_WAIT.days} days")
+    return value
+
+
+def parse_steps(
+    field: str, steps: Sequence[journey_pb2.JourneyStep], workspace: str
+) -> tuple[Step, ...]:
+    if not steps:
+        raise InvalidArgument(field, "at least one step is required")
+    if len(steps) > MAX_STEPS:
+        raise InvalidArgument(field, f"at most {MAX_STEPS} steps")
+    ids = [step.id for step in steps]
+    parsed: list[Step] = []
+    for index, step in enumerate(steps):
+        path = f"{field}[{index}]"
+        if not _STEP_ID.match(step.id):
+            raise InvalidArgument(
+                f"{path}.id", "must be 1-63 lower-case letters, digits, '-' or '_'"
+            )
+        if step.id in ids[:index]:
+            raise InvalidArgument(f"{path}.id", f"step id {step.id!r} is used twice")
+        following = ids[index + 1] if index + 1 < len(ids) else ""
+        next_id = _parse_next(f"{path}.next", step.next, ids) or following
+        parsed.append(Step(step.id, _parse_action(path, step, ids, workspace), next_id))
+    _refuse_cycles(field, parsed)
+    return tuple(parsed)
+
+
+def _parse_next(field: str, next_id: str, ids: Sequence[str]) -> str:
+    if next_id and next_id not in ids:
+        raise InvalidArgument(field, f"no step has the id {next_id!r}")
+    return next_id
+
+
+def _parse_action(
+    path: str, step: journey_pb2.JourneyStep, ids: Sequence[str], workspace: str
+) -> Action:
+    kind = step.WhichOneof("kind")
+    if kind == "send":
+        return _parse_send(f"{path}.send", step.send, workspace)
+    if kind == "exit":
+        if step.next:
+            raise InvalidArgument(f"{path}.next", "an exit step has no next step")
+        return Exit()
+    if kind == "wait":
+        return _parse_wait(f"{path}.wait", step.wait, ids)
+    if kind == "split":
+        return _parse_split(f"{path}.split", step.split, ids)
+    raise InvalidArgument(path, "must be a send, wait, split or exit step")
+
+
+def _parse_send(field: str, send: journey_pb2.SendStep, workspace: str) -> Send:
+    if send.channel == common_pb2.CHANNEL_UNSPECIFIED:
+        raise InvalidArgument(f"{field}.channel", "a channel is required")
+    if send.channel not in SUPPORTED_CHANNELS:
+        known = send.channel in common_pb2.Channel.values()
+        name = common_pb2.Channel.Name(send.channel) if known else str(int(send.channel))
+        raise InvalidArgument(f"{field}.channel", f"{name} is not supported yet")
+    template = resources.read_name(send.template, "templates")
+    if template is None or not resources.is_valid_id(template.id):
+        raise InvalidArgument(
+            f"{field}.template", "must look like workspaces/{workspace}/templates/{template}"
+        )
+    if template.workspace != workspace:
+        raise InvalidArgument(f"{field}.template", f"must be a template of workspace {workspace}")
+    return Send(send.channel, send.template, send.transactional)
+
+
+def _parse_wait(field: str, wait: journey_pb2.WaitStep, ids: Sequence[str]) -> WaitFor:
+    until = wait.WhichOneof("until")
+    if until == "duration":
+        return WaitFor(_parse_duration(f"{field}.duration", wait.duration, True))
+    if until == "event":
+        event = wait.event
+        return WaitFor(
+            duration=_parse_duration(
+                f"{field}.event.timeout", event.timeout, event.HasField("timeout")
+            ),
+            event=_parse_event_name(f"{field}.event.event", event.event),
+            on_timeout=_parse_next(f"{field}.event.on_timeout", event.on_timeout, ids),
+        )
+    raise InvalidArgument(field, "must wait for a duration or for an event")
+
+
+def _parse_split(field: str, split: journey_pb2.SplitStep, ids: Sequence[str]) -> Split:
+    if len(split.paths) < 2:
+        raise InvalidArgument(f"{field}.paths", "a split needs at least two paths")
+    paths = []
+    for index, path in enumerate(split.paths):
+        if not 1 <= path.percent <= 100:
+            raise InvalidArgument(f"{field}.paths[{index}].percent", "must be from 1 to 100")
+        paths.append((path.percent, _parse_next(f"{field}.paths[{index}].next", path.next, ids)))
+    if sum(percent for percent, _ in paths) != 100:
+        raise InvalidArgument(f"{field}.paths", "the percentages must add up to 100")
+    return Split(tuple(paths))
+
+
+def successors(step: Step) -> list[str]:
+    """The steps an enrollment can go to from `step`."""
+    action = step.action
+    if isinstance(action, Exit):
+        return []
+    if isinstance(action, Split):
+        return [next_id for _, next_id in action.paths if next_id]
+    found = [step.next] if step.next else []
+    if isinstance(action, WaitFor) and action.on_timeout:
+        found.append(action.on_timeout)
+    return found
+
+
+def _refuse_cycles(field: str, steps: Sequence[Step]) -> None:
+    """A cycle would send the same step twice to one enrollment (its idempotency key would
+    stop the second) or loop for ever; journeys are acyclic graphs."""
+    by_id = {step.id: step for step in steps}
+    done: set[str] = set()
+    for start in by_id:
+        on_path: list[str] = []
+        _visit(field, start, by_id, on_path, done)
+
+
+def _visit(
+    field: str, step_id: str, by_id: dict[str, Step], on_path: list[str], done: set[str]
+) -> None:
+    if step_id in done:
+        return
+    if step_id in on_path:
+        loop = " → ".join([*on_path[on_path.index(step_id) :], step_id])
+        raise InvalidArgument(field, f"the steps loop ({loop}); a journey must not loop")
+    on_path.append(step_id)
+    for next_id in successors(by_id[step_id]):
+        _visit(field, next_id, by_id, on_path, done)
+    on_path.pop()
+    done.add(step_id)
+
+
+# --- the contract's form, and storage -------------------------------------------------------------
+
+
+def to_proto(definition: Definition) -> journey_pb2.Journey:
+    """The journey fields a definition sets (trigger, steps, goal, exit events, re-entry)."""
+    journey = journey_pb2.Journey(
+        trigger=journey_pb2.JourneyTrigger(
+            event=journey_pb2.EventTrigger(event=definition.trigger_event)
+        ),
+        steps=[_step_to_proto(step, definition) for step in definition.steps],
+        exit_events=definition.exit_events,
+    )
+    if definition.goal_event:
+        journey.goal.event = definition.goal_event
+    if definition.reentry != Reentry():
+        journey.reentry.mode = cast(journey_pb2.ReentryPolicy.Mode, definition.reentry.mode)
+        if definition.reentry.mode == AFTER_COOLDOWN:
+            journey.reentry.cooldown.FromTimedelta(definition.reentry.cooldown)
+    return journey
+
+
+def _step_to_proto(step: Step, definition: Definition) -> journey_pb2.JourneyStep:
+    proto = journey_pb2.JourneyStep(id=step.id)
+    action = step.action
+    if isinstance(action, Send):
+        proto.send.channel = cast(common_pb2.Channel, action.channel)
+        proto.send.template = action.template
+        proto.send.transactional = action.transactional
+    elif isinstance(action, Exit):
+        proto.exit.SetInParent()
+    elif isinstance(action, WaitFor) and action.event:
+        proto.wait.event.event = action.event
+        proto.wait.event.timeout.FromTimedelta(action.duration)
+        proto.wait.event.on_timeout = action.on_timeout
+    elif isinstance(action, WaitFor):
+        proto.wait.duration.FromTimedelta(action.duration)
+    else:
+        proto.split.paths.extend(
+            journey_pb2.SplitPath(percent=percent, next=next_id)
+            for percent, next_id in action.paths
+        )
+    if not isinstance(action, (Exit, Split)):
+        # Written out in full, so the stored form reads the same wherever the step moves.
+        proto.next = step.next
+    return proto
+
+
+def to_json(definition: Definition) -> str:
+    return json_format.MessageToJson(to_proto(definition), indent=None)
+
+
+def from_json(text: str, workspace: str) -> Definition:
+    """A stored definition (validated when it was saved)."""
+    journey = json_format.Parse(text, journey_pb2.Journey())
+    return parse_definition(journey, "journey", workspace)

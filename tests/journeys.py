@@ -1,0 +1,127 @@
+"""Journeys in tests: building them, running the scheduler on real parts, publishing events as
+ingest would, and reading what the scheduler put on the bus."""
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from engage import clock, subjects
+from engage.bus import Bus
+from engage.v1 import bus_pb2, common_pb2, journey_pb2, journey_pb2_grpc
+from tests.harness import WORKSPACE, Suite, auth
+
+PARENT = f"workspaces/{WORKSPACE}"
+TEMPLATE = f"{PARENT}/templates/welcome"
+Kind = bus_pb2.JourneyEvent
+
+
+def with_moving_clock(suite: Suite) -> Path:
+    """Have the suite's services read a clock the test moves (see `move`), and timers polled
+    often; returns the clock's file."""
+    offset_file = suite.run_dir / "clock-offset"
+    suite.env["ENGAGE_CLOCK_OFFSET_FILE"] = str(offset_file)
+    suite.env["ENGAGE_TIMER_POLL_SECONDS"] = "0.1"
+    return offset_file
+
+
+def move(offset_file: Path, by: timedelta) -> None:
+    clock.move_clock(offset_file, by)
+
+
+def send(step_id: str, next: str = "") -> journey_pb2.JourneyStep:
+    return journey_pb2.JourneyStep(
+        id=step_id,
+        send=journey_pb2.SendStep(channel=common_pb2.CHANNEL_EMAIL, template=TEMPLATE),
+        next=next,
+    )
+
+
+def wait(step_id: str, duration: timedelta) -> journey_pb2.JourneyStep:
+    step = journey_pb2.JourneyStep(id=step_id)
+    step.wait.duration.FromTimedelta(duration)
+    return step
+
+
+def wait_for(
+    step_id: str, event: str, timeout: timedelta, on_timeout: str, next: str
+) -> journey_pb2.JourneyStep:
+    step = journey_pb2.JourneyStep(id=step_id, next=next)
+    step.wait.event.event = event
+    step.wait.event.timeout.FromTimedelta(timeout)
+    step.wait.event.on_timeout = on_timeout
+    return step
+
+
+def exit_step(step_id: str) -> journey_pb2.JourneyStep:
+    return journey_pb2.JourneyStep(id=step_id, exit=journey_pb2.ExitStep())
+
+
+def a_journey(
+    event: str = "signed_up",
+    state: "journey_pb2.Journey.State" = journey_pb2.Journey.STATE_ACTIVE,
+    steps: tuple[str, ...] = ("welcome-email",),
+    graph: list[journey_pb2.JourneyStep] | None = None,
+) -> journey_pb2.Journey:
+    """A journey triggered by `event`: a send per id of `steps`, or the steps of `graph`."""
+    return journey_pb2.Journey(
+        display_name="Welcome",
+        state=state,
+        trigger=journey_pb2.JourneyTrigger(event=journey_pb2.EventTrigger(event=event)),
+        steps=graph if graph is not None else [send(step_id) for step_id in steps],
+    )
+
+
+async def create(
+    stub: journey_pb2_grpc.JourneyServiceStub, journey_id: str, journey: journey_pb2.Journey
+) -> journey_pb2.Journey:
+    created: journey_pb2.Journey = await stub.CreateJourney(
+        journey_pb2.CreateJourneyRequest(parent=PARENT, journey_id=journey_id, journey=journey),
+        metadata=auth(),
+    )
+    return created
+
+
+async def track(
+    bus: Bus, event: str, user_id: str = "", anonymous_id: str = "", *more_users: str
+) -> None:
+    """Publish TRACK events as ingest would (one per user, in one batch), under fresh ids."""
+    events = [
+        common_pb2.Event(
+            message_id=uuid.uuid4().hex,
+            type=common_pb2.EVENT_TYPE_TRACK,
+            event=event,
+            user_id=user,
+            anonymous_id=anonymous_id if user == user_id else "",
+        )
+        for user in (user_id, *more_users)
+    ]
+    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=events)
+    subject = subjects.events(WORKSPACE, user_id or anonymous_id, 8)
+    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
+
+
+async def _stream(bus: Bus, stream: str) -> list[bytes]:
+    state = (await bus.js.stream_info(stream)).state
+    found = []
+    for sequence in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+        found.append((await bus.js.get_msg(stream, sequence)).data or b"")
+    return found
+
+
+async def sends(bus: Bus) -> list[bus_pb2.SendRequested]:
+    """Every SendRequested on the SENDS stream (read without consuming)."""
+    return [bus_pb2.SendRequested.FromString(data) for data in await _stream(bus, "SENDS")]
+
+
+async def sends_to(bus: Bus, user_id: str) -> list[bus_pb2.SendRequested]:
+    return [request for request in await sends(bus) if request.user_id == user_id]
+
+
+async def steps_sent(bus: Bus, user_id: str) -> list[str]:
+    return [request.step_id for request in await sends_to(bus, user_id)]
+
+
+async def journey_events(bus: Bus, user_id: str) -> list[bus_pb2.JourneyEvent]:
+    """The JOURNEYS stream's events about `user_id`, in order."""
+    events = [bus_pb2.JourneyEvent.FromString(data) for data in await _stream(bus, "JOURNEYS")]
+    return [event for event in events if event.user_id == user_id]
