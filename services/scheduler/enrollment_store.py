@@ -144,7 +144,7 @@ async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
     new = [_row(e) for e in changed if e.is_new]
     if new:
         await _insert_new(session, new)
-    updated = [_row(e) for e in changed if not e.is_new]
+    updated = [_update_params(e) for e in changed if not e.is_new]
     if updated:
         await session.exec(_UPDATE, params=updated)
     timers = [_timer_row(e) for e in changed if e.timer is not None]
@@ -209,27 +209,27 @@ def _row(enrollment: Enrollment) -> dict[str, Any]:
 _ENROLLMENTS = db.table_of(EnrollmentRow)
 # Bound parameters per statement stay under SQLite's limit (15 columns a row).
 _ROWS_PER_INSERT = 500
+_KEY_COLUMNS = ("workspace", "enrollment_id")
+_MOVING_COLUMNS = (
+    "status",
+    "active_key",
+    "step_id",
+    "awaiting_event",
+    "last_send_key",
+    "position",
+    "finished_at",
+)
+# Parameters are named `p_<column>`: SQLAlchemy keeps bare column names for itself.
 _UPDATE = (
     sa.update(_ENROLLMENTS)
-    .where(
-        _ENROLLMENTS.c.workspace == sa.bindparam("workspace"),
-        _ENROLLMENTS.c.enrollment_id == sa.bindparam("enrollment_id"),
-    )
-    .values(
-        {
-            name: sa.bindparam(name)
-            for name in (
-                "status",
-                "active_key",
-                "step_id",
-                "awaiting_event",
-                "last_send_key",
-                "position",
-                "finished_at",
-            )
-        }
-    )
+    .where(*(_ENROLLMENTS.c[name] == sa.bindparam(f"p_{name}") for name in _KEY_COLUMNS))
+    .values({name: sa.bindparam(f"p_{name}") for name in _MOVING_COLUMNS})
 )
+
+
+def _update_params(enrollment: Enrollment) -> dict[str, Any]:
+    row = _row(enrollment)
+    return {f"p_{name}": row[name] for name in (*_KEY_COLUMNS, *_MOVING_COLUMNS)}
 
 
 def _timer_row(enrollment: Enrollment) -> dict[str, Any]:
