@@ -2,10 +2,11 @@
 
 Timers are rows of the scheduler's database, so a scheduler that stops (or is killed) loses
 none: whichever scheduler polls next fires every timer that came due meanwhile. A claim is a
-transaction that locks the due enrollments (`FOR UPDATE SKIP LOCKED` on PostgreSQL): two
-replicas never move the same enrollment, and a replica that dies mid-claim lets its locks go
-with its connection. On SQLite one scheduler process claims. Only timers of active journeys
-fire; a paused journey's wait until it is resumed.
+transaction that locks the due timers and their enrollments (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL): two replicas never move the same enrollment, and a replica that dies mid-claim
+lets its locks go with its connection: the lease is the claiming transaction. On SQLite one
+scheduler process claims. Only timers of active journeys fire; a paused journey's wait until
+it is resumed.
 """
 
 import asyncio
@@ -58,7 +59,9 @@ class TimerWorker:
             await asyncio.sleep(self.poll_seconds)
 
     async def fire_due(self) -> int:
-        """One claim: fire up to TIMERS_PER_CLAIM due timers; returns how many were due."""
+        """One claim: fire up to TIMERS_PER_CLAIM due timers; returns how many were due, or 0
+        when another transaction held every one of their enrollments (no use asking again at
+        once)."""
         now = self.clock()
         async with db.transaction(self.sessions, db.EVERY_WORKSPACE) as session:
             due = await _due_timers(session, now)
@@ -72,7 +75,8 @@ class TimerWorker:
             await enrollment_store.save(session, outcome, now)
         if outcome.messages:
             self.published()
-        return len(due)
+            log.info("timers fired", extra={"fired": len(outcome.enrollments), "due": len(due)})
+        return len(due) if locked else 0
 
 
 async def _due_timers(session: AsyncSession, now: datetime) -> list[TimerRow]:
@@ -89,6 +93,8 @@ async def _due_timers(session: AsyncSession, now: datetime) -> list[TimerRow]:
         .where(col(TimerRow.due_at) <= now, JourneyRow.state == journeys.ACTIVE)
         .order_by(col(TimerRow.due_at))
         .limit(TIMERS_PER_CLAIM)
+        # Replicas claim disjoint timers rather than wait for each other.
+        .with_for_update(of=TimerRow, skip_locked=True)
     )
     return list((await session.exec(statement)).all())
 
