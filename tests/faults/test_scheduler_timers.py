@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 
 from engage.bus import MSG_ID_HEADER, Bus
 from engage.v1 import bus_pb2, journey_pb2_grpc
