@@ -33,9 +33,8 @@ class WireTap:
         self.seen: dict[str, set[bytes]] = defaultdict(set)
 
     async def start(self, bus: Bus) -> None:
-        async def heard(message: object) -> None:
-            headers = getattr(message, "headers", None) or {}
-            self.seen[headers[MSG_ID_HEADER]].add(message.data)
+        async def heard(message: Msg) -> None:
+            self.seen[(message.headers or {})[MSG_ID_HEADER]].add(message.data)
 
         await bus.client.subscribe("engage.sends.>", cb=heard)
 
