@@ -32,4 +32,4 @@ async def test_the_callers_trace_reaches_the_email_send(suite: Suite, smtp_sink:
 
     # ingest → EVENTS → scheduler → outbox → SENDS → channels → SMTP, one trace throughout.
     assert await eventually(logged_send) == {TRACE_ID}
-    assert trace_ids_of(suite, "scheduler", "enrolled") == {TRACE_ID}
+    assert trace_ids_of(suite, "scheduler", "journeys moved") == {TRACE_ID}
