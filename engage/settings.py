@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     api_keys: str = f"{DEVELOPMENT_API_KEY}=demo:admin,{DEVELOPMENT_SERVICE_KEY}=*:admin"
     # The key this service presents when it calls another service.
     service_api_key: str = DEVELOPMENT_SERVICE_KEY
+    # Where the segments service's ProfileService answers (for the services that read profiles).
+    profile_service_address: str = "127.0.0.1:50052"
     event_partitions: int = 8
     # How long JetStream remembers an event's message id to drop a repeat: at least a day, so a
     # client retrying after an outage is still deduped; at most the EVENTS stream's 7-day age.

@@ -185,7 +185,8 @@ class LocalSuite:
     """The five services as separate processes on one machine, sharing one nats-server.
 
     `env` is given to every service; `service_env(name)` may add per-service variables (its
-    database URL, its port). Channels starts after segments, whose address it needs.
+    database URL, its port). The scheduler and channels start after segments, whose address
+    they need.
     """
 
     def __init__(self, run_dir: Path, env: Mapping[str, str]) -> None:
@@ -212,8 +213,9 @@ class LocalSuite:
             process.wait_ready()
 
     def start_all(self) -> None:
-        self.start(*(name for name in SERVICES if name != "channels"))
-        self.start("channels")
+        readers_of_profiles = ("scheduler", "channels")
+        self.start(*(name for name in SERVICES if name not in readers_of_profiles))
+        self.start(*readers_of_profiles)
 
     def address(self, name: str) -> str:
         return self.processes[name].address

@@ -29,7 +29,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65ngage/v1/journey.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x03\n\x07Journey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.engage.v1.Journey.State\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12*\n\x07trigger\x18\x05 \x01(\x0b\x32\x19.engage.v1.JourneyTrigger\x12%\n\x05steps\x18\x06 \x03(\x0b\x32\x16.engage.v1.JourneyStep\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04goal\x18\t \x01(\x0b\x32\x16.engage.v1.JourneyGoal\x12\x13\n\x0b\x65xit_events\x18\n \x03(\t\x12)\n\x07reentry\x18\x0b \x01(\x0b\x32\x18.engage.v1.ReentryPolicy\"g\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_DRAFT\x10\x01\x12\x10\n\x0cSTATE_ACTIVE\x10\x02\x12\x10\n\x0cSTATE_PAUSED\x10\x03\x12\x12\n\x0eSTATE_ARCHIVED\x10\x04\"\x1c\n\x0bJourneyGoal\x12\r\n\x05\x65vent\x18\x01 \x01(\t\"\xc7\x01\n\rReentryPolicy\x12+\n\x04mode\x18\x01 \x01(\x0e\x32\x1d.engage.v1.ReentryPolicy.Mode\x12+\n\x08\x63ooldown\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\\\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_ONCE\x10\x01\x12\x16\n\x12MODE_ONE_AT_A_TIME\x10\x02\x12\x17\n\x13MODE_AFTER_COOLDOWN\x10\x03\"B\n\x0eJourneyTrigger\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.engage.v1.EventTriggerH\x00\x42\x06\n\x04kind\"\x1d\n\x0c\x45ventTrigger\x12\r\n\x05\x65vent\x18\x01 \x01(\t\"\xc5\x01\n\x0bJourneyStep\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04send\x18\x02 \x01(\x0b\x32\x13.engage.v1.SendStepH\x00\x12#\n\x04\x65xit\x18\x03 \x01(\x0b\x32\x13.engage.v1.ExitStepH\x00\x12#\n\x04wait\x18\x04 \x01(\x0b\x32\x13.engage.v1.WaitStepH\x00\x12%\n\x05split\x18\x05 \x01(\x0b\x32\x14.engage.v1.SplitStepH\x00\x12\x0c\n\x04next\x18\x06 \x01(\tB\x06\n\x04kind\"l\n\x08WaitStep\x12-\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12(\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x17.engage.v1.WaitForEventH\x00\x42\x07\n\x05until\"]\n\x0cWaitForEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\non_timeout\x18\x03 \x01(\t\"0\n\tSplitStep\x12#\n\x05paths\x18\x01 \x03(\x0b\x32\x14.engage.v1.SplitPath\"*\n\tSplitPath\x12\x0f\n\x07percent\x18\x01 \x01(\x05\x12\x0c\n\x04next\x18\x02 \x01(\t\"X\n\x08SendStep\x12#\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x10\n\x08template\x18\x02 \x01(\t\x12\x15\n\rtransactional\x18\x03 \x01(\x08\"\n\n\x08\x45xitStep\"_\n\x14\x43reateJourneyRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\njourney_id\x18\x02 \x01(\t\x12#\n\x07journey\x18\x03 \x01(\x0b\x32\x12.engage.v1.Journey\"!\n\x11GetJourneyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x13ListJourneysRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x14ListJourneysResponse\x12$\n\x08journeys\x18\x01 \x03(\x0b\x32\x12.engage.v1.Journey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x14UpdateJourneyRequest\x12#\n\x07journey\x18\x01 \x01(\x0b\x32\x12.engage.v1.Journey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"$\n\x14\x44\x65leteJourneyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xf7\x02\n\x0eJourneyService\x12\x44\n\rCreateJourney\x12\x1f.engage.v1.CreateJourneyRequest\x1a\x12.engage.v1.Journey\x12>\n\nGetJourney\x12\x1c.engage.v1.GetJourneyRequest\x1a\x12.engage.v1.Journey\x12O\n\x0cListJourneys\x12\x1e.engage.v1.ListJourneysRequest\x1a\x1f.engage.v1.ListJourneysResponse\x12\x44\n\rUpdateJourney\x12\x1f.engage.v1.UpdateJourneyRequest\x1a\x12.engage.v1.Journey\x12H\n\rDeleteJourney\x12\x1f.engage.v1.DeleteJourneyRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65ngage/v1/journey.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x03\n\x07Journey\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.engage.v1.Journey.State\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12*\n\x07trigger\x18\x05 \x01(\x0b\x32\x19.engage.v1.JourneyTrigger\x12%\n\x05steps\x18\x06 \x03(\x0b\x32\x16.engage.v1.JourneyStep\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x04goal\x18\t \x01(\x0b\x32\x16.engage.v1.JourneyGoal\x12\x13\n\x0b\x65xit_events\x18\n \x03(\t\x12)\n\x07reentry\x18\x0b \x01(\x0b\x32\x18.engage.v1.ReentryPolicy\"g\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_DRAFT\x10\x01\x12\x10\n\x0cSTATE_ACTIVE\x10\x02\x12\x10\n\x0cSTATE_PAUSED\x10\x03\x12\x12\n\x0eSTATE_ARCHIVED\x10\x04\"\x1c\n\x0bJourneyGoal\x12\r\n\x05\x65vent\x18\x01 \x01(\t\"\xc7\x01\n\rReentryPolicy\x12+\n\x04mode\x18\x01 \x01(\x0e\x32\x1d.engage.v1.ReentryPolicy.Mode\x12+\n\x08\x63ooldown\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\\\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_ONCE\x10\x01\x12\x16\n\x12MODE_ONE_AT_A_TIME\x10\x02\x12\x17\n\x13MODE_AFTER_COOLDOWN\x10\x03\"B\n\x0eJourneyTrigger\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.engage.v1.EventTriggerH\x00\x42\x06\n\x04kind\"\x1d\n\x0c\x45ventTrigger\x12\r\n\x05\x65vent\x18\x01 \x01(\t\"\xc5\x01\n\x0bJourneyStep\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04send\x18\x02 \x01(\x0b\x32\x13.engage.v1.SendStepH\x00\x12#\n\x04\x65xit\x18\x03 \x01(\x0b\x32\x13.engage.v1.ExitStepH\x00\x12#\n\x04wait\x18\x04 \x01(\x0b\x32\x13.engage.v1.WaitStepH\x00\x12%\n\x05split\x18\x05 \x01(\x0b\x32\x14.engage.v1.SplitStepH\x00\x12\x0c\n\x04next\x18\x06 \x01(\tB\x06\n\x04kind\"\xc5\x01\n\x08WaitStep\x12-\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12(\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x17.engage.v1.WaitForEventH\x00\x12+\n\x0btime_of_day\x18\x03 \x01(\x0b\x32\x14.engage.v1.LocalTimeH\x00\x12*\n\ntrait_date\x18\x04 \x01(\x0b\x32\x14.engage.v1.TraitDateH\x00\x42\x07\n\x05until\"+\n\tLocalTime\x12\r\n\x05hours\x18\x01 \x01(\x05\x12\x0f\n\x07minutes\x18\x02 \x01(\x05\"n\n\tTraitDate\x12\r\n\x05trait\x18\x01 \x01(\t\x12\x0e\n\x06months\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ys\x18\x03 \x01(\x05\x12 \n\x02\x61t\x18\x04 \x01(\x0b\x32\x14.engage.v1.LocalTime\x12\x12\n\non_missing\x18\x05 \x01(\t\"]\n\x0cWaitForEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x12\n\non_timeout\x18\x03 \x01(\t\"0\n\tSplitStep\x12#\n\x05paths\x18\x01 \x03(\x0b\x32\x14.engage.v1.SplitPath\"*\n\tSplitPath\x12\x0f\n\x07percent\x18\x01 \x01(\x05\x12\x0c\n\x04next\x18\x02 \x01(\t\"X\n\x08SendStep\x12#\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x10\n\x08template\x18\x02 \x01(\t\x12\x15\n\rtransactional\x18\x03 \x01(\x08\"\n\n\x08\x45xitStep\"_\n\x14\x43reateJourneyRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x12\n\njourney_id\x18\x02 \x01(\t\x12#\n\x07journey\x18\x03 \x01(\x0b\x32\x12.engage.v1.Journey\"!\n\x11GetJourneyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"L\n\x13ListJourneysRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x14ListJourneysResponse\x12$\n\x08journeys\x18\x01 \x03(\x0b\x32\x12.engage.v1.Journey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"l\n\x14UpdateJourneyRequest\x12#\n\x07journey\x18\x01 \x01(\x0b\x32\x12.engage.v1.Journey\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"$\n\x14\x44\x65leteJourneyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xf7\x02\n\x0eJourneyService\x12\x44\n\rCreateJourney\x12\x1f.engage.v1.CreateJourneyRequest\x1a\x12.engage.v1.Journey\x12>\n\nGetJourney\x12\x1c.engage.v1.GetJourneyRequest\x1a\x12.engage.v1.Journey\x12O\n\x0cListJourneys\x12\x1e.engage.v1.ListJourneysRequest\x1a\x1f.engage.v1.ListJourneysResponse\x12\x44\n\rUpdateJourney\x12\x1f.engage.v1.UpdateJourneyRequest\x1a\x12.engage.v1.Journey\x12H\n\rDeleteJourney\x12\x1f.engage.v1.DeleteJourneyRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,30 +52,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTTRIGGER']._serialized_end=1013
   _globals['_JOURNEYSTEP']._serialized_start=1016
   _globals['_JOURNEYSTEP']._serialized_end=1213
-  _globals['_WAITSTEP']._serialized_start=1215
-  _globals['_WAITSTEP']._serialized_end=1323
-  _globals['_WAITFOREVENT']._serialized_start=1325
-  _globals['_WAITFOREVENT']._serialized_end=1418
-  _globals['_SPLITSTEP']._serialized_start=1420
-  _globals['_SPLITSTEP']._serialized_end=1468
-  _globals['_SPLITPATH']._serialized_start=1470
-  _globals['_SPLITPATH']._serialized_end=1512
-  _globals['_SENDSTEP']._serialized_start=1514
-  _globals['_SENDSTEP']._serialized_end=1602
-  _globals['_EXITSTEP']._serialized_start=1604
-  _globals['_EXITSTEP']._serialized_end=1614
-  _globals['_CREATEJOURNEYREQUEST']._serialized_start=1616
-  _globals['_CREATEJOURNEYREQUEST']._serialized_end=1711
-  _globals['_GETJOURNEYREQUEST']._serialized_start=1713
-  _globals['_GETJOURNEYREQUEST']._serialized_end=1746
-  _globals['_LISTJOURNEYSREQUEST']._serialized_start=1748
-  _globals['_LISTJOURNEYSREQUEST']._serialized_end=1824
-  _globals['_LISTJOURNEYSRESPONSE']._serialized_start=1826
-  _globals['_LISTJOURNEYSRESPONSE']._serialized_end=1911
-  _globals['_UPDATEJOURNEYREQUEST']._serialized_start=1913
-  _globals['_UPDATEJOURNEYREQUEST']._serialized_end=2021
-  _globals['_DELETEJOURNEYREQUEST']._serialized_start=2023
-  _globals['_DELETEJOURNEYREQUEST']._serialized_end=2059
-  _globals['_JOURNEYSERVICE']._serialized_start=2062
-  _globals['_JOURNEYSERVICE']._serialized_end=2437
+  _globals['_WAITSTEP']._serialized_start=1216
+  _globals['_WAITSTEP']._serialized_end=1413
+  _globals['_LOCALTIME']._serialized_start=1415
+  _globals['_LOCALTIME']._serialized_end=1458
+  _globals['_TRAITDATE']._serialized_start=1460
+  _globals['_TRAITDATE']._serialized_end=1570
+  _globals['_WAITFOREVENT']._serialized_start=1572
+  _globals['_WAITFOREVENT']._serialized_end=1665
+  _globals['_SPLITSTEP']._serialized_start=1667
+  _globals['_SPLITSTEP']._serialized_end=1715
+  _globals['_SPLITPATH']._serialized_start=1717
+  _globals['_SPLITPATH']._serialized_end=1759
+  _globals['_SENDSTEP']._serialized_start=1761
+  _globals['_SENDSTEP']._serialized_end=1849
+  _globals['_EXITSTEP']._serialized_start=1851
+  _globals['_EXITSTEP']._serialized_end=1861
+  _globals['_CREATEJOURNEYREQUEST']._serialized_start=1863
+  _globals['_CREATEJOURNEYREQUEST']._serialized_end=1958
+  _globals['_GETJOURNEYREQUEST']._serialized_start=1960
+  _globals['_GETJOURNEYREQUEST']._serialized_end=1993
+  _globals['_LISTJOURNEYSREQUEST']._serialized_start=1995
+  _globals['_LISTJOURNEYSREQUEST']._serialized_end=2071
+  _globals['_LISTJOURNEYSRESPONSE']._serialized_start=2073
+  _globals['_LISTJOURNEYSRESPONSE']._serialized_end=2158
+  _globals['_UPDATEJOURNEYREQUEST']._serialized_start=2160
+  _globals['_UPDATEJOURNEYREQUEST']._serialized_end=2268
+  _globals['_DELETEJOURNEYREQUEST']._serialized_start=2270
+  _globals['_DELETEJOURNEYREQUEST']._serialized_end=2306
+  _globals['_JOURNEYSERVICE']._serialized_start=2309
+  _globals['_JOURNEYSERVICE']._serialized_end=2684
 # @@protoc_insertion_point(module_scope)

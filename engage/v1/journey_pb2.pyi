@@ -105,12 +105,38 @@ class JourneyStep(_message.Message):
     def __init__(self, id: _Optional[str] = ..., send: _Optional[_Union[SendStep, _Mapping]] = ..., exit: _Optional[_Union[ExitStep, _Mapping]] = ..., wait: _Optional[_Union[WaitStep, _Mapping]] = ..., split: _Optional[_Union[SplitStep, _Mapping]] = ..., next: _Optional[str] = ...) -> None: ...
 
 class WaitStep(_message.Message):
-    __slots__ = ("duration", "event")
+    __slots__ = ("duration", "event", "time_of_day", "trait_date")
     DURATION_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    TIME_OF_DAY_FIELD_NUMBER: _ClassVar[int]
+    TRAIT_DATE_FIELD_NUMBER: _ClassVar[int]
     duration: _duration_pb2.Duration
     event: WaitForEvent
-    def __init__(self, duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., event: _Optional[_Union[WaitForEvent, _Mapping]] = ...) -> None: ...
+    time_of_day: LocalTime
+    trait_date: TraitDate
+    def __init__(self, duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., event: _Optional[_Union[WaitForEvent, _Mapping]] = ..., time_of_day: _Optional[_Union[LocalTime, _Mapping]] = ..., trait_date: _Optional[_Union[TraitDate, _Mapping]] = ...) -> None: ...
+
+class LocalTime(_message.Message):
+    __slots__ = ("hours", "minutes")
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    hours: int
+    minutes: int
+    def __init__(self, hours: _Optional[int] = ..., minutes: _Optional[int] = ...) -> None: ...
+
+class TraitDate(_message.Message):
+    __slots__ = ("trait", "months", "days", "at", "on_missing")
+    TRAIT_FIELD_NUMBER: _ClassVar[int]
+    MONTHS_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    ON_MISSING_FIELD_NUMBER: _ClassVar[int]
+    trait: str
+    months: int
+    days: int
+    at: LocalTime
+    on_missing: str
+    def __init__(self, trait: _Optional[str] = ..., months: _Optional[int] = ..., days: _Optional[int] = ..., at: _Optional[_Union[LocalTime, _Mapping]] = ..., on_missing: _Optional[str] = ...) -> None: ...
 
 class WaitForEvent(_message.Message):
     __slots__ = ("event", "timeout", "on_timeout")

@@ -28,7 +28,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65ngage/v1/profile.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\nEventStats\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12.\n\nfirst_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x0fproperty_totals\x18\x04 \x03(\x0b\x32).engage.v1.EventStats.PropertyTotalsEntry\x1a\x35\n\x13PropertyTotalsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xd3\x03\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\ranonymous_ids\x18\x03 \x03(\t\x12\'\n\x06traits\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x33\n\x0f\x66irst_seen_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x07 \x01(\t\x12\x0e\n\x06locale\x18\x08 \x01(\t\x12\x37\n\x0b\x65vent_stats\x18\t \x03(\x0b\x32\".engage.v1.Profile.EventStatsEntry\x12\x31\n\x0bmemberships\x18\n \x03(\x0b\x32\x1c.engage.v1.SegmentMembership\x12\'\n\rrecent_events\x18\x0b \x03(\x0b\x32\x10.engage.v1.Event\x1aH\n\x0f\x45ventStatsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.engage.v1.EventStats:\x02\x38\x01\"V\n\x11SegmentMembership\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\x30\n\x0c\x65ntered_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x11GetProfileRequest\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12\x11\n\x07user_id\x18\x02 \x01(\tH\x00\x12\x16\n\x0c\x61nonymous_id\x18\x03 \x01(\tH\x00\x12\x0f\n\x05\x65mail\x18\x04 \x01(\tH\x00\x12$\n\x04view\x18\x05 \x01(\x0e\x32\x16.engage.v1.ProfileViewB\x05\n\x03key\"\\\n\x13ListProfilesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"U\n\x14ListProfilesResponse\x12$\n\x08profiles\x18\x01 \x03(\x0b\x32\x12.engage.v1.Profile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14\x44\x65leteProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x14\x45xportProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x87\x01\n\x15\x45xportProfileResponse\x12#\n\x07profile\x18\x01 \x01(\x0b\x32\x12.engage.v1.Profile\x12 \n\x06\x65vents\x18\x02 \x03(\x0b\x32\x10.engage.v1.Event\x12\'\n\x06merges\x18\x03 \x03(\x0b\x32\x17.engage.v1.ProfileMerge\"\xf9\x01\n\x0cProfileMerge\x12\x16\n\x0emerged_profile\x18\x01 \x01(\t\x12\x14\n\x0cinto_profile\x18\x02 \x01(\t\x12.\n\x06reason\x18\x03 \x01(\x0e\x32\x1e.engage.v1.ProfileMerge.Reason\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12.\n\nmerge_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fREASON_IDENTIFY\x10\x01\x12\x10\n\x0cREASON_ALIAS\x10\x02*Z\n\x0bProfileView\x12\x1c\n\x18PROFILE_VIEW_UNSPECIFIED\x10\x00\x12\x16\n\x12PROFILE_VIEW_BASIC\x10\x01\x12\x15\n\x11PROFILE_VIEW_FULL\x10\x02\x32\xbf\x02\n\x0eProfileService\x12>\n\nGetProfile\x12\x1c.engage.v1.GetProfileRequest\x1a\x12.engage.v1.Profile\x12O\n\x0cListProfiles\x12\x1e.engage.v1.ListProfilesRequest\x1a\x1f.engage.v1.ListProfilesResponse\x12H\n\rDeleteProfile\x12\x1f.engage.v1.DeleteProfileRequest\x1a\x16.google.protobuf.Empty\x12R\n\rExportProfile\x12\x1f.engage.v1.ExportProfileRequest\x1a .engage.v1.ExportProfileResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65ngage/v1/profile.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\nEventStats\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12.\n\nfirst_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x42\n\x0fproperty_totals\x18\x04 \x03(\x0b\x32).engage.v1.EventStats.PropertyTotalsEntry\x1a\x35\n\x13PropertyTotalsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xef\x03\n\x07Profile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x15\n\ranonymous_ids\x18\x03 \x03(\t\x12\'\n\x06traits\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x33\n\x0f\x66irst_seen_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0elast_seen_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttime_zone\x18\x07 \x01(\t\x12\x0e\n\x06locale\x18\x08 \x01(\t\x12\x37\n\x0b\x65vent_stats\x18\t \x03(\x0b\x32\".engage.v1.Profile.EventStatsEntry\x12\x31\n\x0bmemberships\x18\n \x03(\x0b\x32\x1c.engage.v1.SegmentMembership\x12\'\n\rrecent_events\x18\x0b \x03(\x0b\x32\x10.engage.v1.Event\x12\x1a\n\x12\x63\x61lendar_time_zone\x18\x0c \x01(\t\x1aH\n\x0f\x45ventStatsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12$\n\x05value\x18\x02 \x01(\x0b\x32\x15.engage.v1.EventStats:\x02\x38\x01\"V\n\x11SegmentMembership\x12\x0f\n\x07segment\x18\x01 \x01(\t\x12\x30\n\x0c\x65ntered_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x11GetProfileRequest\x12\x0e\n\x04name\x18\x01 \x01(\tH\x00\x12\x11\n\x07user_id\x18\x02 \x01(\tH\x00\x12\x16\n\x0c\x61nonymous_id\x18\x03 \x01(\tH\x00\x12\x0f\n\x05\x65mail\x18\x04 \x01(\tH\x00\x12$\n\x04view\x18\x05 \x01(\x0e\x32\x16.engage.v1.ProfileView\x12\x15\n\rapplied_event\x18\x06 \x01(\tB\x05\n\x03key\"\\\n\x13ListProfilesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"U\n\x14ListProfilesResponse\x12$\n\x08profiles\x18\x01 \x03(\x0b\x32\x12.engage.v1.Profile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"$\n\x14\x44\x65leteProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x14\x45xportProfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x87\x01\n\x15\x45xportProfileResponse\x12#\n\x07profile\x18\x01 \x01(\x0b\x32\x12.engage.v1.Profile\x12 \n\x06\x65vents\x18\x02 \x03(\x0b\x32\x10.engage.v1.Event\x12\'\n\x06merges\x18\x03 \x03(\x0b\x32\x17.engage.v1.ProfileMerge\"\xf9\x01\n\x0cProfileMerge\x12\x16\n\x0emerged_profile\x18\x01 \x01(\t\x12\x14\n\x0cinto_profile\x18\x02 \x01(\t\x12.\n\x06reason\x18\x03 \x01(\x0e\x32\x1e.engage.v1.ProfileMerge.Reason\x12\x12\n\nmessage_id\x18\x04 \x01(\t\x12.\n\nmerge_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"G\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fREASON_IDENTIFY\x10\x01\x12\x10\n\x0cREASON_ALIAS\x10\x02*Z\n\x0bProfileView\x12\x1c\n\x18PROFILE_VIEW_UNSPECIFIED\x10\x00\x12\x16\n\x12PROFILE_VIEW_BASIC\x10\x01\x12\x15\n\x11PROFILE_VIEW_FULL\x10\x02\x32\xbf\x02\n\x0eProfileService\x12>\n\nGetProfile\x12\x1c.engage.v1.GetProfileRequest\x1a\x12.engage.v1.Profile\x12O\n\x0cListProfiles\x12\x1e.engage.v1.ListProfilesRequest\x1a\x1f.engage.v1.ListProfilesResponse\x12H\n\rDeleteProfile\x12\x1f.engage.v1.DeleteProfileRequest\x1a\x16.google.protobuf.Empty\x12R\n\rExportProfile\x12\x1f.engage.v1.ExportProfileRequest\x1a .engage.v1.ExportProfileResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,34 +39,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTSTATS_PROPERTYTOTALSENTRY']._serialized_options = b'8\001'
   _globals['_PROFILE_EVENTSTATSENTRY']._loaded_options = None
   _globals['_PROFILE_EVENTSTATSENTRY']._serialized_options = b'8\001'
-  _globals['_PROFILEVIEW']._serialized_start=1750
-  _globals['_PROFILEVIEW']._serialized_end=1840
+  _globals['_PROFILEVIEW']._serialized_start=1801
+  _globals['_PROFILEVIEW']._serialized_end=1891
   _globals['_EVENTSTATS']._serialized_start=155
   _globals['_EVENTSTATS']._serialized_end=400
   _globals['_EVENTSTATS_PROPERTYTOTALSENTRY']._serialized_start=347
   _globals['_EVENTSTATS_PROPERTYTOTALSENTRY']._serialized_end=400
   _globals['_PROFILE']._serialized_start=403
-  _globals['_PROFILE']._serialized_end=870
-  _globals['_PROFILE_EVENTSTATSENTRY']._serialized_start=798
-  _globals['_PROFILE_EVENTSTATSENTRY']._serialized_end=870
-  _globals['_SEGMENTMEMBERSHIP']._serialized_start=872
-  _globals['_SEGMENTMEMBERSHIP']._serialized_end=958
-  _globals['_GETPROFILEREQUEST']._serialized_start=961
-  _globals['_GETPROFILEREQUEST']._serialized_end=1101
-  _globals['_LISTPROFILESREQUEST']._serialized_start=1103
-  _globals['_LISTPROFILESREQUEST']._serialized_end=1195
-  _globals['_LISTPROFILESRESPONSE']._serialized_start=1197
-  _globals['_LISTPROFILESRESPONSE']._serialized_end=1282
-  _globals['_DELETEPROFILEREQUEST']._serialized_start=1284
-  _globals['_DELETEPROFILEREQUEST']._serialized_end=1320
-  _globals['_EXPORTPROFILEREQUEST']._serialized_start=1322
-  _globals['_EXPORTPROFILEREQUEST']._serialized_end=1358
-  _globals['_EXPORTPROFILERESPONSE']._serialized_start=1361
-  _globals['_EXPORTPROFILERESPONSE']._serialized_end=1496
-  _globals['_PROFILEMERGE']._serialized_start=1499
-  _globals['_PROFILEMERGE']._serialized_end=1748
-  _globals['_PROFILEMERGE_REASON']._serialized_start=1677
-  _globals['_PROFILEMERGE_REASON']._serialized_end=1748
-  _globals['_PROFILESERVICE']._serialized_start=1843
-  _globals['_PROFILESERVICE']._serialized_end=2162
+  _globals['_PROFILE']._serialized_end=898
+  _globals['_PROFILE_EVENTSTATSENTRY']._serialized_start=826
+  _globals['_PROFILE_EVENTSTATSENTRY']._serialized_end=898
+  _globals['_SEGMENTMEMBERSHIP']._serialized_start=900
+  _globals['_SEGMENTMEMBERSHIP']._serialized_end=986
+  _globals['_GETPROFILEREQUEST']._serialized_start=989
+  _globals['_GETPROFILEREQUEST']._serialized_end=1152
+  _globals['_LISTPROFILESREQUEST']._serialized_start=1154
+  _globals['_LISTPROFILESREQUEST']._serialized_end=1246
+  _globals['_LISTPROFILESRESPONSE']._serialized_start=1248
+  _globals['_LISTPROFILESRESPONSE']._serialized_end=1333
+  _globals['_DELETEPROFILEREQUEST']._serialized_start=1335
+  _globals['_DELETEPROFILEREQUEST']._serialized_end=1371
+  _globals['_EXPORTPROFILEREQUEST']._serialized_start=1373
+  _globals['_EXPORTPROFILEREQUEST']._serialized_end=1409
+  _globals['_EXPORTPROFILERESPONSE']._serialized_start=1412
+  _globals['_EXPORTPROFILERESPONSE']._serialized_end=1547
+  _globals['_PROFILEMERGE']._serialized_start=1550
+  _globals['_PROFILEMERGE']._serialized_end=1799
+  _globals['_PROFILEMERGE_REASON']._serialized_start=1728
+  _globals['_PROFILEMERGE_REASON']._serialized_end=1799
+  _globals['_PROFILESERVICE']._serialized_start=1894
+  _globals['_PROFILESERVICE']._serialized_end=2213
 # @@protoc_insertion_point(module_scope)

@@ -42,7 +42,7 @@ class EventStats(_message.Message):
     def __init__(self, count: _Optional[int] = ..., first_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., property_totals: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Profile(_message.Message):
-    __slots__ = ("name", "user_id", "anonymous_ids", "traits", "first_seen_time", "last_seen_time", "time_zone", "locale", "event_stats", "memberships", "recent_events")
+    __slots__ = ("name", "user_id", "anonymous_ids", "traits", "first_seen_time", "last_seen_time", "time_zone", "locale", "event_stats", "memberships", "recent_events", "calendar_time_zone")
     class EventStatsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class Profile(_message.Message):
     EVENT_STATS_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIPS_FIELD_NUMBER: _ClassVar[int]
     RECENT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    CALENDAR_TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
     name: str
     user_id: str
     anonymous_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -72,7 +73,8 @@ class Profile(_message.Message):
     event_stats: _containers.MessageMap[str, EventStats]
     memberships: _containers.RepeatedCompositeFieldContainer[SegmentMembership]
     recent_events: _containers.RepeatedCompositeFieldContainer[_common_pb2.Event]
-    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_ids: _Optional[_Iterable[str]] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., first_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., locale: _Optional[str] = ..., event_stats: _Optional[_Mapping[str, EventStats]] = ..., memberships: _Optional[_Iterable[_Union[SegmentMembership, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ...) -> None: ...
+    calendar_time_zone: str
+    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_ids: _Optional[_Iterable[str]] = ..., traits: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., first_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_seen_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., locale: _Optional[str] = ..., event_stats: _Optional[_Mapping[str, EventStats]] = ..., memberships: _Optional[_Iterable[_Union[SegmentMembership, _Mapping]]] = ..., recent_events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ..., calendar_time_zone: _Optional[str] = ...) -> None: ...
 
 class SegmentMembership(_message.Message):
     __slots__ = ("segment", "entered_time")
@@ -83,18 +85,20 @@ class SegmentMembership(_message.Message):
     def __init__(self, segment: _Optional[str] = ..., entered_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetProfileRequest(_message.Message):
-    __slots__ = ("name", "user_id", "anonymous_id", "email", "view")
+    __slots__ = ("name", "user_id", "anonymous_id", "email", "view", "applied_event")
     NAME_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     ANONYMOUS_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_EVENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     user_id: str
     anonymous_id: str
     email: str
     view: ProfileView
-    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., email: _Optional[str] = ..., view: _Optional[_Union[ProfileView, str]] = ...) -> None: ...
+    applied_event: str
+    def __init__(self, name: _Optional[str] = ..., user_id: _Optional[str] = ..., anonymous_id: _Optional[str] = ..., email: _Optional[str] = ..., view: _Optional[_Union[ProfileView, str]] = ..., applied_event: _Optional[str] = ...) -> None: ...
 
 class ListProfilesRequest(_message.Message):
     __slots__ = ("parent", "page_size", "page_token", "filter")

@@ -11,6 +11,7 @@ from engage import db, server
 from engage.bus import Bus
 from engage.erasure import erasure_consumer, erasure_handler
 from engage.outbox import OutboxRelay
+from engage.profiles import ProfileDirectory
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
 from engage.v1 import message_pb2, message_pb2_grpc, template_pb2, template_pb2_grpc
@@ -18,7 +19,6 @@ from services.channels.adapters.email import SmtpEmailAdapter
 from services.channels.api import MessageApi, TemplateApi
 from services.channels.consumers import SendsConsumer, sends_consumer
 from services.channels.messages import MessageStore, erase_person
-from services.channels.profiles import ProfileDirectory
 from services.channels.sends import EmailOptions, SendProcessor
 from services.channels.templates import TemplateStore
 
@@ -30,7 +30,6 @@ HANDOFF_MARGIN_SECONDS = 5.0
 class ChannelsSettings(Settings):
     service_name: str = "channels"
     grpc_port: int = 50054
-    profile_service_address: str = "127.0.0.1:50052"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     # The whole handoff of one message to the SMTP server, connection to reply.

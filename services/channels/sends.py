@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db
 from engage.clock import Clock, as_utc, utc_now
+from engage.profiles import ProfileDirectory, ProfileView
 from engage.resources import is_valid_id, name_of, read_name
 from engage.v1 import bus_pb2, common_pb2
 from services.channels import records
@@ -51,7 +52,6 @@ from services.channels.messages import (
     message_id_for,
 )
 from services.channels.models import MessageRow
-from services.channels.profiles import ProfileDirectory, ProfileView
 from services.channels.rendering import TemplateProblem, profile_context, render_email
 from services.channels.templates import COLLECTION as TEMPLATES
 from services.channels.templates import TemplateStore

@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
+import grpc
 from pydantic import Field
 
 from engage import db, server
 from engage.bus import Bus
 from engage.erasure import erasure_consumer, erasure_handler
 from engage.outbox import OutboxRelay
+from engage.profiles import ProfileDirectory
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
 from engage.v1 import journey_pb2_grpc
@@ -30,8 +32,10 @@ async def serve(settings: SchedulerSettings) -> None:
     bus = await Bus.open(settings.nats_url, settings.service_name)
     relay = OutboxRelay(sessions, bus)
     clock = settings.clock()
-    events = EventConsumer(sessions, relay, clock)
-    timers = TimerWorker(sessions, relay.notify, clock, settings.timer_poll_seconds)
+    profiles_channel = grpc.aio.insecure_channel(settings.profile_service_address)
+    profiles = ProfileDirectory(profiles_channel, settings.service_api_key)
+    timers = TimerWorker(sessions, relay.notify, profiles, clock, settings.timer_poll_seconds)
+    events = EventConsumer(sessions, relay, timers.wake, clock)
     erasures = erasure_handler(ErasureConsumer(sessions).erase)
     await server.run(
         settings,
@@ -49,7 +53,7 @@ async def serve(settings: SchedulerSettings) -> None:
                 relay.run,
                 timers.run,
             ],
-            cleanups=[bus.close, engine.dispose],
+            cleanups=[bus.close, profiles_channel.close, engine.dispose],
             dependencies={"database": lambda: db.ping(engine), "nats": bus.ping},
         ),
     )

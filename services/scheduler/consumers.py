@@ -3,6 +3,7 @@ enrollments (goals, exit events) and resume those waiting for them."""
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -37,10 +38,13 @@ class EventConsumer:
         self,
         sessions: async_sessionmaker[AsyncSession],
         relay: OutboxRelay,
+        timers_set: Callable[[], None],
         clock: Clock = utc_now,
     ) -> None:
         self.sessions = sessions
         self.relay = relay
+        # Wakes the timer worker: a step that reads the profile is a timer due at once.
+        self.timers_set = timers_set
         self.clock = clock
 
     async def handle(self, message: Msg) -> None:
@@ -74,6 +78,8 @@ class EventConsumer:
                 # Another replica entered one of these profiles at the same moment: read again.
                 if attempt == CONFLICT_ATTEMPTS:
                     raise
+        if any(e.timer is not None and e.timer.needs_profile for e in outcome.enrollments):
+            self.timers_set()
         if outcome.messages:
             self.relay.notify()
             log.info(

@@ -1,12 +1,30 @@
 """How an enrollment moves through its journey's graph: from a step, run each step in turn until
-one holds it (a wait) or it ends. Pure: the definition, a position and the time in; the steps
-run, the sends to make and where it stopped out."""
+one holds it (a wait) or it ends. Pure: the definition, a position, the time and (for steps that
+read it) the profile in; the steps run, the sends to make and where it stopped out.
+
+A step that reads the profile (a time of day or a date in its zone) when the profile is not at
+hand stops the run there, not entered yet: the caller fetches the profile and runs again from
+that step."""
 
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.scheduler.graph import Definition, Exit, Send, Split, Step, WaitFor
+from engage.dates import profile_zone
+from engage.profiles import ProfileView
+from services.scheduler import moments
+from services.scheduler.graph import (
+    PROFILE_STEPS,
+    Action,
+    Definition,
+    Exit,
+    Send,
+    Split,
+    Step,
+    WaitFor,
+    WaitUntilTime,
+    WaitUntilTraitDate,
+)
 
 COMPLETED = "completed"
 EXIT_STEP = "exit_step"
@@ -21,6 +39,10 @@ class Waiting:
     resume_at: str
     # A wait for an event: the event that resumes it at the wait step's `next`.
     event: str = ""
+    # Not a wait: the step needs the profile, to be fetched before it runs (at `resume_at`).
+    needs_profile: bool = False
+    # How many fetches found the profile not ready yet.
+    attempts: int = 0
 
 
 @dataclass
@@ -35,29 +57,63 @@ class Progress:
     ended: str = ""
 
 
-def advance(definition: Definition, step_id: str, now: datetime, profile_key: str) -> Progress:
+def advance(
+    definition: Definition,
+    step_id: str,
+    now: datetime,
+    profile_key: str,
+    profile: ProfileView | None = None,
+) -> Progress:
     """Run from `step_id` ("" ends at once) until a wait holds the enrollment or it ends.
     Journeys are acyclic (graph validation), so this always stops."""
     progress = Progress()
     while step_id:
         step = definition.step(step_id)
-        progress.entered.append(step_id)
         action = step.action
+        if isinstance(action, PROFILE_STEPS) and profile is None:
+            progress.waiting = Waiting(step_id, now, step_id, needs_profile=True)
+            return progress
+        progress.entered.append(step_id)
         if isinstance(action, Exit):
             progress.ended = EXIT_STEP
-            return progress
-        if isinstance(action, WaitFor):
-            resume_at = action.on_timeout if action.event else step.next
-            progress.waiting = Waiting(step_id, now + action.duration, resume_at, action.event)
             return progress
         if isinstance(action, Split):
             step_id = split_path(action, step_id, profile_key)
             continue
         if isinstance(action, Send):
             progress.sends.append(step)
-        step_id = step.next
+            step_id = step.next
+            continue
+        assert not isinstance(action, (Send, Exit, Split))
+        waiting, step_id = _wait(step, action, now, profile)
+        if waiting is not None:
+            progress.waiting = waiting
+            return progress
     progress.ended = COMPLETED
     return progress
+
+
+def _wait(
+    step: Step, action: Action, now: datetime, profile: ProfileView | None
+) -> tuple[Waiting | None, str]:
+    """How a wait step holds the enrollment; or, when its moment is already past (or, for a
+    date trait, missing), no hold and the step to go on to at once."""
+    if isinstance(action, WaitFor):
+        resume_at = action.on_timeout if action.event else step.next
+        return Waiting(step.id, now + action.duration, resume_at, action.event), ""
+    assert profile is not None
+    zone = profile_zone(profile.calendar_time_zone)
+    if isinstance(action, WaitUntilTime):
+        due = moments.next_time_of_day(now, zone, action.hours, action.minutes)
+        return Waiting(step.id, due, step.next), ""
+    assert isinstance(action, WaitUntilTraitDate)
+    value = profile.traits.get(action.trait)
+    due_or_none = moments.trait_moment(value, zone, action.months, action.days, action.at)
+    if due_or_none is None:
+        return None, action.on_missing
+    if due_or_none <= now:
+        return None, step.next
+    return Waiting(step.id, due_or_none, step.next), ""
 
 
 def resume_on_event(definition: Definition, waiting_step: str) -> str:

@@ -93,6 +93,7 @@ def _loaded(row: EnrollmentRow, definition: str) -> Enrollment:
         user_id=row.user_id,
         anonymous_id=row.anonymous_id,
         enrolled_at=as_utc(row.enrolled_at),
+        trigger_message_id=row.trigger_message_id,
         status=row.status,
         step_id=row.step_id,
         awaiting_event=row.awaiting_event,
@@ -196,6 +197,7 @@ def _row(enrollment: Enrollment) -> dict[str, Any]:
         "user_id": enrollment.user_id,
         "anonymous_id": enrollment.anonymous_id,
         "enrolled_at": enrollment.enrolled_at,
+        "trigger_message_id": enrollment.trigger_message_id,
         "status": enrollment.status,
         "active_key": enrollment.profile_key if active else None,
         "step_id": enrollment.step_id,
@@ -242,6 +244,8 @@ def _timer_row(enrollment: Enrollment) -> dict[str, Any]:
         "position": enrollment.position,
         "due_at": timer.due_at,
         "resume_at": timer.resume_at,
+        "needs_profile": timer.needs_profile,
+        "attempts": timer.attempts,
     }
 
 

@@ -12,6 +12,7 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engage import resources, subjects
+from engage.profiles import ProfileView
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import engine
 from services.scheduler.engine import Waiting
@@ -58,6 +59,7 @@ class Enrollment:
     user_id: str
     anonymous_id: str
     enrolled_at: datetime
+    trigger_message_id: str = ""
     status: int = ACTIVE
     # The step it is at: the wait holding it, or the last step it entered.
     step_id: str = ""
@@ -167,9 +169,9 @@ def handle_events(plan: EventBatchPlan, events: Iterable[TrackedEvent]) -> Outco
 def _on_event(enrollment: Enrollment, event: TrackedEvent, now: datetime, outcome: Outcome) -> None:
     definition = enrollment.definition
     if definition.goal_event == event.event:
-        _finish(enrollment, CONVERTED, definition.goal_event, now, outcome)
+        finish(enrollment, CONVERTED, definition.goal_event, now, outcome)
     elif event.event in definition.exit_events:
-        _finish(enrollment, EXITED, f"exit_event:{event.event}", now, outcome)
+        finish(enrollment, EXITED, f"exit_event:{event.event}", now, outcome)
     elif enrollment.awaiting_event == event.event:
         resume_at = engine.resume_on_event(definition, enrollment.step_id)
         run(enrollment, resume_at, now, outcome)
@@ -204,6 +206,7 @@ def _enter(
         user_id=event.user_id,
         anonymous_id=event.anonymous_id,
         enrolled_at=plan.now,
+        trigger_message_id=event.message_id,
     )
     outcome.messages.append(_journey_event(enrollment, "enrolled", plan.now))
     run(enrollment, journey.definition.first_step, plan.now, outcome)
@@ -213,9 +216,15 @@ def _enter(
 # --- moving on ----------------------------------------------------------------------------------
 
 
-def run(enrollment: Enrollment, step_id: str, now: datetime, outcome: Outcome) -> None:
+def run(
+    enrollment: Enrollment,
+    step_id: str,
+    now: datetime,
+    outcome: Outcome,
+    profile: ProfileView | None = None,
+) -> None:
     """Advance the enrollment from `step_id` and announce what it did."""
-    progress = engine.advance(enrollment.definition, step_id, now, enrollment.profile_key)
+    progress = engine.advance(enrollment.definition, step_id, now, enrollment.profile_key, profile)
     outcome.touch(enrollment)
     enrollment.timer = progress.waiting
     enrollment.awaiting_event = progress.waiting.event if progress.waiting else ""
@@ -226,10 +235,16 @@ def run(enrollment: Enrollment, step_id: str, now: datetime, outcome: Outcome) -
         if entered in sends:
             outcome.messages.append(_send(enrollment, sends[entered], now))
     if progress.ended:
-        _finish(enrollment, EXITED, progress.ended, now, outcome)
+        finish(enrollment, EXITED, progress.ended, now, outcome)
 
 
-def _finish(
+def retry_later(enrollment: Enrollment, waiting: Waiting, outcome: Outcome) -> None:
+    """Keep the enrollment where it is, with a timer set again (a profile not ready yet)."""
+    outcome.touch(enrollment)
+    enrollment.timer = waiting
+
+
+def finish(
     enrollment: Enrollment, status: int, reason: str, now: datetime, outcome: Outcome
 ) -> None:
     outcome.touch(enrollment)

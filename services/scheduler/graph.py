@@ -51,12 +51,37 @@ class WaitFor:
 
 
 @dataclass(frozen=True)
+class WaitUntilTime:
+    """Until the next time this time of day comes on the profile's calendar."""
+
+    hours: int
+    minutes: int
+
+
+@dataclass(frozen=True)
+class WaitUntilTraitDate:
+    """Until the moment a date trait names, moved on the profile's calendar."""
+
+    trait: str
+    months: int = 0
+    days: int = 0
+    # (hours, minutes); None: the trait's own time of day.
+    at: tuple[int, int] | None = None
+    # Where a profile whose trait holds no date goes; empty: the enrollment ends.
+    on_missing: str = ""
+
+
+@dataclass(frozen=True)
 class Split:
     # (percent, next step id or "" to end), in the order given; percents add up to 100.
     paths: tuple[tuple[int, str], ...]
 
 
-Action = Send | Exit | WaitFor | Split
+Action = Send | Exit | WaitFor | WaitUntilTime | WaitUntilTraitDate | Split
+# The steps that read the profile (its zone, its traits) to decide.
+PROFILE_STEPS = (WaitUntilTime, WaitUntilTraitDate)
+MAX_TRAIT_MONTHS = 120
+MAX_TRAIT_DAYS = 3660
 
 
 @dataclass(frozen=True)
@@ -218,8 +243,12 @@ def _parse_send(field: str, send: journey_pb2.SendStep, workspace: str) -> Send:
     return Send(send.channel, send.template, send.transactional)
 
 
-def _parse_wait(field: str, wait: journey_pb2.WaitStep, ids: Sequence[str]) -> WaitFor:
+def _parse_wait(field: str, wait: journey_pb2.WaitStep, ids: Sequence[str]) -> Action:
     until = wait.WhichOneof("until")
+    if until == "time_of_day":
+        return WaitUntilTime(*_parse_local_time(f"{field}.time_of_day", wait.time_of_day))
+    if until == "trait_date":
+        return _parse_trait_date(f"{field}.trait_date", wait.trait_date, ids)
     if until == "duration":
         return WaitFor(_parse_duration(f"{field}.duration", wait.duration, True))
     if until == "event":
@@ -231,7 +260,29 @@ def _parse_wait(field: str, wait: journey_pb2.WaitStep, ids: Sequence[str]) -> W
             event=_parse_event_name(f"{field}.event.event", event.event),
             on_timeout=_parse_next(f"{field}.event.on_timeout", event.on_timeout, ids),
         )
-    raise InvalidArgument(field, "must wait for a duration or for an event")
+    raise InvalidArgument(field, "must wait for a duration, an event, a time of day or a date")
+
+
+def _parse_local_time(field: str, time: journey_pb2.LocalTime) -> tuple[int, int]:
+    if not 0 <= time.hours <= 23:
+        raise InvalidArgument(f"{field}.hours", "must be from 0 to 23")
+    if not 0 <= time.minutes <= 59:
+        raise InvalidArgument(f"{field}.minutes", "must be from 0 to 59")
+    return time.hours, time.minutes
+
+
+def _parse_trait_date(
+    field: str, date: journey_pb2.TraitDate, ids: Sequence[str]
+) -> WaitUntilTraitDate:
+    if not date.trait.strip():
+        raise InvalidArgument(f"{field}.trait", "a trait name is required")
+    if abs(date.months) > MAX_TRAIT_MONTHS:
+        raise InvalidArgument(f"{field}.months", f"must be within ±{MAX_TRAIT_MONTHS}")
+    if abs(date.days) > MAX_TRAIT_DAYS:
+        raise InvalidArgument(f"{field}.days", f"must be within ±{MAX_TRAIT_DAYS}")
+    at = _parse_local_time(f"{field}.at", date.at) if date.HasField("at") else None
+    on_missing = _parse_next(f"{field}.on_missing", date.on_missing, ids)
+    return WaitUntilTraitDate(date.trait, date.months, date.days, at, on_missing)
 
 
 def _parse_split(field: str, split: journey_pb2.SplitStep, ids: Sequence[str]) -> Split:
@@ -257,6 +308,8 @@ def successors(step: Step) -> list[str]:
     found = [step.next] if step.next else []
     if isinstance(action, WaitFor) and action.on_timeout:
         found.append(action.on_timeout)
+    if isinstance(action, WaitUntilTraitDate) and action.on_missing:
+        found.append(action.on_missing)
     return found
 
 
@@ -321,6 +374,18 @@ def _step_to_proto(step: Step, definition: Definition) -> journey_pb2.JourneySte
         proto.wait.event.on_timeout = action.on_timeout
     elif isinstance(action, WaitFor):
         proto.wait.duration.FromTimedelta(action.duration)
+    elif isinstance(action, WaitUntilTime):
+        # SetInParent: 00:00 sets no field, yet the wait is for a time of day.
+        proto.wait.time_of_day.SetInParent()
+        proto.wait.time_of_day.hours, proto.wait.time_of_day.minutes = action.hours, action.minutes
+    elif isinstance(action, WaitUntilTraitDate):
+        date = proto.wait.trait_date
+        date.trait, date.months, date.days = action.trait, action.months, action.days
+        date.on_missing = action.on_missing
+        date.SetInParent()
+        if action.at is not None:
+            date.at.SetInParent()
+            date.at.hours, date.at.minutes = action.at
     else:
         proto.split.paths.extend(
             journey_pb2.SplitPath(percent=percent, next=next_id)

@@ -73,6 +73,8 @@ class EnrollmentRow(SQLModel, table=True):
     user_id: str
     anonymous_id: str
     enrolled_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    # The event that enrolled it: a step that reads the profile reads it with this applied.
+    trigger_message_id: str
     status: int
     active_key: str | None = None
     step_id: str
@@ -101,3 +103,7 @@ class TimerRow(SQLModel, table=True):
     due_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     # The step it resumes at; empty: the enrollment ends.
     resume_at: str
+    # Set for a step that waits for the profile to be fetched, not for a time.
+    needs_profile: bool
+    # Fetches of the profile that found the trigger not applied yet.
+    attempts: int

@@ -7,13 +7,20 @@ PostgreSQL): two replicas never move the same enrollment, and a replica that die
 lets its locks go with its connection: the lease is the claiming transaction. On SQLite one
 scheduler process claims. Only timers of active journeys fire; a paused journey's wait until
 it is resumed.
+
+A step that reads the profile (a time of day, a date trait) is a timer due at once: before a
+claim, the worker fetches the profiles those timers need from ProfileService, each with the
+enrollment's trigger event applied (read-after: segments answers only once it has applied that
+event), outside any transaction; a profile not ready yet sets the timer again a little later.
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import grpc
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
@@ -21,15 +28,27 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db
 from engage.clock import Clock
+from engage.profiles import NotAppliedYet, ProfileDirectory, ProfileView
 from services.scheduler import enrollment_store, enrollments, journeys
-from services.scheduler.enrollments import Outcome
-from services.scheduler.models import JourneyRow, TimerRow
+from services.scheduler.engine import Waiting
+from services.scheduler.enrollments import EXITED, Enrollment, Outcome
+from services.scheduler.models import EnrollmentRow, JourneyRow, TimerRow
 
 log = logging.getLogger(__name__)
 
 # Timers fired per transaction: big enough that 10,000 due at once fire in a few seconds, small
 # enough that each claim's locks are short.
 TIMERS_PER_CLAIM = 500
+# Profiles fetched at once before a claim.
+PROFILE_FETCHES_IN_FLIGHT = 32
+# A profile whose trigger is not applied yet is asked again after 0.1 s, doubling up to 5 s, for
+# about three minutes; then the enrollment leaves (`profile_not_ready`) rather than decide blind.
+FIRST_RETRY = timedelta(seconds=0.1)
+LONGEST_RETRY = timedelta(seconds=5)
+MAX_PROFILE_ATTEMPTS = 40
+
+# What a fetch found: the profile, or that there is none (erased).
+Fetched = ProfileView | None
 
 
 class TimerWorker:
@@ -37,46 +56,77 @@ class TimerWorker:
         self,
         sessions: async_sessionmaker[AsyncSession],
         published: Callable[[], None],
+        profiles: ProfileDirectory,
         clock: Clock,
         poll_seconds: float = 0.5,
     ) -> None:
         self.sessions = sessions
         # Wakes the outbox relay once fired timers have committed their messages.
         self.published = published
+        self.profiles = profiles
         self.clock = clock
         self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Call after committing a timer due now, so it fires without waiting for the poll."""
+        self._wake.set()
 
     async def run(self) -> None:
-        """Fire due timers until none is left, wait the poll interval, repeat until cancelled."""
+        """Fire due timers until none is left, wait the poll interval (or a wake), repeat until
+        cancelled."""
         while True:
+            self._wake.clear()
             try:
-                while await self.fire_due() == TIMERS_PER_CLAIM:
+                while await self.fire_due():
                     pass
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("firing timers failed; retrying at the next poll")
-            await asyncio.sleep(self.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
-    async def fire_due(self) -> int:
-        """One claim: fire up to TIMERS_PER_CLAIM due timers; returns how many were due, or 0
-        when another transaction held every one of their enrollments (no use asking again at
-        once)."""
+    async def fire_due(self) -> bool:
+        """One claim: fire up to TIMERS_PER_CLAIM due timers; True when more may be due now."""
         now = self.clock()
+        fetched = await self._fetch_profiles(now)
         async with db.transaction(self.sessions, db.EVERY_WORKSPACE) as session:
             due = await _due_timers(session, now)
             if not due:
-                return 0
+                return False
             locked = await enrollment_store.lock_for_timers(
                 session, (timer.enrollment_id for timer in due)
             )
             await enrollment_store.drop_stale_timers(session, due, locked)
-            outcome = _fire(locked, due, now)
+            outcome = _fire(locked, due, now, fetched)
             await enrollment_store.save(session, outcome, now)
         if outcome.messages:
             self.published()
             log.info("timers fired", extra={"fired": len(outcome.enrollments), "due": len(due)})
-        return len(due) if locked else 0
+        # Another transaction holding every enrollment: no use asking again at once.
+        again = len(due) == TIMERS_PER_CLAIM or _profile_now(outcome.enrollments, now)
+        return bool(locked) and again
+
+    async def _fetch_profiles(self, now: datetime) -> dict[tuple[str, str], Fetched]:
+        """The profiles the due timers that read one need, by (workspace, enrollment id); a
+        profile not ready yet (or a ProfileService away) is left out."""
+        async with db.reading(self.sessions, db.EVERY_WORKSPACE) as session:
+            needing = await _needing_profiles(session, now)
+        slots = asyncio.Semaphore(PROFILE_FETCHES_IN_FLIGHT)
+
+        async def fetch(row: EnrollmentRow) -> tuple[tuple[str, str], Fetched] | None:
+            async with slots:
+                try:
+                    found = await self.profiles.find(
+                        row.workspace, row.user_id, row.anonymous_id, row.trigger_message_id
+                    )
+                except (NotAppliedYet, grpc.aio.AioRpcError):
+                    return None
+            return (row.workspace, row.enrollment_id), found
+
+        answers = await asyncio.gather(*(fetch(row) for row in needing))
+        return dict(answer for answer in answers if answer is not None)
 
 
 async def _due_timers(session: AsyncSession, now: datetime) -> list[TimerRow]:
@@ -99,12 +149,75 @@ async def _due_timers(session: AsyncSession, now: datetime) -> list[TimerRow]:
     return list((await session.exec(statement)).all())
 
 
-def _fire(locked: list[enrollments.Enrollment], due: list[TimerRow], now: datetime) -> Outcome:
+async def _needing_profiles(session: AsyncSession, now: datetime) -> list[EnrollmentRow]:
+    """The enrollments of the due timers that wait for a profile, earliest first."""
+    statement = (
+        select(EnrollmentRow)
+        .join(
+            TimerRow,
+            sa.and_(
+                col(TimerRow.workspace) == col(EnrollmentRow.workspace),
+                col(TimerRow.enrollment_id) == col(EnrollmentRow.enrollment_id),
+            ),
+        )
+        .where(col(TimerRow.due_at) <= now, col(TimerRow.needs_profile))
+        .order_by(col(TimerRow.due_at))
+        .limit(TIMERS_PER_CLAIM)
+    )
+    return list((await session.exec(statement)).all())
+
+
+def _fire(
+    locked: list[Enrollment],
+    due: list[TimerRow],
+    now: datetime,
+    fetched: dict[tuple[str, str], Fetched],
+) -> Outcome:
     """Move each locked enrollment on from its timer, where the timer is still its current one."""
     timers = {(t.workspace, t.enrollment_id): t for t in due}
     outcome = Outcome()
     for enrollment in locked:
-        timer = timers[(enrollment.workspace, enrollment.enrollment_id)]
-        if timer.position == enrollment.position:
+        key = (enrollment.workspace, enrollment.enrollment_id)
+        timer = timers[key]
+        if timer.position != enrollment.position:
+            continue
+        if not timer.needs_profile:
             enrollments.run(enrollment, timer.resume_at, now, outcome)
+        elif key in fetched:
+            _run_with_profile(enrollment, timer, fetched[key], now, outcome)
+        else:
+            _retry_profile(enrollment, timer, now, outcome)
     return outcome
+
+
+def _run_with_profile(
+    enrollment: Enrollment, timer: TimerRow, profile: Fetched, now: datetime, outcome: Outcome
+) -> None:
+    if profile is None:
+        enrollments.finish(enrollment, EXITED, "profile_not_found", now, outcome)
+    else:
+        enrollments.run(enrollment, timer.resume_at, now, outcome, profile)
+
+
+def _retry_profile(
+    enrollment: Enrollment, timer: TimerRow, now: datetime, outcome: Outcome
+) -> None:
+    if timer.attempts + 1 >= MAX_PROFILE_ATTEMPTS:
+        enrollments.finish(enrollment, EXITED, "profile_not_ready", now, outcome)
+        return
+    delay = min(FIRST_RETRY * 2**timer.attempts, LONGEST_RETRY)
+    waiting = Waiting(
+        enrollment.step_id,
+        now + delay,
+        timer.resume_at,
+        needs_profile=True,
+        attempts=timer.attempts + 1,
+    )
+    enrollments.retry_later(enrollment, waiting, outcome)
+
+
+def _profile_now(changed: list[Enrollment], now: datetime) -> bool:
+    """Whether a change just set a timer that waits for a profile and is due already."""
+    return any(
+        e.timer is not None and e.timer.needs_profile and e.timer.due_at <= now for e in changed
+    )

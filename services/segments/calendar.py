@@ -10,7 +10,7 @@ from datetime import tzinfo
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.segments.dates import profile_zone
+from engage.dates import profile_zone
 from services.segments.models import PROFILES, WORKSPACE_SETTINGS
 from services.segments.rules import CalendarDay, EventCondition, Rule, TraitCondition, conditions
 

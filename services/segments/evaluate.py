@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, TypeGuard
 
-from services.segments import dates
-from services.segments.dates import DAY
+from engage import dates
+from engage.dates import DAY
 from services.segments.paths import lookup, lookup_keys, parse
 from services.segments.rules import (
     All,

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Field, SQLModel
 
+from engage.dates import profile_zone, zone_named
 from engage.db import INSTANT, table_of
 from services.segments import paths
-from services.segments.dates import profile_zone, zone_named
 from services.segments.rules import date_index, stable_bucket
 
 # Rows per multi-row statement on these tables, well under SQLite's and PostgreSQL's limits on

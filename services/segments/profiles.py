@@ -12,9 +12,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import paging
 from engage.clock import as_utc, timestamp
+from engage.dates import profile_zone
 from engage.errors import NotFound
 from engage.resources import name_of
 from engage.v1 import bus_pb2, common_pb2, profile_pb2
+from services.segments.calendar import workspace_time_zone
 from services.segments.identity import ANONYMOUS_ID
 from services.segments.models import (
     MEMBERSHIPS,
@@ -175,10 +177,15 @@ class ProfileStore:
         )
         for total in totals.all():
             sums[total.profile_id].append(total)
-        return [
+        workspace_zone = await workspace_time_zone(self.session, self.workspace)
+        answers = [
             _profile_proto(self.workspace, p, anonymous[p.id], counters[p.id], sums[p.id])
             for p in profiles
         ]
+        for answer in answers:
+            zone = profile_zone(answer.time_zone, workspace_zone)
+            answer.calendar_time_zone = getattr(zone, "key", "UTC")
+        return answers
 
     async def merge_protos(self, profile_id: str) -> list[profile_pb2.ProfileMerge]:
         return [

@@ -5,15 +5,16 @@ from collections.abc import Callable
 import grpc
 from google.protobuf import empty_pb2
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, paging, resources
 from engage.clock import Clock, timestamp, utc_now
-from engage.errors import InvalidArgument
+from engage.errors import InvalidArgument, Unavailable
 from engage.v1 import profile_pb2, profile_pb2_grpc
 from services.segments import profile_filter, rules_sql
 from services.segments.identity import ANONYMOUS_ID, USER_ID
-from services.segments.models import Profile
+from services.segments.models import Profile, ProfileEvent
 from services.segments.profiles import ProfileStore
 from services.segments.segment_store import SegmentStore
 
@@ -48,6 +49,8 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             raise InvalidArgument("view", f"{request.view} is not a ProfileView")
         async with db.reading(self.sessions, workspace) as session:
             store = ProfileStore(session, workspace)
+            if request.applied_event:
+                await _applied(session, request.applied_event)
             profile = await _find(store, key, value)
             answer = (await store.to_protos([profile]))[0]
             if request.view == profile_pb2.PROFILE_VIEW_FULL:
@@ -119,3 +122,12 @@ async def _find(store: ProfileStore, key: str, value: str) -> Profile:
     if key == "email":
         return await store.by_email(value)
     return await store.by_identity(USER_ID if key == "user_id" else ANONYMOUS_ID, value)
+
+
+async def _applied(session: AsyncSession, message_id: str) -> None:
+    """Raise UNAVAILABLE unless the event with this message id has been applied."""
+    found = await session.exec(
+        select(ProfileEvent.message_id).where(ProfileEvent.message_id == message_id)
+    )
+    if found.first() is None:
+        raise Unavailable(f"event {message_id!r} is not applied to a profile yet; retry")

@@ -23,9 +23,9 @@ import sqlalchemy as sa
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from engage.dates import profile_zone
 from services.segments.batch import Compiled, SegmentGraph, compiled
 from services.segments.calendar import workspace_time_zone
-from services.segments.dates import profile_zone
 from services.segments.evaluate import Evaluation, Facts, Test, compile_trait, where_test
 from services.segments.event_applier import EventApplier
 from services.segments.models import CHUNK, EVENTS, PROFILES, SEGMENTS, Segment

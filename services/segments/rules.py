@@ -46,10 +46,11 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
+from engage import dates
+from engage.dates import LocalDate
 from engage.errors import InvalidArgument
 from engage.resources import is_valid_id
-from services.segments import dates, paths
-from services.segments.dates import LocalDate
+from services.segments import paths
 from services.segments.traits import TIME_ZONE_KEY
 
 MAX_DEPTH = 10

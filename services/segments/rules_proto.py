@@ -12,11 +12,11 @@ from typing import cast
 
 from google.protobuf import duration_pb2, struct_pb2
 
+from engage.dates import parse
 from engage.durations import format_duration, parse_duration
 from engage.errors import InvalidArgument
 from engage.resources import read_name
 from engage.v1 import segment_pb2
-from services.segments.dates import parse
 from services.segments.rules import (
     DATE_OPERATORS,
     NUMBER_OPERATORS,

@@ -28,10 +28,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from engage import dates
+from engage.dates import DAY
 from engage.errors import FailedPrecondition
-from services.segments import data_errors, dates
+from services.segments import data_errors
 from services.segments.calendar import Calendar, load_calendar, per_zone
-from services.segments.dates import DAY
 from services.segments.models import EVENTS, MEMBERSHIPS, PROFILES
 from services.segments.rules import (
     BUCKETS,

@@ -9,10 +9,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, resources
 from engage.clock import Clock, timestamp, utc_now
+from engage.dates import zone_named
 from engage.errors import InvalidArgument
 from engage.v1 import workspace_pb2, workspace_pb2_grpc
 from services.segments import workspace_settings
-from services.segments.dates import zone_named
 from services.segments.models import WorkspaceSettings
 
 UPDATABLE = ("time_zone",)

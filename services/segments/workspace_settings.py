@@ -9,8 +9,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from engage.dates import zone_named
 from services.segments import batch
-from services.segments.dates import zone_named
 from services.segments.models import (
     CHUNK,
     PROFILES,

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 
 import services.segments
 from engage import db
-from services.segments.dates import date_value, profile_zone
+from engage.dates import date_value, profile_zone
 from tests.harness import Databases
 
 MIGRATIONS = Path(services.segments.__file__).parent / "migrations"

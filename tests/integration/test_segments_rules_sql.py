@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import services.segments
+from engage import dates as calendar_dates
 from engage import db
-from services.segments import dates as calendar_dates
 from services.segments.evaluate import Facts, evaluate
 from services.segments.models import Profile, ProfileEvent, WorkspaceSettings, document_text
 from services.segments.rules import (

@@ -2,13 +2,15 @@
 an enrollment, and what a batch of events does to enrollments."""
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from engage.errors import InvalidArgument
+from engage.profiles import ProfileView
 from engage.v1 import bus_pb2, common_pb2, journey_pb2
-from services.scheduler import engine, enrollments, graph, journeys
+from services.scheduler import engine, enrollments, graph, journeys, moments
 from services.scheduler.enrollments import (
     ACTIVE,
     CONVERTED,
@@ -413,3 +415,77 @@ def test_idempotency_keys_are_deterministic() -> None:
         again, "u1", "m2", WS
     )
     assert enrollments.send_key("welcome", 3, first, "email-1") == f"welcome:v3:{first}:email-1"
+
+
+# --- the customer's calendar ----------------------------------------------------------------------
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def test_the_next_time_of_day_is_read_in_the_profiles_zone() -> None:
+    # 09:00 UTC is 18:00 in Tokyo: 10:00 there is tomorrow, 20:00 today.
+    assert moments.next_time_of_day(NOW, TOKYO, 10, 0) == datetime(2025, 3, 2, 1, 0, tzinfo=UTC)
+    assert moments.next_time_of_day(NOW, TOKYO, 20, 0) == datetime(2025, 3, 1, 11, 0, tzinfo=UTC)
+    # New York springs forward on 2025-03-09: 09:00 local is 14:00 UTC before, 13:00 after.
+    saturday = datetime(2025, 3, 8, 15, 0, tzinfo=UTC)
+    assert moments.next_time_of_day(saturday, NEW_YORK, 9, 0) == datetime(
+        2025, 3, 9, 13, 0, tzinfo=UTC
+    )
+
+
+def test_a_trait_date_moves_by_calendar_months_and_days() -> None:
+    seven_days_before = moments.trait_moment("2025-03-19", TOKYO, 0, -7, (10, 0))
+    assert seven_days_before == datetime(2025, 3, 12, 1, 0, tzinfo=UTC)
+    # Month 11 of a plan started on 31 March: the last day of February, at its own time.
+    month_eleven = moments.trait_moment("2024-03-31T09:30:00+09:00", TOKYO, 11, 0, None)
+    assert month_eleven == datetime(2025, 2, 28, 0, 30, tzinfo=UTC)
+    assert moments.trait_moment("soon", TOKYO, 0, 1, None) is None
+    assert moments.trait_moment(None, TOKYO, 0, 1, None) is None
+
+
+def trait_wait(
+    step_id: str, trait: str, days: int, on_missing: str = ""
+) -> journey_pb2.JourneyStep:
+    step = journey_pb2.JourneyStep(id=step_id)
+    step.wait.trait_date.trait = trait
+    step.wait.trait_date.days = days
+    step.wait.trait_date.at.SetInParent()
+    step.wait.trait_date.at.hours = 10
+    step.wait.trait_date.on_missing = on_missing
+    return step
+
+
+def profile(zone: str = "Asia/Tokyo", **traits: object) -> ProfileView:
+    return ProfileView("workspaces/acme/profiles/p1", "u1", dict(traits), zone)
+
+
+def test_a_step_that_reads_the_profile_waits_for_it_and_then_for_its_date() -> None:
+    made = definition(
+        trait_wait("before-cancel", "auto_cancel_at", -7, on_missing="no-date"),
+        send("reminder", next="done"),
+        send("no-date"),
+        exit_step("done"),
+    )
+    blind = engine.advance(made, "before-cancel", NOW, "u1")
+    assert blind.waiting == engine.Waiting(
+        "before-cancel", NOW, "before-cancel", needs_profile=True
+    )
+    assert blind.entered == []
+
+    held = engine.advance(made, "before-cancel", NOW, "u1", profile(auto_cancel_at="2025-03-19"))
+    assert held.waiting == engine.Waiting(
+        "before-cancel", datetime(2025, 3, 12, 1, 0, tzinfo=UTC), "reminder"
+    )
+    past = engine.advance(made, "before-cancel", NOW, "u1", profile(auto_cancel_at="2025-03-05"))
+    assert [s.id for s in past.sends] == ["reminder"]
+    missing = engine.advance(made, "before-cancel", NOW, "u1", profile())
+    assert [s.id for s in missing.sends] == ["no-date"]
+
+
+def test_a_time_of_day_wait_survives_its_storage_form() -> None:
+    at_midnight = journey_pb2.JourneyStep(id="midnight")
+    at_midnight.wait.time_of_day.SetInParent()
+    made = definition(at_midnight, trait_wait("t", "renew_at", 0), send("a"))
+    assert graph.from_json(graph.to_json(made), WS) == made
+    assert isinstance(made.steps[0].action, graph.WaitUntilTime)

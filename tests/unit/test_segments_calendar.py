@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from engage.dates import DAY, date_value, day_start, local_day, profile_zone
 from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2
-from services.segments.dates import DAY, date_value, day_start, local_day, profile_zone
 from services.segments.evaluate import EventFacts, Facts, evaluate
 from services.segments.rules import (
     At,

@@ -27,6 +27,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("status", sa.Integer, nullable=False, server_default=str(COMPLETED))
         )
+        batch.add_column(
+            sa.Column("trigger_message_id", sa.String, nullable=False, server_default="")
+        )
         batch.add_column(sa.Column("active_key", sa.String, nullable=True))
         batch.add_column(sa.Column("step_id", sa.String, nullable=False, server_default=""))
         batch.add_column(sa.Column("awaiting_event", sa.String, nullable=False, server_default=""))
@@ -53,6 +56,8 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer, nullable=False),
         sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("resume_at", sa.String, nullable=False),
+        sa.Column("needs_profile", sa.Boolean, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
     )
     op.create_index("ix_journey_timers_due", "journey_timers", ["due_at"])
     op.create_index(

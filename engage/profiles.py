@@ -1,4 +1,4 @@
-"""The profile a send goes to, asked of the segments service's ProfileService."""
+"""Profiles as other services read them: asked of the segments service's ProfileService."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,12 @@ class ProfileView:
     name: str
     user_id: str
     traits: dict[str, Any]
+    # The IANA zone its calendar is read in (its own, else the workspace's, else UTC).
+    calendar_time_zone: str = "UTC"
+
+
+class NotAppliedYet(Exception):
+    """The event the caller asked the profile to include is not applied yet; ask again."""
 
 
 class ProfileDirectory:
@@ -28,14 +34,17 @@ class ProfileDirectory:
         self.api_key = api_key
 
     async def find(
-        self, workspace: str, user_id: str = "", anonymous_id: str = ""
+        self, workspace: str, user_id: str = "", anonymous_id: str = "", applied_event: str = ""
     ) -> ProfileView | None:
-        """The profile, or None when ProfileService does not know it (yet)."""
+        """The profile, or None when ProfileService does not know it (yet). With
+        `applied_event` (a message id), the profile as it is with that event applied, or
+        NotAppliedYet."""
         request = (
             profile_pb2.GetProfileRequest(user_id=user_id)
             if user_id
             else profile_pb2.GetProfileRequest(anonymous_id=anonymous_id)
         )
+        request.applied_event = applied_event
         metadata = (
             (API_KEY_HEADER, self.api_key),
             (WORKSPACE_HEADER, workspace),
@@ -48,6 +57,13 @@ class ProfileDirectory:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return None
+            if applied_event and error.code() == grpc.StatusCode.UNAVAILABLE:
+                raise NotAppliedYet() from error
             raise
         traits = json_format.MessageToDict(profile.traits) if profile.HasField("traits") else {}
-        return ProfileView(name=profile.name, user_id=profile.user_id, traits=traits)
+        return ProfileView(
+            name=profile.name,
+            user_id=profile.user_id,
+            traits=traits,
+            calendar_time_zone=profile.calendar_time_zone or "UTC",
+        )
