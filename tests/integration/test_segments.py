@@ -315,3 +315,25 @@ def _bad_fields(error: grpc.aio.AioRpcError) -> list[str]:
             detail.Unpack(bad_request)
             fields += [violation.field for violation in bad_request.field_violations]
     return fields
+
+
+async def test_a_profile_is_read_with_a_given_event_applied_or_not_at_all(
+    bus: Bus, profiles: profile_pb2_grpc.ProfileServiceStub
+) -> None:
+    identify = event(
+        common_pb2.EVENT_TYPE_IDENTIFY,
+        user_id="ana",
+        traits={"plan": "gold", "timezone": "Asia/Tokyo"},
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as early:
+        await get(profiles, user_id="ana", applied_event=identify.message_id)
+    assert early.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    await publish(bus, identify)
+    read = await eventually(lambda: get(profiles, user_id="ana", applied_event=identify.message_id))
+    assert traits_of(read)["plan"] == "gold"
+    assert (read.time_zone, read.calendar_time_zone) == ("Asia/Tokyo", "Asia/Tokyo")
+
+    await publish(bus, event(common_pb2.EVENT_TYPE_IDENTIFY, user_id="bo", traits={"plan": "x"}))
+    bo = await eventually(lambda: get(profiles, user_id="bo"))
+    assert (bo.time_zone, bo.calendar_time_zone) == ("", "UTC")
