@@ -20,6 +20,8 @@ class ProfileView:
     traits: dict[str, Any]
     # The IANA zone its calendar is read in (its own, else the workspace's, else UTC).
     calendar_time_zone: str = "UTC"
+    # The names of the segments it is in (read with `with_segments` only).
+    segments: frozenset[str] = frozenset()
 
 
 class NotAppliedYet(Exception):
@@ -34,17 +36,24 @@ class ProfileDirectory:
         self.api_key = api_key
 
     async def find(
-        self, workspace: str, user_id: str = "", anonymous_id: str = "", applied_event: str = ""
+        self,
+        workspace: str,
+        user_id: str = "",
+        anonymous_id: str = "",
+        applied_event: str = "",
+        with_segments: bool = False,
     ) -> ProfileView | None:
         """The profile, or None when ProfileService does not know it (yet). With
         `applied_event` (a message id), the profile as it is with that event applied, or
-        NotAppliedYet."""
+        NotAppliedYet; `with_segments` reads the segments it is in too (the FULL view)."""
         request = (
             profile_pb2.GetProfileRequest(user_id=user_id)
             if user_id
             else profile_pb2.GetProfileRequest(anonymous_id=anonymous_id)
         )
         request.applied_event = applied_event
+        if with_segments:
+            request.view = profile_pb2.PROFILE_VIEW_FULL
         metadata = (
             (API_KEY_HEADER, self.api_key),
             (WORKSPACE_HEADER, workspace),
@@ -66,4 +75,5 @@ class ProfileDirectory:
             user_id=profile.user_id,
             traits=traits,
             calendar_time_zone=profile.calendar_time_zone or "UTC",
+            segments=frozenset(membership.segment for membership in profile.memberships),
         )

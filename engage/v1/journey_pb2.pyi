@@ -77,10 +77,28 @@ class ReentryPolicy(_message.Message):
     def __init__(self, mode: _Optional[_Union[ReentryPolicy.Mode, str]] = ..., cooldown: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class JourneyTrigger(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "segment")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
     event: EventTrigger
-    def __init__(self, event: _Optional[_Union[EventTrigger, _Mapping]] = ...) -> None: ...
+    segment: SegmentTrigger
+    def __init__(self, event: _Optional[_Union[EventTrigger, _Mapping]] = ..., segment: _Optional[_Union[SegmentTrigger, _Mapping]] = ...) -> None: ...
+
+class SegmentTrigger(_message.Message):
+    __slots__ = ("segment", "change")
+    class Change(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CHANGE_UNSPECIFIED: _ClassVar[SegmentTrigger.Change]
+        CHANGE_ENTERED: _ClassVar[SegmentTrigger.Change]
+        CHANGE_EXITED: _ClassVar[SegmentTrigger.Change]
+    CHANGE_UNSPECIFIED: SegmentTrigger.Change
+    CHANGE_ENTERED: SegmentTrigger.Change
+    CHANGE_EXITED: SegmentTrigger.Change
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    segment: str
+    change: SegmentTrigger.Change
+    def __init__(self, segment: _Optional[str] = ..., change: _Optional[_Union[SegmentTrigger.Change, str]] = ...) -> None: ...
 
 class EventTrigger(_message.Message):
     __slots__ = ("event",)
@@ -89,20 +107,40 @@ class EventTrigger(_message.Message):
     def __init__(self, event: _Optional[str] = ...) -> None: ...
 
 class JourneyStep(_message.Message):
-    __slots__ = ("id", "send", "exit", "wait", "split", "next")
+    __slots__ = ("id", "send", "exit", "wait", "split", "branch", "next")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEND_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
+    BRANCH_FIELD_NUMBER: _ClassVar[int]
     NEXT_FIELD_NUMBER: _ClassVar[int]
     id: str
     send: SendStep
     exit: ExitStep
     wait: WaitStep
     split: SplitStep
+    branch: BranchStep
     next: str
-    def __init__(self, id: _Optional[str] = ..., send: _Optional[_Union[SendStep, _Mapping]] = ..., exit: _Optional[_Union[ExitStep, _Mapping]] = ..., wait: _Optional[_Union[WaitStep, _Mapping]] = ..., split: _Optional[_Union[SplitStep, _Mapping]] = ..., next: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., send: _Optional[_Union[SendStep, _Mapping]] = ..., exit: _Optional[_Union[ExitStep, _Mapping]] = ..., wait: _Optional[_Union[WaitStep, _Mapping]] = ..., split: _Optional[_Union[SplitStep, _Mapping]] = ..., branch: _Optional[_Union[BranchStep, _Mapping]] = ..., next: _Optional[str] = ...) -> None: ...
+
+class BranchStep(_message.Message):
+    __slots__ = ("paths", "otherwise")
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    OTHERWISE_FIELD_NUMBER: _ClassVar[int]
+    paths: _containers.RepeatedCompositeFieldContainer[BranchPath]
+    otherwise: str
+    def __init__(self, paths: _Optional[_Iterable[_Union[BranchPath, _Mapping]]] = ..., otherwise: _Optional[str] = ...) -> None: ...
+
+class BranchPath(_message.Message):
+    __slots__ = ("segment", "member", "next")
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    segment: str
+    member: bool
+    next: str
+    def __init__(self, segment: _Optional[str] = ..., member: _Optional[bool] = ..., next: _Optional[str] = ...) -> None: ...
 
 class WaitStep(_message.Message):
     __slots__ = ("duration", "event", "time_of_day", "trait_date")

@@ -14,7 +14,14 @@ from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
 from engage.v1 import journey_pb2_grpc
 from services.scheduler.api import JourneyApi
-from services.scheduler.consumers import EVENTS, ErasureConsumer, EventConsumer
+from services.scheduler.consumers import (
+    EVENTS,
+    MEMBERSHIPS,
+    ErasureConsumer,
+    EventConsumer,
+    JourneyBatches,
+    MembershipConsumer,
+)
 from services.scheduler.timers import TimerWorker
 
 
@@ -35,7 +42,9 @@ async def serve(settings: SchedulerSettings) -> None:
     profiles_channel = grpc.aio.insecure_channel(settings.profile_service_address)
     profiles = ProfileDirectory(profiles_channel, settings.service_api_key)
     timers = TimerWorker(sessions, relay.notify, profiles, clock, settings.timer_poll_seconds)
-    events = EventConsumer(sessions, relay, timers.wake, clock)
+    batches = JourneyBatches(sessions, relay, timers.wake, clock)
+    events = EventConsumer(batches)
+    memberships = MembershipConsumer(batches)
     erasures = erasure_handler(ErasureConsumer(sessions).erase)
     await server.run(
         settings,
@@ -49,6 +58,7 @@ async def serve(settings: SchedulerSettings) -> None:
         ServiceRuntime(
             background=[
                 lambda: bus.consume(EVENTS, events.handle, events.handle_together),
+                lambda: bus.consume(MEMBERSHIPS, memberships.handle),
                 lambda: bus.consume(erasure_consumer("scheduler"), erasures),
                 relay.run,
                 timers.run,

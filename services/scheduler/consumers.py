@@ -3,7 +3,8 @@ enrollments (goals, exit events) and resume those waiting for them."""
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -18,21 +19,29 @@ from engage.outbox import OutboxRelay
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import enrollment_store, enrollments, store
 from services.scheduler.enrollment_store import EnrollmentConflict
-from services.scheduler.enrollments import Outcome, TrackedEvent
+from services.scheduler.enrollments import (
+    MembershipChange,
+    Outcome,
+    TrackedEvent,
+    event_entries,
+    membership_entries,
+)
+
+# Reads what a batch works on, in the caller's transaction, and works out what it changes.
+Apply = Callable[[AsyncSession, datetime], Awaitable[Outcome]]
 
 log = logging.getLogger(__name__)
 
 EVENTS = ConsumerSpec("scheduler-events", "EVENTS", [subjects.EVENTS])
+MEMBERSHIPS = ConsumerSpec("scheduler-memberships", "PROFILES", [subjects.MEMBERSHIPS])
 # Tries of one batch that met a concurrent enrollment of the same profile.
 CONFLICT_ATTEMPTS = 3
 
 
-class EventConsumer:
-    """Applies TRACK events to journeys (see `enrollments.handle_events`).
-
-    One transaction per bus message: the enrollments and the messages announcing them (through
-    the outbox) commit together, and a redelivered batch finds its enrollments already there.
-    """
+class JourneyBatches:
+    """Runs a batch against journeys in one transaction per workspace: the enrollments and the
+    messages announcing them (through the outbox) commit together, and a redelivered batch
+    finds its enrollments already there."""
 
     def __init__(
         self,
@@ -46,6 +55,38 @@ class EventConsumer:
         # Wakes the timer worker: a step that reads the profile is a timer due at once.
         self.timers_set = timers_set
         self.clock = clock
+
+    async def run(self, workspace: str, batch_ids: list[str], apply: Apply) -> None:
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                now = self.clock()
+                async with transaction(self.sessions, workspace) as session:
+                    outcome = await apply(session, now)
+                    await enrollment_store.save(session, outcome, now)
+                break
+            except EnrollmentConflict:
+                # Another replica entered one of these profiles at the same moment: read again.
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+        if any(e.timer is not None and e.timer.needs_profile for e in outcome.enrollments):
+            self.timers_set()
+        if outcome.messages:
+            self.relay.notify()
+            log.info(
+                "journeys moved",
+                extra={
+                    "workspace": workspace,
+                    "batch_ids": batch_ids,
+                    "enrollment_ids": [e.enrollment_id for e in outcome.enrollments],
+                },
+            )
+
+
+class EventConsumer:
+    """Applies TRACK events to journeys (see `enrollments.handle_events`)."""
+
+    def __init__(self, batches: JourneyBatches) -> None:
+        self.batches = batches
 
     async def handle(self, message: Msg) -> None:
         workspace, batch = receive(message, bus_pb2.EventBatch)
@@ -70,48 +111,53 @@ class EventConsumer:
         ]
         if not tracked:
             return
-        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-            try:
-                outcome = await self._apply(workspace, tracked)
-                break
-            except EnrollmentConflict:
-                # Another replica entered one of these profiles at the same moment: read again.
-                if attempt == CONFLICT_ATTEMPTS:
-                    raise
-        if any(e.timer is not None and e.timer.needs_profile for e in outcome.enrollments):
-            self.timers_set()
-        if outcome.messages:
-            self.relay.notify()
-            log.info(
-                "journeys moved",
-                extra={
-                    "workspace": workspace,
-                    "batch_ids": [batch.id for batch in batches],
-                    "enrollment_ids": [e.enrollment_id for e in outcome.enrollments],
-                },
-            )
 
-    async def _apply(self, workspace: str, tracked: list[TrackedEvent]) -> Outcome:
-        now = self.clock()
-        async with transaction(self.sessions, workspace) as session:
-            triggered = await store.active_journeys_triggered_by(
+        async def apply(session: AsyncSession, now: datetime) -> Outcome:
+            journeys = await store.active_journeys_triggered_by(
                 session, {event.event for event in tracked}
             )
-            plan = enrollments.EventBatchPlan(
-                workspace=workspace,
-                journeys=triggered,
-                active=await enrollment_store.active_of_profiles(
-                    session, (event.profile_key for event in tracked)
-                ),
-                last_entered=await enrollment_store.last_entered(session, triggered, tracked),
-                stored_ids=await enrollment_store.stored_ids(
-                    session, enrollment_store.candidate_ids(workspace, triggered, tracked)
-                ),
-                now=now,
+            entries = [entry for event in tracked for entry in event_entries(journeys, event)]
+            keys = (event.profile_key for event in tracked)
+            plan = await enrollment_store.load_plan(
+                session, workspace, journeys, entries, keys, now
             )
-            outcome = enrollments.handle_events(plan, tracked)
-            await enrollment_store.save(session, outcome, now)
-        return outcome
+            return enrollments.handle_events(plan, tracked)
+
+        await self.batches.run(workspace, [batch.id for batch in batches], apply)
+
+
+class MembershipConsumer:
+    """Enrolls profiles entering or leaving segments in the journeys those changes trigger."""
+
+    def __init__(self, batches: JourneyBatches) -> None:
+        self.batches = batches
+
+    async def handle(self, message: Msg) -> None:
+        workspace, batch = receive(message, bus_pb2.MembershipChanges)
+        changes = [
+            MembershipChange(
+                change.id,
+                change.segment,
+                change.user_id,
+                change.change == bus_pb2.MembershipChanged.CHANGE_ENTERED,
+            )
+            for change in batch.changes
+        ]
+        if not changes:
+            return
+
+        async def apply(session: AsyncSession, now: datetime) -> Outcome:
+            journeys = await store.active_journeys_triggered_by_segments(
+                session, {change.segment for change in changes}
+            )
+            entries = [e for change in changes for e in membership_entries(journeys, change)]
+            keys = (entry.profile_key for entry in entries)
+            plan = await enrollment_store.load_plan(
+                session, workspace, journeys, entries, keys, now
+            )
+            return enrollments.handle_memberships(plan, changes)
+
+        await self.batches.run(workspace, [batch.id], apply)
 
 
 class ErasureConsumer:

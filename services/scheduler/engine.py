@@ -16,6 +16,7 @@ from services.scheduler import moments
 from services.scheduler.graph import (
     PROFILE_STEPS,
     Action,
+    Branch,
     Definition,
     Exit,
     Send,
@@ -80,11 +81,15 @@ def advance(
         if isinstance(action, Split):
             step_id = split_path(action, step_id, profile_key)
             continue
+        if isinstance(action, Branch):
+            assert profile is not None
+            step_id = branch_path(action, profile)
+            continue
         if isinstance(action, Send):
             progress.sends.append(step)
             step_id = step.next
             continue
-        assert not isinstance(action, (Send, Exit, Split))
+        assert not isinstance(action, (Send, Exit, Split, Branch))
         waiting, step_id = _wait(step, action, now, profile)
         if waiting is not None:
             progress.waiting = waiting
@@ -119,6 +124,14 @@ def _wait(
 def resume_on_event(definition: Definition, waiting_step: str) -> str:
     """Where an enrollment waiting at `waiting_step` goes when its event arrives."""
     return definition.step(waiting_step).next
+
+
+def branch_path(branch: Branch, profile: ProfileView) -> str:
+    """The first path whose segment condition the profile meets, else `otherwise`."""
+    for segment, member, next_id in branch.paths:
+        if (segment in profile.segments) == member:
+            return next_id
+    return branch.otherwise
 
 
 def split_path(split: Split, step_id: str, profile_key: str) -> str:

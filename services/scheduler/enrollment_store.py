@@ -19,7 +19,14 @@ from engage.clock import as_utc
 from engage.errors import EngageError
 from engage.outbox import OutboxMessage, outbox_row
 from services.scheduler import enrollments
-from services.scheduler.enrollments import ACTIVE, ActiveJourney, Enrollment, Outcome, TrackedEvent
+from services.scheduler.enrollments import (
+    ACTIVE,
+    ActiveJourney,
+    BatchPlan,
+    Enrollment,
+    Entry,
+    Outcome,
+)
 from services.scheduler.models import EnrollmentRow, JourneyVersionRow, TimerRow
 from services.scheduler.store import definition_of
 
@@ -103,13 +110,40 @@ def _loaded(row: EnrollmentRow, definition: str) -> Enrollment:
     )
 
 
-async def last_entered(
-    session: AsyncSession, journeys: Sequence[ActiveJourney], events: Sequence[TrackedEvent]
+async def load_plan(
+    session: AsyncSession,
+    workspace: str,
+    journeys: Sequence[ActiveJourney],
+    entries: Sequence[Entry],
+    profile_keys: Iterable[str],
+    now: datetime,
+) -> BatchPlan:
+    """What a batch works on: the active enrollments of its profiles (locked), when each
+    entering profile last entered its journey, and which of the enrollments it would make are
+    stored already (a replay)."""
+    return BatchPlan(
+        workspace=workspace,
+        journeys=journeys,
+        active=await active_of_profiles(session, profile_keys),
+        last_entered=await _last_entered(session, entries),
+        stored_ids=await _stored_ids(
+            session,
+            (
+                enrollments.enrollment_id(e.journey, e.profile_key, e.seed, workspace)
+                for e in entries
+            ),
+        ),
+        now=now,
+    )
+
+
+async def _last_entered(
+    session: AsyncSession, entries: Sequence[Entry]
 ) -> dict[tuple[str, str], datetime]:
-    """When each profile of the events last entered each of the journeys they trigger."""
-    triggered = {journey.journey_id for journey in journeys}
-    keys = {event.profile_key for event in events} - {""}
-    if not triggered or not keys:
+    """When each entering profile last entered the journey at whose door it is."""
+    triggered = {entry.journey.journey_id for entry in entries}
+    keys = {entry.profile_key for entry in entries}
+    if not entries:
         return {}
     statement = (
         select(
@@ -127,7 +161,7 @@ async def last_entered(
     return {(journey, key): as_utc(at) for journey, key, at in rows}
 
 
-async def stored_ids(session: AsyncSession, candidates: Iterable[str]) -> set[str]:
+async def _stored_ids(session: AsyncSession, candidates: Iterable[str]) -> set[str]:
     """Which of these enrollment ids are already stored."""
     ids = sorted(set(candidates))
     if not ids:
@@ -246,21 +280,6 @@ def _timer_row(enrollment: Enrollment) -> dict[str, Any]:
         "resume_at": timer.resume_at,
         "needs_profile": timer.needs_profile,
         "attempts": timer.attempts,
-    }
-
-
-def candidate_ids(
-    workspace: str, journeys: Sequence[ActiveJourney], events: Sequence[TrackedEvent]
-) -> set[str]:
-    """The enrollment ids these events would give in the journeys they trigger."""
-    by_trigger: dict[str, list[ActiveJourney]] = {}
-    for journey in journeys:
-        by_trigger.setdefault(journey.definition.trigger_event, []).append(journey)
-    return {
-        enrollments.enrollment_id(journey, event.profile_key, event.message_id, workspace)
-        for event in events
-        if event.profile_key
-        for journey in by_trigger.get(event.event, ())
     }
 
 

@@ -125,11 +125,57 @@ def send_key(journey_id: str, version: int, enrollment: str, step_id: str) -> st
 # --- events ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MembershipChange:
+    """A profile entering or leaving a segment, as segments announced it."""
+
+    change_id: str
+    segment: str
+    user_id: str
+    entered: bool
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A profile at a journey's door: by its trigger event, or by a segment change."""
+
+    journey: ActiveJourney
+    profile_key: str
+    user_id: str
+    anonymous_id: str
+    # Seeds the enrollment id where a profile may enter again: the event's or change's id.
+    seed: str
+    # The event its profile is read with applied (empty for a segment change: segments
+    # announces it once the profile is applied).
+    applied_event: str
+
+
+def event_entries(journeys: Sequence[ActiveJourney], event: TrackedEvent) -> list[Entry]:
+    key = event.profile_key
+    return [
+        Entry(j, key, event.user_id, event.anonymous_id, event.message_id, event.message_id)
+        for j in journeys
+        if key and not j.definition.trigger_segment and j.definition.trigger_event == event.event
+    ]
+
+
+def membership_entries(journeys: Sequence[ActiveJourney], change: MembershipChange) -> list[Entry]:
+    # Anonymous profiles have no user id to reach them by; their segment changes enroll nobody.
+    return [
+        Entry(j, change.user_id, change.user_id, "", change.change_id, "")
+        for j in journeys
+        if change.user_id
+        and j.definition.trigger_segment == change.segment
+        and j.definition.trigger_on_exit != change.entered
+    ]
+
+
 @dataclass
-class EventBatchPlan:
-    """The state one batch of events works on, loaded by the caller."""
+class BatchPlan:
+    """The state one batch of events or segment changes works on, loaded by the caller."""
 
     workspace: str
+    # The active journeys the batch may enroll in.
     journeys: Sequence[ActiveJourney]
     # The active enrollments of the batch's profiles.
     active: list[Enrollment]
@@ -138,31 +184,33 @@ class EventBatchPlan:
     # Enrollment ids already stored: a replayed trigger enters nobody again.
     stored_ids: set[str]
     now: datetime
+    by_profile: dict[str, list[Enrollment]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for enrollment in self.active:
+            self.by_profile.setdefault(enrollment.profile_key, []).append(enrollment)
 
 
-def handle_events(plan: EventBatchPlan, events: Iterable[TrackedEvent]) -> Outcome:
+def handle_events(plan: BatchPlan, events: Iterable[TrackedEvent]) -> Outcome:
     """Each event in order: first what it does to the profile's enrollments (goal, exit, an
     awaited event), then whom it enrolls; so a goal before a trigger does not end what the
     trigger starts, and an event after a trigger in the same batch reaches the new enrollment."""
     outcome = Outcome()
-    active: dict[str, list[Enrollment]] = {}
-    for enrollment in plan.active:
-        active.setdefault(enrollment.profile_key, []).append(enrollment)
-    by_trigger: dict[str, list[ActiveJourney]] = {}
-    for journey in plan.journeys:
-        by_trigger.setdefault(journey.definition.trigger_event, []).append(journey)
     for event in events:
-        key = event.profile_key
-        if not key:
-            continue
-        for enrollment in active.get(key, []):
+        for enrollment in plan.by_profile.get(event.profile_key, []):
             if enrollment.status == ACTIVE:
                 _on_event(enrollment, event, plan.now, outcome)
-        for journey in by_trigger.get(event.event, ()):
-            entered = _enter(plan, journey, event, active.setdefault(key, []), outcome)
-            if entered is not None:
-                active[key].append(entered)
-                plan.last_entered[(journey.journey_id, key)] = plan.now
+        for entry in event_entries(plan.journeys, event):
+            _enter(plan, entry, outcome)
+    return outcome
+
+
+def handle_memberships(plan: BatchPlan, changes: Iterable[MembershipChange]) -> Outcome:
+    """Enroll the profiles whose segment changes trigger journeys, in order."""
+    outcome = Outcome()
+    for change in changes:
+        for entry in membership_entries(plan.journeys, change):
+            _enter(plan, entry, outcome)
     return outcome
 
 
@@ -177,25 +225,22 @@ def _on_event(enrollment: Enrollment, event: TrackedEvent, now: datetime, outcom
         run(enrollment, resume_at, now, outcome)
 
 
-def _enter(
-    plan: EventBatchPlan,
-    journey: ActiveJourney,
-    event: TrackedEvent,
-    profile_enrollments: list[Enrollment],
-    outcome: Outcome,
-) -> Enrollment | None:
-    key = event.profile_key
+def _enter(plan: BatchPlan, entry: Entry, outcome: Outcome) -> None:
+    journey, key = entry.journey, entry.profile_key
     reentry = journey.definition.reentry
-    if any(e.journey_id == journey.journey_id and e.status == ACTIVE for e in profile_enrollments):
-        return None
+    enrollments_of_profile = plan.by_profile.setdefault(key, [])
+    if any(
+        e.journey_id == journey.journey_id and e.status == ACTIVE for e in enrollments_of_profile
+    ):
+        return
     last = plan.last_entered.get((journey.journey_id, key))
     if last is not None and reentry.mode == ONCE:
-        return None
+        return
     if last is not None and reentry.mode == AFTER_COOLDOWN and plan.now - last < reentry.cooldown:
-        return None
-    new_id = enrollment_id(journey, key, event.message_id, plan.workspace)
+        return
+    new_id = enrollment_id(journey, key, entry.seed, plan.workspace)
     if new_id in plan.stored_ids:
-        return None
+        return
     enrollment = Enrollment(
         workspace=plan.workspace,
         journey_id=journey.journey_id,
@@ -203,14 +248,15 @@ def _enter(
         definition=journey.definition,
         enrollment_id=new_id,
         profile_key=key,
-        user_id=event.user_id,
-        anonymous_id=event.anonymous_id,
+        user_id=entry.user_id,
+        anonymous_id=entry.anonymous_id,
         enrolled_at=plan.now,
-        trigger_message_id=event.message_id,
+        trigger_message_id=entry.applied_event,
     )
     outcome.messages.append(_journey_event(enrollment, "enrolled", plan.now))
     run(enrollment, journey.definition.first_step, plan.now, outcome)
-    return enrollment
+    enrollments_of_profile.append(enrollment)
+    plan.last_entered[(journey.journey_id, key)] = plan.now
 
 
 # --- moving on ----------------------------------------------------------------------------------

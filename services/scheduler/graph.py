@@ -72,14 +72,22 @@ class WaitUntilTraitDate:
 
 
 @dataclass(frozen=True)
+class Branch:
+    # (segment name, member?, next step id or "" to end), tried in order.
+    paths: tuple[tuple[str, bool, str], ...]
+    otherwise: str = ""
+
+
+@dataclass(frozen=True)
 class Split:
     # (percent, next step id or "" to end), in the order given; percents add up to 100.
     paths: tuple[tuple[int, str], ...]
 
 
-Action = Send | Exit | WaitFor | WaitUntilTime | WaitUntilTraitDate | Split
-# The steps that read the profile (its zone, its traits) to decide.
-PROFILE_STEPS = (WaitUntilTime, WaitUntilTraitDate)
+Action = Send | Exit | WaitFor | WaitUntilTime | WaitUntilTraitDate | Split | Branch
+# The steps that read the profile (its zone, its traits, its segments) to decide.
+PROFILE_STEPS = (WaitUntilTime, WaitUntilTraitDate, Branch)
+MAX_BRANCH_PATHS = 20
 MAX_TRAIT_MONTHS = 120
 MAX_TRAIT_DAYS = 3660
 
@@ -100,13 +108,16 @@ class Reentry:
 
 @dataclass(frozen=True)
 class Definition:
-    """The parts of a journey a version pins: what enrolls, what happens then, what ends it."""
+    """The parts of a journey a version pins: what enrolls, what happens then, what ends it.
+    The trigger is an event, or (with `trigger_segment`) entering or leaving a segment."""
 
     trigger_event: str
     steps: tuple[Step, ...]
     goal_event: str = ""
     exit_events: tuple[str, ...] = ()
     reentry: Reentry = Reentry()
+    trigger_segment: str = ""
+    trigger_on_exit: bool = False
 
     @property
     def first_step(self) -> str:
@@ -124,8 +135,17 @@ class Definition:
 
 def parse_definition(journey: journey_pb2.Journey, field: str, workspace: str) -> Definition:
     """The definition a journey message describes, validated; errors name the field path."""
+    trigger = journey.trigger
+    segment = trigger.segment
+    by_segment = trigger.WhichOneof("kind") == "segment"
     return Definition(
-        trigger_event=_parse_trigger(f"{field}.trigger", journey.trigger),
+        trigger_event="" if by_segment else _parse_trigger_event(f"{field}.trigger", trigger),
+        trigger_segment=(
+            _parse_segment(f"{field}.trigger.segment.segment", segment.segment, workspace)
+            if by_segment
+            else ""
+        ),
+        trigger_on_exit=by_segment and segment.change == segment.CHANGE_EXITED,
         steps=parse_steps(f"{field}.steps", journey.steps, workspace),
         goal_event=_parse_event_name(f"{field}.goal.event", journey.goal.event, required=False),
         exit_events=_parse_exit_events(f"{field}.exit_events", journey.exit_events),
@@ -133,10 +153,19 @@ def parse_definition(journey: journey_pb2.Journey, field: str, workspace: str) -
     )
 
 
-def _parse_trigger(field: str, trigger: journey_pb2.JourneyTrigger) -> str:
+def _parse_trigger_event(field: str, trigger: journey_pb2.JourneyTrigger) -> str:
     if trigger.WhichOneof("kind") != "event":
-        raise InvalidArgument(f"{field}.event.event", "an event name is required")
+        raise InvalidArgument(f"{field}.event.event", "an event name (or a segment) is required")
     return _parse_event_name(f"{field}.event.event", trigger.event.event)
+
+
+def _parse_segment(field: str, name: str, workspace: str) -> str:
+    segment = resources.read_name(name, "segments")
+    if segment is None or not resources.is_valid_id(segment.id):
+        raise InvalidArgument(field, "must look like workspaces/{workspace}/segments/{segment}")
+    if segment.workspace != workspace:
+        raise InvalidArgument(field, f"must be a segment of workspace {workspace}")
+    return name
 
 
 def _parse_event_name(field: str, name: str, required: bool = True) -> str:
@@ -221,9 +250,13 @@ def _parse_action(
         return Exit()
     if kind == "wait":
         return _parse_wait(f"{path}.wait", step.wait, ids)
+    if kind in ("split", "branch") and step.next:
+        raise InvalidArgument(f"{path}.next", f"a {kind} step goes on by its paths, not next")
     if kind == "split":
         return _parse_split(f"{path}.split", step.split, ids)
-    raise InvalidArgument(path, "must be a send, wait, split or exit step")
+    if kind == "branch":
+        return _parse_branch(f"{path}.branch", step.branch, ids, workspace)
+    raise InvalidArgument(path, "must be a send, wait, branch, split or exit step")
 
 
 def _parse_send(field: str, send: journey_pb2.SendStep, workspace: str) -> Send:
@@ -285,6 +318,24 @@ def _parse_trait_date(
     return WaitUntilTraitDate(date.trait, date.months, date.days, at, on_missing)
 
 
+def _parse_branch(
+    field: str, branch: journey_pb2.BranchStep, ids: Sequence[str], workspace: str
+) -> Branch:
+    if not branch.paths:
+        raise InvalidArgument(f"{field}.paths", "a branch needs at least one path")
+    if len(branch.paths) > MAX_BRANCH_PATHS:
+        raise InvalidArgument(f"{field}.paths", f"at most {MAX_BRANCH_PATHS} paths")
+    paths = tuple(
+        (
+            _parse_segment(f"{field}.paths[{i}].segment", path.segment, workspace),
+            path.member,
+            _parse_next(f"{field}.paths[{i}].next", path.next, ids),
+        )
+        for i, path in enumerate(branch.paths)
+    )
+    return Branch(paths, _parse_next(f"{field}.otherwise", branch.otherwise, ids))
+
+
 def _parse_split(field: str, split: journey_pb2.SplitStep, ids: Sequence[str]) -> Split:
     if len(split.paths) < 2:
         raise InvalidArgument(f"{field}.paths", "a split needs at least two paths")
@@ -305,6 +356,8 @@ def successors(step: Step) -> list[str]:
         return []
     if isinstance(action, Split):
         return [next_id for _, next_id in action.paths if next_id]
+    if isinstance(action, Branch):
+        return [n for n in (*(path[2] for path in action.paths), action.otherwise) if n]
     found = [step.next] if step.next else []
     if isinstance(action, WaitFor) and action.on_timeout:
         found.append(action.on_timeout)
@@ -344,9 +397,7 @@ def _visit(
 def to_proto(definition: Definition) -> journey_pb2.Journey:
     """The journey fields a definition sets (trigger, steps, goal, exit events, re-entry)."""
     journey = journey_pb2.Journey(
-        trigger=journey_pb2.JourneyTrigger(
-            event=journey_pb2.EventTrigger(event=definition.trigger_event)
-        ),
+        trigger=_trigger_to_proto(definition),
         steps=[_step_to_proto(step, definition) for step in definition.steps],
         exit_events=definition.exit_events,
     )
@@ -357,6 +408,17 @@ def to_proto(definition: Definition) -> journey_pb2.Journey:
         if definition.reentry.mode == AFTER_COOLDOWN:
             journey.reentry.cooldown.FromTimedelta(definition.reentry.cooldown)
     return journey
+
+
+def _trigger_to_proto(definition: Definition) -> journey_pb2.JourneyTrigger:
+    if not definition.trigger_segment:
+        event = journey_pb2.EventTrigger(event=definition.trigger_event)
+        return journey_pb2.JourneyTrigger(event=event)
+    change = journey_pb2.SegmentTrigger.CHANGE_ENTERED
+    if definition.trigger_on_exit:
+        change = journey_pb2.SegmentTrigger.CHANGE_EXITED
+    segment = journey_pb2.SegmentTrigger(segment=definition.trigger_segment, change=change)
+    return journey_pb2.JourneyTrigger(segment=segment)
 
 
 def _step_to_proto(step: Step, definition: Definition) -> journey_pb2.JourneyStep:
@@ -386,12 +448,18 @@ def _step_to_proto(step: Step, definition: Definition) -> journey_pb2.JourneySte
         if action.at is not None:
             date.at.SetInParent()
             date.at.hours, date.at.minutes = action.at
+    elif isinstance(action, Branch):
+        proto.branch.otherwise = action.otherwise
+        proto.branch.paths.extend(
+            journey_pb2.BranchPath(segment=segment, member=member, next=next_id)
+            for segment, member, next_id in action.paths
+        )
     else:
         proto.split.paths.extend(
             journey_pb2.SplitPath(percent=percent, next=next_id)
             for percent, next_id in action.paths
         )
-    if not isinstance(action, (Exit, Split)):
+    if not isinstance(action, (Exit, Split, Branch)):
         # Written out in full, so the stored form reads the same wherever the step moves.
         proto.next = step.next
     return proto

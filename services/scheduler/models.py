@@ -13,6 +13,7 @@ class JourneyRow(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("workspace", "journey_id", name="uq_journeys_workspace_journey"),
         sa.Index("ix_journeys_trigger", "workspace", "state", "trigger_event"),
+        sa.Index("ix_journeys_trigger_segment", "workspace", "state", "trigger_segment"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -23,7 +24,9 @@ class JourneyRow(SQLModel, table=True):
     display_name: str
     state: int
     version: int
+    # What enters profiles: an event, or a segment (then `trigger_event` is empty).
     trigger_event: str
+    trigger_segment: str
     # What the journey does, as the contract's JSON (see graph.to_json).
     definition: str
     create_time: datetime = Field(sa_type=sa.DateTime(timezone=True))

@@ -63,6 +63,7 @@ async def create_journey(
         state=spec.state,
         version=1,
         trigger_event=spec.definition.trigger_event,
+        trigger_segment=spec.definition.trigger_segment,
         definition=graph.to_json(spec.definition),
         create_time=now,
         update_time=now,
@@ -84,6 +85,7 @@ async def update_journey(
     row.state = spec.state
     row.version = version
     row.trigger_event = spec.definition.trigger_event
+    row.trigger_segment = spec.definition.trigger_segment
     row.definition = graph.to_json(spec.definition)
     row.update_time = now
     session.add(row)
@@ -119,11 +121,23 @@ async def delete_journey(session: AsyncSession, journey_id: str) -> bool:
 async def active_journeys_triggered_by(
     session: AsyncSession, events: set[str]
 ) -> list[ActiveJourney]:
+    """The active journeys these events enter profiles in."""
     if not events:
         return []
-    statement = select(JourneyRow).where(
-        JourneyRow.state == journeys.ACTIVE, col(JourneyRow.trigger_event).in_(events)
-    )
+    return await _active(session, col(JourneyRow.trigger_event).in_(events))
+
+
+async def active_journeys_triggered_by_segments(
+    session: AsyncSession, segments: set[str]
+) -> list[ActiveJourney]:
+    """The active journeys entering or leaving these segments enters profiles in."""
+    if not segments:
+        return []
+    return await _active(session, col(JourneyRow.trigger_segment).in_(segments))
+
+
+async def _active(session: AsyncSession, trigger: sa.ColumnElement[bool]) -> list[ActiveJourney]:
+    statement = select(JourneyRow).where(JourneyRow.state == journeys.ACTIVE, trigger)
     rows = (await session.exec(statement)).all()
     return [
         ActiveJourney(

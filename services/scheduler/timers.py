@@ -119,7 +119,11 @@ class TimerWorker:
             async with slots:
                 try:
                     found = await self.profiles.find(
-                        row.workspace, row.user_id, row.anonymous_id, row.trigger_message_id
+                        row.workspace,
+                        row.user_id,
+                        row.anonymous_id,
+                        row.trigger_message_id,
+                        with_segments=True,
                     )
                 except (NotAppliedYet, grpc.aio.AioRpcError):
                     return None

@@ -16,8 +16,8 @@ from services.scheduler.enrollments import (
     CONVERTED,
     EXITED,
     ActiveJourney,
+    BatchPlan,
     Enrollment,
-    EventBatchPlan,
     TrackedEvent,
 )
 from services.scheduler.graph import Split
@@ -272,8 +272,8 @@ def plan(
     active: list[Enrollment] | None = None,
     last_entered: dict[tuple[str, str], datetime] | None = None,
     now: datetime = NOW,
-) -> EventBatchPlan:
-    return EventBatchPlan(WS, list(journeys_), active or [], last_entered or {}, set(), now)
+) -> BatchPlan:
+    return BatchPlan(WS, list(journeys_), active or [], last_entered or {}, set(), now)
 
 
 def reason_of(message: enrollments.OutgoingMessage) -> str:

@@ -21,6 +21,12 @@ COMPLETED = 2
 def upgrade() -> None:
     for table in ("journeys", "journey_versions"):
         _steps_into_definition(table)
+    op.add_column(
+        "journeys", sa.Column("trigger_segment", sa.String, nullable=False, server_default="")
+    )
+    op.create_index(
+        "ix_journeys_trigger_segment", "journeys", ["workspace", "state", "trigger_segment"]
+    )
     with op.batch_alter_table("journey_enrollments") as batch:
         batch.drop_constraint("uq_journey_enrollments_profile", type_="unique")
         # Enrollments so far sent every step at once on entry: all of them are done.

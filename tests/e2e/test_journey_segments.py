@@ -1,0 +1,135 @@
+"""Journeys and segments together: entering (or leaving) a segment enrolls a profile, and a
+branch sends each profile down the path of the segments it is in, read with the triggering
+event applied."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from functools import partial
+
+import pytest
+
+from engage import subjects
+from engage.bus import Bus
+from engage.v1 import (
+    bus_pb2,
+    common_pb2,
+    journey_pb2,
+    journey_pb2_grpc,
+    segment_pb2,
+    segment_pb2_grpc,
+)
+from services.segments.rules_proto import to_proto
+from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
+from tests.journeys import PARENT, a_journey, create, exit_step, send, steps_sent
+from tests.rules import from_yaml
+
+GOLD = f"{PARENT}/segments/gold"
+
+
+@pytest.fixture
+async def stubs(
+    bare_suite: Suite,
+) -> AsyncIterator[tuple[journey_pb2_grpc.JourneyServiceStub, segment_pb2_grpc.SegmentServiceStub]]:
+    await asyncio.to_thread(bare_suite.start, "segments")
+    await asyncio.to_thread(bare_suite.start, "scheduler")
+    async with (
+        bare_suite.channel("scheduler") as scheduler,
+        bare_suite.channel("segments") as segments,
+    ):
+        yield (
+            journey_pb2_grpc.JourneyServiceStub(scheduler),
+            segment_pb2_grpc.SegmentServiceStub(segments),
+        )
+
+
+@pytest.fixture
+async def bus(bare_suite: Suite, stubs: object) -> AsyncIterator[Bus]:
+    connection = await Bus.connect(bare_suite.nats.url, "test")
+    yield connection
+    await connection.close()
+
+
+async def gold_segment(segments: segment_pb2_grpc.SegmentServiceStub) -> None:
+    await segments.CreateSegment(
+        segment_pb2.CreateSegmentRequest(
+            parent=PARENT,
+            segment_id="gold",
+            segment=segment_pb2.Segment(rule=to_proto(from_yaml("{trait: plan, equals: gold}"))),
+        ),
+        metadata=auth(MARKETER_KEY),
+    )
+
+
+async def publish(bus: Bus, user_id: str, *events: common_pb2.Event) -> None:
+    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=list(events))
+    subject = subjects.events(WORKSPACE, user_id, 8)
+    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
+
+
+def identify(user_id: str, **traits: str) -> common_pb2.Event:
+    event = common_pb2.Event(
+        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_IDENTIFY, user_id=user_id
+    )
+    event.traits.update(traits)
+    return event
+
+
+def track(user_id: str, name: str) -> common_pb2.Event:
+    return common_pb2.Event(
+        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_TRACK, event=name, user_id=user_id
+    )
+
+
+async def test_entering_or_leaving_a_segment_enrolls_the_profile(
+    bus: Bus,
+    stubs: tuple[journey_pb2_grpc.JourneyServiceStub, segment_pb2_grpc.SegmentServiceStub],
+) -> None:
+    journeys, segments = stubs
+    await gold_segment(segments)
+    welcome = a_journey(steps=("welcome-gold",))
+    welcome.trigger.CopyFrom(
+        journey_pb2.JourneyTrigger(segment=journey_pb2.SegmentTrigger(segment=GOLD))
+    )
+    await create(journeys, "gold-welcome", welcome)
+    farewell = a_journey(steps=("come-back",))
+    farewell.trigger.segment.segment = GOLD
+    farewell.trigger.segment.change = journey_pb2.SegmentTrigger.CHANGE_EXITED
+    await create(journeys, "gold-farewell", farewell)
+
+    await publish(bus, "ana", identify("ana", plan="gold"))
+    await publish(bus, "bo", identify("bo", plan="free"))
+    await eventually(partial(steps_sent, bus, "ana"))
+    await publish(bus, "ana", identify("ana", plan="free"))
+    await eventually(lambda: _has(bus, "ana", 2))
+    assert await steps_sent(bus, "ana") == ["welcome-gold", "come-back"]
+    assert await steps_sent(bus, "bo") == []
+
+
+async def test_a_branch_reads_the_segments_with_the_trigger_applied(
+    bus: Bus,
+    stubs: tuple[journey_pb2_grpc.JourneyServiceStub, segment_pb2_grpc.SegmentServiceStub],
+) -> None:
+    journeys, segments = stubs
+    await gold_segment(segments)
+    branch = journey_pb2.JourneyStep(
+        id="by-plan",
+        branch=journey_pb2.BranchStep(
+            paths=[journey_pb2.BranchPath(segment=GOLD, member=True, next="gold-offer")],
+            otherwise="standard-offer",
+        ),
+    )
+    steps = [branch, send("gold-offer", next="done"), send("standard-offer"), exit_step("done")]
+    await create(journeys, "offers", a_journey(event="visited", graph=steps))
+
+    # Each identify travels in the same batch as the trigger, just before it.
+    await publish(bus, "ana", identify("ana", plan="gold"), track("ana", "visited"))
+    await publish(bus, "bo", identify("bo", plan="free"), track("bo", "visited"))
+    await eventually(partial(steps_sent, bus, "ana"), timeout=30)
+    await eventually(partial(steps_sent, bus, "bo"), timeout=30)
+    assert await steps_sent(bus, "ana") == ["gold-offer"]
+    assert await steps_sent(bus, "bo") == ["standard-offer"]
+
+
+async def _has(bus: Bus, user_id: str, count: int) -> bool:
+    return len(await steps_sent(bus, user_id)) >= count
