@@ -14,7 +14,9 @@ from engage import resources
 from engage.errors import InvalidArgument
 from engage.v1 import common_pb2, journey_pb2
 
-SUPPORTED_CHANNELS = frozenset({common_pb2.CHANNEL_EMAIL})
+# The scheduler decides on every channel; channels delivers what it has an adapter for and
+# records the rest as skipped.
+CHANNELS = frozenset(common_pb2.Channel.values()) - {common_pb2.CHANNEL_UNSPECIFIED}
 MAX_STEPS = 100
 MAX_EXIT_EVENTS = 20
 # The longest wait or cool-down: long enough for a yearly plan's reminder, short enough that a
@@ -262,10 +264,8 @@ def _parse_action(
 def _parse_send(field: str, send: journey_pb2.SendStep, workspace: str) -> Send:
     if send.channel == common_pb2.CHANNEL_UNSPECIFIED:
         raise InvalidArgument(f"{field}.channel", "a channel is required")
-    if send.channel not in SUPPORTED_CHANNELS:
-        known = send.channel in common_pb2.Channel.values()
-        name = common_pb2.Channel.Name(send.channel) if known else str(int(send.channel))
-        raise InvalidArgument(f"{field}.channel", f"{name} is not supported yet")
+    if send.channel not in CHANNELS:
+        raise InvalidArgument(f"{field}.channel", f"{int(send.channel)} is not a Channel")
     template = resources.read_name(send.template, "templates")
     if template is None or not resources.is_valid_id(template.id):
         raise InvalidArgument(

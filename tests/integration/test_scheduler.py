@@ -111,9 +111,9 @@ async def test_invalid_journeys_are_refused_naming_the_field(
         "journey.steps": a_journey(steps=()),
         "journey.steps[1].id": a_journey(steps=("a", "a")),
     }
-    sms = a_journey()
-    sms.steps[0].send.channel = common_pb2.CHANNEL_SMS
-    cases["journey.steps[0].send.channel"] = sms
+    no_channel = a_journey()
+    no_channel.steps[0].send.channel = common_pb2.CHANNEL_UNSPECIFIED
+    cases["journey.steps[0].send.channel"] = no_channel
     for field, journey in cases.items():
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await create(stub, "bad", journey)

@@ -168,10 +168,15 @@ def test_reentry_needs_a_cooldown_only_after_cooldown() -> None:
     assert invalid_field(journey(reentry=Mode(mode=9))) == "journey.reentry.mode"  # type: ignore[arg-type]
 
 
-def test_channels_other_than_email_are_not_supported_yet() -> None:
-    error = invalid(journey(steps=[send("a"), send("b", common_pb2.CHANNEL_SMS)]))
-    assert error.field == "journey.steps[1].send.channel"
-    assert "not supported yet" in error.message
+def test_a_send_names_a_known_channel() -> None:
+    every = [send(f"s{n}", channel) for n, channel in enumerate(graph.CHANNELS)]
+    assert len(journeys.parse_journey(journey(steps=every), WS).definition.steps) == 5
+    assert (
+        invalid_field(journey(steps=[send("a"), send("b", 0)])) == "journey.steps[1].send.channel"
+    )
+    error = invalid(journey(steps=[send("a", 42)]))
+    assert error.field == "journey.steps[0].send.channel"
+    assert error.message.endswith("42 is not a Channel")
 
 
 def test_a_definition_survives_its_storage_form() -> None:
