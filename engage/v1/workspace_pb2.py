@@ -22,23 +22,27 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from engage.v1 import common_pb2 as engage_dot_v1_dot_common__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65ngage/v1/workspace.proto\x12\tengage.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n\x11WorkspaceSettings\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"+\n\x1bGetWorkspaceSettingsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x81\x01\n\x1eUpdateWorkspaceSettingsRequest\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.engage.v1.WorkspaceSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\xd4\x01\n\x10WorkspaceService\x12\\\n\x14GetWorkspaceSettings\x12&.engage.v1.GetWorkspaceSettingsRequest\x1a\x1c.engage.v1.WorkspaceSettings\x12\x62\n\x17UpdateWorkspaceSettings\x12).engage.v1.UpdateWorkspaceSettingsRequest\x1a\x1c.engage.v1.WorkspaceSettingsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65ngage/v1/workspace.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\x11WorkspaceSettings\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0e\x66requency_caps\x18\x04 \x03(\x0b\x32\x17.engage.v1.FrequencyCap\x12\x1e\n\x16global_control_percent\x18\x05 \x01(\x01\"q\n\x0c\x46requencyCap\x12#\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x11\n\tmax_sends\x18\x02 \x01(\x05\x12)\n\x06window\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"+\n\x1bGetWorkspaceSettingsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x81\x01\n\x1eUpdateWorkspaceSettingsRequest\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.engage.v1.WorkspaceSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\xd4\x01\n\x10WorkspaceService\x12\\\n\x14GetWorkspaceSettings\x12&.engage.v1.GetWorkspaceSettingsRequest\x1a\x1c.engage.v1.WorkspaceSettings\x12\x62\n\x17UpdateWorkspaceSettings\x12).engage.v1.UpdateWorkspaceSettingsRequest\x1a\x1c.engage.v1.WorkspaceSettingsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'engage.v1.workspace_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKSPACESETTINGS']._serialized_start=107
-  _globals['_WORKSPACESETTINGS']._serialized_end=208
-  _globals['_GETWORKSPACESETTINGSREQUEST']._serialized_start=210
-  _globals['_GETWORKSPACESETTINGSREQUEST']._serialized_end=253
-  _globals['_UPDATEWORKSPACESETTINGSREQUEST']._serialized_start=256
-  _globals['_UPDATEWORKSPACESETTINGSREQUEST']._serialized_end=385
-  _globals['_WORKSPACESERVICE']._serialized_start=388
-  _globals['_WORKSPACESERVICE']._serialized_end=600
+  _globals['_WORKSPACESETTINGS']._serialized_start=164
+  _globals['_WORKSPACESETTINGS']._serialized_end=346
+  _globals['_FREQUENCYCAP']._serialized_start=348
+  _globals['_FREQUENCYCAP']._serialized_end=461
+  _globals['_GETWORKSPACESETTINGSREQUEST']._serialized_start=463
+  _globals['_GETWORKSPACESETTINGSREQUEST']._serialized_end=506
+  _globals['_UPDATEWORKSPACESETTINGSREQUEST']._serialized_start=509
+  _globals['_UPDATEWORKSPACESETTINGSREQUEST']._serialized_end=638
+  _globals['_WORKSPACESERVICE']._serialized_start=641
+  _globals['_WORKSPACESERVICE']._serialized_end=853
 # @@protoc_insertion_point(module_scope)

@@ -84,6 +84,9 @@ class WorkspaceSettings(SQLModel, table=True):
     workspace: str = Field(primary_key=True)
     # IANA name; dates of profiles without a valid zone of their own are read in it ("": UTC).
     time_zone: str = ""
+    # The contract's JSON of the FrequencyCap list; the scheduler applies them.
+    frequency_caps: str = "[]"
+    global_control_percent: float = 0.0
     # None only for the defaults of a workspace that never set any.
     update_time: datetime | None = Field(default=None, sa_type=WHEN)
 

@@ -1,9 +1,13 @@
-"""WorkspaceService over gRPC: a workspace's settings (`workspaces/{w}/settings`), today its
-time zone, the customers' calendar for profiles without a valid zone of their own."""
+"""WorkspaceService over gRPC: a workspace's settings (`workspaces/{w}/settings`): its time
+zone, the customers' calendar for profiles without a valid zone of their own, and its messaging
+policy (frequency caps, the global control group), which the scheduler applies."""
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import grpc
+from google.protobuf import json_format
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -11,20 +15,63 @@ from engage import db, resources
 from engage.clock import Clock, timestamp, utc_now
 from engage.dates import zone_named
 from engage.errors import InvalidArgument
-from engage.v1 import workspace_pb2, workspace_pb2_grpc
+from engage.v1 import common_pb2, workspace_pb2, workspace_pb2_grpc
 from services.segments import workspace_settings
 from services.segments.models import WorkspaceSettings
 
-UPDATABLE = ("time_zone",)
+UPDATABLE = ("time_zone", "frequency_caps", "global_control_percent")
+MAX_FREQUENCY_CAPS = 20
+LONGEST_CAP_WINDOW = timedelta(days=366)
 
 
 def to_proto(settings: WorkspaceSettings) -> workspace_pb2.WorkspaceSettings:
     message = workspace_pb2.WorkspaceSettings(
-        name=f"workspaces/{settings.workspace}/settings", time_zone=settings.time_zone
+        name=f"workspaces/{settings.workspace}/settings",
+        time_zone=settings.time_zone,
+        global_control_percent=settings.global_control_percent,
     )
+    for cap in json.loads(settings.frequency_caps):
+        message.frequency_caps.append(json_format.ParseDict(cap, workspace_pb2.FrequencyCap()))
     if settings.update_time is not None:
         message.update_time.CopyFrom(timestamp(settings.update_time))
     return message
+
+
+def parse_changes(settings: workspace_pb2.WorkspaceSettings, paths: list[str]) -> dict[str, object]:
+    """The stored columns an update sets, validated; `paths` empty: every settable field."""
+    for path in paths:
+        if path not in UPDATABLE:
+            raise InvalidArgument(
+                "update_mask", f"cannot update {path!r}; updatable: {', '.join(UPDATABLE)}"
+            )
+    chosen = paths or list(UPDATABLE)
+    changes: dict[str, object] = {}
+    if "time_zone" in chosen:
+        changes["time_zone"] = check_time_zone("settings.time_zone", settings.time_zone)
+    if "frequency_caps" in chosen:
+        changes["frequency_caps"] = _caps_json(settings.frequency_caps)
+    if "global_control_percent" in chosen:
+        percent = settings.global_control_percent
+        if not 0 <= percent < 100:
+            raise InvalidArgument("settings.global_control_percent", "must be from 0 to under 100")
+        changes["global_control_percent"] = percent
+    return changes
+
+
+def _caps_json(caps: Sequence[workspace_pb2.FrequencyCap]) -> str:
+    if len(caps) > MAX_FREQUENCY_CAPS:
+        raise InvalidArgument("settings.frequency_caps", f"at most {MAX_FREQUENCY_CAPS} caps")
+    for index, cap in enumerate(caps):
+        field = f"settings.frequency_caps[{index}]"
+        known = set(common_pb2.Channel.values()) - {common_pb2.CHANNEL_UNSPECIFIED}
+        if cap.channel not in known:
+            raise InvalidArgument(f"{field}.channel", "a channel is required")
+        if cap.max_sends < 1:
+            raise InvalidArgument(f"{field}.max_sends", "must be at least 1")
+        window = cap.window.ToTimedelta()
+        if not timedelta() < window <= LONGEST_CAP_WINDOW:
+            raise InvalidArgument(f"{field}.window", "must be more than 0 and at most 366 days")
+    return json.dumps([json_format.MessageToDict(cap) for cap in caps])
 
 
 def parse_settings_name(field: str, name: str) -> str:
@@ -66,15 +113,10 @@ class WorkspaceApi(workspace_pb2_grpc.WorkspaceServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> workspace_pb2.WorkspaceSettings:
         workspace = parse_settings_name("settings.name", request.settings.name)
-        for path in request.update_mask.paths:
-            if path not in UPDATABLE:
-                raise InvalidArgument(
-                    "update_mask", f"cannot update {path!r}; updatable: {', '.join(UPDATABLE)}"
-                )
-        time_zone = check_time_zone("settings.time_zone", request.settings.time_zone)
+        changes = parse_changes(request.settings, list(request.update_mask.paths))
         async with db.transaction(self.sessions, workspace) as session:
-            settings, _reread = await workspace_settings.set_time_zone(
-                session, workspace, time_zone, self.clock()
+            settings, _reread = await workspace_settings.update(
+                session, workspace, changes, self.clock()
             )
         self.published()
         return to_proto(settings)

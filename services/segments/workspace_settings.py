@@ -27,19 +27,22 @@ async def read(session: AsyncSession, workspace: str) -> WorkspaceSettings:
     return found or WorkspaceSettings(workspace=workspace, time_zone="")
 
 
-async def set_time_zone(
-    session: AsyncSession, workspace: str, time_zone: str, now: datetime
+async def update(
+    session: AsyncSession, workspace: str, changes: dict[str, object], now: datetime
 ) -> tuple[WorkspaceSettings, int]:
-    """Store the zone (validated by the caller); when it changed, re-read the dates of the
-    profiles it applies to and re-evaluate the segments that read dates. Returns the settings
-    and how many profiles were re-read."""
+    """Store the changed fields (validated by the caller); when the zone changed, re-read the
+    dates of the profiles it applies to and re-evaluate the segments that read dates. Returns
+    the settings and how many profiles were re-read."""
     settings = await session.get(WorkspaceSettings, workspace, with_for_update=True)
-    before = settings.time_zone if settings is not None else ""
     if settings is None:
-        settings = WorkspaceSettings(workspace=workspace, time_zone=time_zone, update_time=now)
-    settings.time_zone, settings.update_time = time_zone, now
+        settings = WorkspaceSettings(workspace=workspace)
+    before = settings.time_zone
+    for column, value in changes.items():
+        setattr(settings, column, value)
+    settings.update_time = now
     session.add(settings)
     await session.flush()
+    time_zone = settings.time_zone
     if zone_named(before) == zone_named(time_zone):
         return settings, 0
     reread = await _reindex_profiles(session, workspace, time_zone)

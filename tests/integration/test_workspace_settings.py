@@ -7,7 +7,7 @@ membership changes announced.
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -226,3 +226,57 @@ async def test_the_tokyo_customer_who_paid_on_the_prescription_day_gets_no_remin
     preview = segment_pb2.PreviewSegmentRequest(parent=PARENT, rule=reminder, sample_size=5)
     answer = await segments.PreviewSegment(preview, metadata=MARKETER)
     assert (answer.member_count, list(answer.sample_profiles)) == (1, [entered.profile])
+
+
+async def test_the_messaging_policy_is_validated_kept_and_left_alone_by_other_updates(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = workspace_pb2_grpc.WorkspaceServiceStub(channel)
+    cap = workspace_pb2.FrequencyCap(channel=common_pb2.CHANNEL_EMAIL, max_sends=3)
+    cap.window.FromTimedelta(timedelta(days=7))
+    policy = workspace_pb2.WorkspaceSettings(
+        name=SETTINGS, frequency_caps=[cap], global_control_percent=5.0
+    )
+    mask = field_mask_pb2.FieldMask(paths=["frequency_caps", "global_control_percent"])
+    request = workspace_pb2.UpdateWorkspaceSettingsRequest(settings=policy, update_mask=mask)
+    updated = await stub.UpdateWorkspaceSettings(request, metadata=MARKETER)
+    assert (list(updated.frequency_caps), updated.global_control_percent) == ([cap], 5.0)
+
+    await stub.UpdateWorkspaceSettings(update("Asia/Tokyo"), metadata=MARKETER)
+    read = await stub.GetWorkspaceSettings(
+        workspace_pb2.GetWorkspaceSettingsRequest(name=SETTINGS), metadata=auth(SUPPORT_KEY)
+    )
+    assert (read.time_zone, list(read.frequency_caps)) == ("Asia/Tokyo", [cap])
+
+    bad_caps = {
+        "settings.frequency_caps[0].channel": workspace_pb2.FrequencyCap(max_sends=1),
+        "settings.frequency_caps[0].max_sends": workspace_pb2.FrequencyCap(
+            channel=common_pb2.CHANNEL_SMS
+        ),
+    }
+    for field, bad in bad_caps.items():
+        bad.window.FromTimedelta(timedelta(days=1))
+        wrong = workspace_pb2.WorkspaceSettings(name=SETTINGS, frequency_caps=[bad])
+        error = await failure(
+            stub.UpdateWorkspaceSettings(
+                workspace_pb2.UpdateWorkspaceSettingsRequest(settings=wrong, update_mask=mask),
+                metadata=MARKETER,
+            )
+        )
+        assert violated_fields(error) == [field]
+    no_window = workspace_pb2.FrequencyCap(channel=common_pb2.CHANNEL_SMS, max_sends=1)
+    everyone = workspace_pb2.WorkspaceSettings(name=SETTINGS, global_control_percent=100)
+    for settings, field in (
+        (
+            workspace_pb2.WorkspaceSettings(name=SETTINGS, frequency_caps=[no_window]),
+            "settings.frequency_caps[0].window",
+        ),
+        (everyone, "settings.global_control_percent"),
+    ):
+        error = await failure(
+            stub.UpdateWorkspaceSettings(
+                workspace_pb2.UpdateWorkspaceSettingsRequest(settings=settings, update_mask=mask),
+                metadata=MARKETER,
+            )
+        )
+        assert violated_fields(error) == [field]
