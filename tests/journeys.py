@@ -15,6 +15,13 @@ TEMPLATE = f"{PARENT}/templates/welcome"
 Kind = bus_pb2.JourneyEvent
 
 
+def start_scheduler(suite: Suite) -> None:
+    """Start the scheduler with what it reads: segments serves the workspace's messaging policy
+    and the profiles that steps read. Blocking: call it off the event loop."""
+    suite.start("segments")
+    suite.start("scheduler")
+
+
 def with_moving_clock(suite: Suite) -> Path:
     """Have the suite's services read a clock the test moves (see `move`), and timers polled
     often; returns the clock's file."""

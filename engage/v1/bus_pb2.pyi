@@ -204,11 +204,13 @@ class JourneyEvent(_message.Message):
         KIND_STEP: _ClassVar[JourneyEvent.Kind]
         KIND_EXITED: _ClassVar[JourneyEvent.Kind]
         KIND_CONVERTED: _ClassVar[JourneyEvent.Kind]
+        KIND_SEND_SKIPPED: _ClassVar[JourneyEvent.Kind]
     KIND_UNSPECIFIED: JourneyEvent.Kind
     KIND_ENROLLED: JourneyEvent.Kind
     KIND_STEP: JourneyEvent.Kind
     KIND_EXITED: JourneyEvent.Kind
     KIND_CONVERTED: JourneyEvent.Kind
+    KIND_SEND_SKIPPED: JourneyEvent.Kind
     ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]

@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Journey(_message.Message):
-    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time", "goal", "exit_events", "reentry")
+    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time", "goal", "exit_events", "reentry", "holdout_percent")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Journey.State]
@@ -39,6 +39,7 @@ class Journey(_message.Message):
     GOAL_FIELD_NUMBER: _ClassVar[int]
     EXIT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     REENTRY_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_PERCENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Journey.State
@@ -50,7 +51,8 @@ class Journey(_message.Message):
     goal: JourneyGoal
     exit_events: _containers.RepeatedScalarFieldContainer[str]
     reentry: ReentryPolicy
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., goal: _Optional[_Union[JourneyGoal, _Mapping]] = ..., exit_events: _Optional[_Iterable[str]] = ..., reentry: _Optional[_Union[ReentryPolicy, _Mapping]] = ...) -> None: ...
+    holdout_percent: float
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., goal: _Optional[_Union[JourneyGoal, _Mapping]] = ..., exit_events: _Optional[_Iterable[str]] = ..., reentry: _Optional[_Union[ReentryPolicy, _Mapping]] = ..., holdout_percent: _Optional[float] = ...) -> None: ...
 
 class JourneyGoal(_message.Message):
     __slots__ = ("event",)

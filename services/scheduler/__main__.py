@@ -22,6 +22,7 @@ from services.scheduler.consumers import (
     JourneyBatches,
     MembershipConsumer,
 )
+from services.scheduler.policies import WorkspacePolicies
 from services.scheduler.timers import TimerWorker
 
 
@@ -41,8 +42,12 @@ async def serve(settings: SchedulerSettings) -> None:
     clock = settings.clock()
     profiles_channel = grpc.aio.insecure_channel(settings.profile_service_address)
     profiles = ProfileDirectory(profiles_channel, settings.service_api_key)
-    timers = TimerWorker(sessions, relay.notify, profiles, clock, settings.timer_poll_seconds)
-    batches = JourneyBatches(sessions, relay, timers.wake, clock)
+    # The workspace's settings are served by the segments process, beside its profiles.
+    policies = WorkspacePolicies(profiles_channel, settings.service_api_key)
+    timers = TimerWorker(
+        sessions, relay.notify, profiles, policies, clock, settings.timer_poll_seconds
+    )
+    batches = JourneyBatches(sessions, relay, timers.wake, policies, clock)
     events = EventConsumer(batches)
     memberships = MembershipConsumer(batches)
     erasures = erasure_handler(ErasureConsumer(sessions).erase)

@@ -18,6 +18,7 @@ from engage.erasure import Erasure
 from engage.outbox import OutboxRelay
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import enrollment_store, enrollments, store
+from services.scheduler.decisions import Policy
 from services.scheduler.enrollment_store import EnrollmentConflict
 from services.scheduler.enrollments import (
     MembershipChange,
@@ -26,9 +27,10 @@ from services.scheduler.enrollments import (
     event_entries,
     membership_entries,
 )
+from services.scheduler.policies import WorkspacePolicies
 
 # Reads what a batch works on, in the caller's transaction, and works out what it changes.
-Apply = Callable[[AsyncSession, datetime], Awaitable[Outcome]]
+Apply = Callable[[AsyncSession, datetime, Policy], Awaitable[Outcome]]
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +50,23 @@ class JourneyBatches:
         sessions: async_sessionmaker[AsyncSession],
         relay: OutboxRelay,
         timers_set: Callable[[], None],
+        policies: WorkspacePolicies,
         clock: Clock = utc_now,
     ) -> None:
         self.sessions = sessions
         self.relay = relay
+        self.policies = policies
         # Wakes the timer worker: a step that reads the profile is a timer due at once.
         self.timers_set = timers_set
         self.clock = clock
 
     async def run(self, workspace: str, batch_ids: list[str], apply: Apply) -> None:
+        policy = await self.policies.policy(workspace)
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 now = self.clock()
                 async with transaction(self.sessions, workspace) as session:
-                    outcome = await apply(session, now)
+                    outcome = await apply(session, now, policy)
                     await enrollment_store.save(session, outcome, now)
                 break
             except EnrollmentConflict:
@@ -112,14 +117,14 @@ class EventConsumer:
         if not tracked:
             return
 
-        async def apply(session: AsyncSession, now: datetime) -> Outcome:
+        async def apply(session: AsyncSession, now: datetime, policy: Policy) -> Outcome:
             journeys = await store.active_journeys_triggered_by(
                 session, {event.event for event in tracked}
             )
             entries = [entry for event in tracked for entry in event_entries(journeys, event)]
             keys = (event.profile_key for event in tracked)
             plan = await enrollment_store.load_plan(
-                session, workspace, journeys, entries, keys, now
+                session, workspace, journeys, entries, keys, now, policy
             )
             return enrollments.handle_events(plan, tracked)
 
@@ -146,14 +151,14 @@ class MembershipConsumer:
         if not changes:
             return
 
-        async def apply(session: AsyncSession, now: datetime) -> Outcome:
+        async def apply(session: AsyncSession, now: datetime, policy: Policy) -> Outcome:
             journeys = await store.active_journeys_triggered_by_segments(
                 session, {change.segment for change in changes}
             )
             entries = [e for change in changes for e in membership_entries(journeys, change)]
             keys = (entry.profile_key for entry in entries)
             plan = await enrollment_store.load_plan(
-                session, workspace, journeys, entries, keys, now
+                session, workspace, journeys, entries, keys, now, policy
             )
             return enrollments.handle_memberships(plan, changes)
 

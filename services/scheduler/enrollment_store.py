@@ -19,6 +19,7 @@ from engage.clock import as_utc
 from engage.errors import EngageError
 from engage.outbox import OutboxMessage, outbox_row
 from services.scheduler import enrollments
+from services.scheduler.decisions import Decisions, Policy, Sent
 from services.scheduler.enrollments import (
     ACTIVE,
     ActiveJourney,
@@ -27,7 +28,7 @@ from services.scheduler.enrollments import (
     Entry,
     Outcome,
 )
-from services.scheduler.models import EnrollmentRow, JourneyVersionRow, TimerRow
+from services.scheduler.models import EnrollmentRow, JourneyVersionRow, LedgerRow, TimerRow
 from services.scheduler.store import definition_of
 
 
@@ -117,14 +118,16 @@ async def load_plan(
     entries: Sequence[Entry],
     profile_keys: Iterable[str],
     now: datetime,
+    policy: Policy,
 ) -> BatchPlan:
     """What a batch works on: the active enrollments of its profiles (locked), when each
-    entering profile last entered its journey, and which of the enrollments it would make are
-    stored already (a replay)."""
+    entering profile last entered its journey, which of the enrollments it would make are
+    stored already (a replay), and its profiles' recent marketing sends."""
+    keys = set(profile_keys)
     return BatchPlan(
         workspace=workspace,
         journeys=journeys,
-        active=await active_of_profiles(session, profile_keys),
+        active=await active_of_profiles(session, keys),
         last_entered=await _last_entered(session, entries),
         stored_ids=await _stored_ids(
             session,
@@ -134,7 +137,36 @@ async def load_plan(
             ),
         ),
         now=now,
+        decisions=await decisions_for(
+            session, {workspace: policy}, {(workspace, key) for key in keys}, now
+        ),
     )
+
+
+async def decisions_for(
+    session: AsyncSession,
+    policies: dict[str, Policy],
+    profiles: set[tuple[str, str]],
+    now: datetime,
+) -> Decisions:
+    """What sends are decided with: the policies, and the marketing sends of these (workspace,
+    profile key) pairs within the longest window of their workspace's caps."""
+    recent: dict[tuple[str, str], list[Sent]] = {}
+    for workspace, policy in policies.items():
+        keys = sorted(key for ws, key in profiles if ws == workspace)
+        if not policy.caps or not keys:
+            continue
+        rows = await session.exec(
+            select(LedgerRow).where(
+                col(LedgerRow.workspace) == workspace,
+                col(LedgerRow.profile_key).in_(keys),
+                col(LedgerRow.sent_at) > now - policy.longest_window,
+            )
+        )
+        for row in rows.all():
+            sent = Sent(workspace, row.profile_key, row.channel, as_utc(row.sent_at), row.send_key)
+            recent.setdefault((workspace, row.profile_key), []).append(sent)
+    return Decisions(policies, recent)
 
 
 async def _last_entered(
@@ -185,6 +217,7 @@ async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
     timers = [_timer_row(e) for e in changed if e.timer is not None]
     if timers:
         await db.insert_many(session, sa.insert(db.table_of(TimerRow)), timers)
+    await _record_sends(session, outcome.sent)
     messages = [
         outbox_row(m.subject, m.payload.workspace, m.payload, m.msg_id, now)
         for m in outcome.messages
@@ -192,6 +225,24 @@ async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
     await db.insert_many(session, sa.insert(db.table_of(OutboxMessage)), messages)
     for enrollment in changed:
         enrollment.is_new, enrollment.changed = False, False
+
+
+async def _record_sends(session: AsyncSession, made: Sequence[Sent]) -> None:
+    """Add the marketing sends made to the frequency ledger (once per send key)."""
+    if not made:
+        return
+    rows = [
+        {
+            "workspace": sent.workspace,
+            "profile_key": sent.profile_key,
+            "channel": sent.channel,
+            "sent_at": sent.at,
+            "send_key": sent.send_key,
+        }
+        for sent in made
+    ]
+    statement = db.upsert_into(session, LedgerRow).on_conflict_do_nothing()
+    await db.insert_many(session, statement, rows)
 
 
 async def _insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

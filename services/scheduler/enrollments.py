@@ -15,6 +15,7 @@ from engage import resources, subjects
 from engage.profiles import ProfileView
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import engine
+from services.scheduler.decisions import Decisions, Intended, Sent
 from services.scheduler.engine import Waiting
 from services.scheduler.graph import AFTER_COOLDOWN, ONCE, Definition, Send, Step
 
@@ -89,6 +90,8 @@ class Outcome:
 
     enrollments: list[Enrollment] = field(default_factory=list)
     messages: list[OutgoingMessage] = field(default_factory=list)
+    # The marketing sends made, for the frequency ledger.
+    sent: list[Sent] = field(default_factory=list)
 
     def touch(self, enrollment: Enrollment) -> None:
         """Mark the enrollment as changed: it is written back, at the next position."""
@@ -184,6 +187,7 @@ class BatchPlan:
     # Enrollment ids already stored: a replayed trigger enters nobody again.
     stored_ids: set[str]
     now: datetime
+    decisions: Decisions
     by_profile: dict[str, list[Enrollment]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -199,7 +203,7 @@ def handle_events(plan: BatchPlan, events: Iterable[TrackedEvent]) -> Outcome:
     for event in events:
         for enrollment in plan.by_profile.get(event.profile_key, []):
             if enrollment.status == ACTIVE:
-                _on_event(enrollment, event, plan.now, outcome)
+                _on_event(enrollment, event, plan, outcome)
         for entry in event_entries(plan.journeys, event):
             _enter(plan, entry, outcome)
     return outcome
@@ -214,15 +218,17 @@ def handle_memberships(plan: BatchPlan, changes: Iterable[MembershipChange]) -> 
     return outcome
 
 
-def _on_event(enrollment: Enrollment, event: TrackedEvent, now: datetime, outcome: Outcome) -> None:
-    definition = enrollment.definition
+def _on_event(
+    enrollment: Enrollment, event: TrackedEvent, plan: BatchPlan, outcome: Outcome
+) -> None:
+    definition, now = enrollment.definition, plan.now
     if definition.goal_event == event.event:
         finish(enrollment, CONVERTED, definition.goal_event, now, outcome)
     elif event.event in definition.exit_events:
         finish(enrollment, EXITED, f"exit_event:{event.event}", now, outcome)
     elif enrollment.awaiting_event == event.event:
         resume_at = engine.resume_on_event(definition, enrollment.step_id)
-        run(enrollment, resume_at, now, outcome)
+        run(enrollment, resume_at, now, outcome, plan.decisions)
 
 
 def _enter(plan: BatchPlan, entry: Entry, outcome: Outcome) -> None:
@@ -254,7 +260,7 @@ def _enter(plan: BatchPlan, entry: Entry, outcome: Outcome) -> None:
         trigger_message_id=entry.applied_event,
     )
     outcome.messages.append(_journey_event(enrollment, "enrolled", plan.now))
-    run(enrollment, journey.definition.first_step, plan.now, outcome)
+    run(enrollment, journey.definition.first_step, plan.now, outcome, plan.decisions)
     enrollments_of_profile.append(enrollment)
     plan.last_entered[(journey.journey_id, key)] = plan.now
 
@@ -267,9 +273,11 @@ def run(
     step_id: str,
     now: datetime,
     outcome: Outcome,
+    decisions: Decisions,
     profile: ProfileView | None = None,
 ) -> None:
-    """Advance the enrollment from `step_id` and announce what it did."""
+    """Advance the enrollment from `step_id` and announce what it did; each send goes out or
+    is skipped as `decisions` decides."""
     progress = engine.advance(enrollment.definition, step_id, now, enrollment.profile_key, profile)
     outcome.touch(enrollment)
     enrollment.timer = progress.waiting
@@ -279,7 +287,9 @@ def run(
         enrollment.step_id = entered
         outcome.messages.append(_journey_event(enrollment, "step", now, step_id=entered))
         if entered in sends:
-            outcome.messages.append(_send(enrollment, sends[entered], now))
+            outcome.messages.append(
+                _send_or_skip(enrollment, sends[entered], now, decisions, outcome)
+            )
     if progress.ended:
         finish(enrollment, EXITED, progress.ended, now, outcome)
 
@@ -309,6 +319,7 @@ _KINDS = {
     "step": bus_pb2.JourneyEvent.KIND_STEP,
     "exited": bus_pb2.JourneyEvent.KIND_EXITED,
     "converted": bus_pb2.JourneyEvent.KIND_CONVERTED,
+    "send_skipped": bus_pb2.JourneyEvent.KIND_SEND_SKIPPED,
 }
 
 
@@ -332,7 +343,7 @@ def _journey_event(
     prefix = f"{enrollment.journey_id}:v{enrollment.version}:{enrollment.enrollment_id}"
     # One of each kind per enrollment (and per step: journeys do not loop), so ids repeat only
     # when the same change is replayed.
-    msg_id = f"{prefix}:{step_id}:step" if step_id else f"{prefix}:{kind}"
+    msg_id = f"{prefix}:{step_id}:{kind}" if step_id else f"{prefix}:{kind}"
     workspace = enrollment.workspace
     event = bus_pb2.JourneyEvent(
         id=msg_id,
@@ -352,11 +363,32 @@ def _journey_event(
     return OutgoingMessage(subjects.journeys(workspace), msg_id, event)
 
 
-def _send(enrollment: Enrollment, step: Step, now: datetime) -> OutgoingMessage:
+def _send_or_skip(
+    enrollment: Enrollment, step: Step, now: datetime, decisions: Decisions, outcome: Outcome
+) -> OutgoingMessage:
+    action = step.action
+    assert isinstance(action, Send)
+    key = send_key(enrollment.journey_id, enrollment.version, enrollment.enrollment_id, step.id)
+    intended = Intended(
+        workspace=enrollment.workspace,
+        profile_key=enrollment.profile_key,
+        channel=action.channel,
+        transactional=action.transactional,
+        holdout_of=f"journeys/{enrollment.journey_id}",
+        holdout_percent=enrollment.definition.holdout_percent,
+    )
+    reason, sent = decisions.decide(intended, now, key)
+    if sent is not None:
+        outcome.sent.append(sent)
+    if reason:
+        return _journey_event(enrollment, "send_skipped", now, step_id=step.id, reason=reason)
+    return _send(enrollment, step, key, now)
+
+
+def _send(enrollment: Enrollment, step: Step, key: str, now: datetime) -> OutgoingMessage:
     action = step.action
     workspace = enrollment.workspace
     assert isinstance(action, Send)
-    key = send_key(enrollment.journey_id, enrollment.version, enrollment.enrollment_id, step.id)
     enrollment.last_send_key = key
     request = bus_pb2.SendRequested(
         id=key,

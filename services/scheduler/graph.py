@@ -120,6 +120,7 @@ class Definition:
     reentry: Reentry = Reentry()
     trigger_segment: str = ""
     trigger_on_exit: bool = False
+    holdout_percent: float = 0.0
 
     @property
     def first_step(self) -> str:
@@ -152,7 +153,14 @@ def parse_definition(journey: journey_pb2.Journey, field: str, workspace: str) -
         goal_event=_parse_event_name(f"{field}.goal.event", journey.goal.event, required=False),
         exit_events=_parse_exit_events(f"{field}.exit_events", journey.exit_events),
         reentry=_parse_reentry(f"{field}.reentry", journey.reentry),
+        holdout_percent=_parse_percent(f"{field}.holdout_percent", journey.holdout_percent),
     )
+
+
+def _parse_percent(field: str, percent: float) -> float:
+    if not 0 <= percent < 100:
+        raise InvalidArgument(field, "must be from 0 to under 100")
+    return percent
 
 
 def _parse_trigger_event(field: str, trigger: journey_pb2.JourneyTrigger) -> str:
@@ -400,6 +408,7 @@ def to_proto(definition: Definition) -> journey_pb2.Journey:
         trigger=_trigger_to_proto(definition),
         steps=[_step_to_proto(step, definition) for step in definition.steps],
         exit_events=definition.exit_events,
+        holdout_percent=definition.holdout_percent,
     )
     if definition.goal_event:
         journey.goal.event = definition.goal_event

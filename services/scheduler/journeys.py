@@ -15,7 +15,7 @@ PAUSED = journey_pb2.Journey.STATE_PAUSED
 CREATABLE_STATES = frozenset({DRAFT, ACTIVE})
 UPDATABLE_STATES = frozenset({DRAFT, ACTIVE, PAUSED, journey_pb2.Journey.STATE_ARCHIVED})
 # What a journey does: a change to any of these saves a new version.
-DEFINITION_PATHS = ("trigger", "steps", "goal", "exit_events", "reentry")
+DEFINITION_PATHS = ("trigger", "steps", "goal", "exit_events", "reentry", "holdout_percent")
 UPDATABLE_PATHS = ("display_name", "state", *DEFINITION_PATHS)
 MAX_DISPLAY_NAME = 200
 
@@ -84,6 +84,8 @@ def apply_update(
                     merged.exit_events.extend(patch.exit_events)
                 elif path == "steps":
                     merged.steps.extend(patch.steps)
+                elif path == "holdout_percent":
+                    merged.holdout_percent = patch.holdout_percent
                 elif patch.HasField(path):
                     getattr(merged, path).CopyFrom(getattr(patch, path))
         definition = graph.parse_definition(merged, "journey", workspace)

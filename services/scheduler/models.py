@@ -1,4 +1,5 @@
-"""The scheduler's tables: journeys, every saved version of each, enrollments and their timers."""
+"""The scheduler's tables: journeys, every saved version of each, enrollments and their timers,
+and the frequency ledger."""
 
 from datetime import datetime
 
@@ -110,3 +111,20 @@ class TimerRow(SQLModel, table=True):
     needs_profile: bool
     # Fetches of the profile that found the trigger not applied yet.
     attempts: int
+
+
+class LedgerRow(SQLModel, table=True):
+    """A marketing send made: what frequency caps count."""
+
+    __tablename__ = "frequency_ledger"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace", "send_key", name="uq_frequency_ledger_send"),
+        sa.Index("ix_frequency_ledger_profile", "workspace", "profile_key", "sent_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace: str
+    profile_key: str
+    channel: int
+    sent_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    send_key: str

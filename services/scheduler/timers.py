@@ -30,9 +30,11 @@ from engage import db
 from engage.clock import Clock
 from engage.profiles import NotAppliedYet, ProfileDirectory, ProfileView
 from services.scheduler import enrollment_store, enrollments, journeys
+from services.scheduler.decisions import Decisions
 from services.scheduler.engine import Waiting
 from services.scheduler.enrollments import EXITED, Enrollment, Outcome
 from services.scheduler.models import EnrollmentRow, JourneyRow, TimerRow
+from services.scheduler.policies import WorkspacePolicies
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class TimerWorker:
         sessions: async_sessionmaker[AsyncSession],
         published: Callable[[], None],
         profiles: ProfileDirectory,
+        policies: WorkspacePolicies,
         clock: Clock,
         poll_seconds: float = 0.5,
     ) -> None:
@@ -64,6 +67,7 @@ class TimerWorker:
         # Wakes the outbox relay once fired timers have committed their messages.
         self.published = published
         self.profiles = profiles
+        self.policies = policies
         self.clock = clock
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
@@ -99,7 +103,13 @@ class TimerWorker:
                 session, (timer.enrollment_id for timer in due)
             )
             await enrollment_store.drop_stale_timers(session, due, locked)
-            outcome = _fire(locked, due, now, fetched)
+            decisions = await enrollment_store.decisions_for(
+                session,
+                await self.policies.of(e.workspace for e in locked),
+                {(e.workspace, e.profile_key) for e in locked},
+                now,
+            )
+            outcome = _fire(locked, due, now, fetched, decisions)
             await enrollment_store.save(session, outcome, now)
         if outcome.messages:
             self.published()
@@ -176,6 +186,7 @@ def _fire(
     due: list[TimerRow],
     now: datetime,
     fetched: dict[tuple[str, str], Fetched],
+    decisions: Decisions,
 ) -> Outcome:
     """Move each locked enrollment on from its timer, where the timer is still its current one."""
     timers = {(t.workspace, t.enrollment_id): t for t in due}
@@ -186,21 +197,26 @@ def _fire(
         if timer.position != enrollment.position:
             continue
         if not timer.needs_profile:
-            enrollments.run(enrollment, timer.resume_at, now, outcome)
+            enrollments.run(enrollment, timer.resume_at, now, outcome, decisions)
         elif key in fetched:
-            _run_with_profile(enrollment, timer, fetched[key], now, outcome)
+            _run_with_profile(enrollment, timer, fetched[key], now, outcome, decisions)
         else:
             _retry_profile(enrollment, timer, now, outcome)
     return outcome
 
 
 def _run_with_profile(
-    enrollment: Enrollment, timer: TimerRow, profile: Fetched, now: datetime, outcome: Outcome
+    enrollment: Enrollment,
+    timer: TimerRow,
+    profile: Fetched,
+    now: datetime,
+    outcome: Outcome,
+    decisions: Decisions,
 ) -> None:
     if profile is None:
         enrollments.finish(enrollment, EXITED, "profile_not_found", now, outcome)
     else:
-        enrollments.run(enrollment, timer.resume_at, now, outcome, profile)
+        enrollments.run(enrollment, timer.resume_at, now, outcome, decisions, profile)
 
 
 def _retry_profile(

@@ -20,7 +20,16 @@ from engage.bus import MSG_ID_HEADER, Bus
 from engage.v1 import bus_pb2, journey_pb2_grpc
 from engage_cli.processes import ServiceProcess
 from tests.harness import POSTGRES_URL, Suite, eventually
-from tests.journeys import a_journey, create, move, send, track, wait, with_moving_clock
+from tests.journeys import (
+    a_journey,
+    create,
+    move,
+    send,
+    start_scheduler,
+    track,
+    wait,
+    with_moving_clock,
+)
 
 PROFILES = 1_000
 DAY = timedelta(days=1)
@@ -56,7 +65,7 @@ async def clock_file(bare_suite: Suite) -> Path:
 
 @pytest.fixture
 async def bus(bare_suite: Suite, clock_file: Path) -> AsyncIterator[Bus]:
-    await asyncio.to_thread(bare_suite.start, "scheduler")
+    await asyncio.to_thread(start_scheduler, bare_suite)
     connection = await Bus.connect(bare_suite.nats.url, "test")
     await connection.declare_streams()
     yield connection

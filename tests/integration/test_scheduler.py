@@ -19,6 +19,7 @@ from tests.journeys import (
     journey_events,
     sends,
     sends_to,
+    start_scheduler,
     track,
 )
 
@@ -26,7 +27,7 @@ from tests.journeys import (
 @pytest.fixture
 async def bus(bare_suite: Suite) -> AsyncIterator[Bus]:
     # `start` blocks (and creates PostgreSQL databases with asyncio.run): off the event loop.
-    await asyncio.to_thread(bare_suite.start, "scheduler")
+    await asyncio.to_thread(start_scheduler, bare_suite)
     connection = await Bus.connect(bare_suite.nats.url, "test")
     await connection.declare_streams()
     yield connection

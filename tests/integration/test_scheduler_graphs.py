@@ -21,6 +21,7 @@ from tests.journeys import (
     move,
     send,
     sends_to,
+    start_scheduler,
     steps_sent,
     track,
     wait,
@@ -40,7 +41,7 @@ async def clock_file(bare_suite: Suite) -> Path:
 
 @pytest.fixture
 async def bus(bare_suite: Suite, clock_file: Path) -> AsyncIterator[Bus]:
-    await asyncio.to_thread(bare_suite.start, "scheduler")
+    await asyncio.to_thread(start_scheduler, bare_suite)
     connection = await Bus.connect(bare_suite.nats.url, "test")
     await connection.declare_streams()
     yield connection

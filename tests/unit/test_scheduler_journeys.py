@@ -10,7 +10,9 @@ from google.protobuf.duration_pb2 import Duration
 from engage.errors import InvalidArgument
 from engage.profiles import ProfileView
 from engage.v1 import bus_pb2, common_pb2, journey_pb2
+from services.scheduler import decisions as decisions_module
 from services.scheduler import engine, enrollments, graph, journeys, moments
+from services.scheduler.decisions import Cap, Decisions, Intended, Policy
 from services.scheduler.enrollments import (
     ACTIVE,
     CONVERTED,
@@ -278,7 +280,9 @@ def plan(
     last_entered: dict[tuple[str, str], datetime] | None = None,
     now: datetime = NOW,
 ) -> BatchPlan:
-    return BatchPlan(WS, list(journeys_), active or [], last_entered or {}, set(), now)
+    return BatchPlan(
+        WS, list(journeys_), active or [], last_entered or {}, set(), now, Decisions({})
+    )
 
 
 def reason_of(message: enrollments.OutgoingMessage) -> str:
@@ -494,3 +498,52 @@ def test_a_time_of_day_wait_survives_its_storage_form() -> None:
     made = definition(at_midnight, trait_wait("t", "renew_at", 0), send("a"))
     assert graph.from_json(graph.to_json(made), WS) == made
     assert isinstance(made.steps[0].action, graph.WaitUntilTime)
+
+
+# --- send decisions -------------------------------------------------------------------------------
+
+EMAIL = common_pb2.CHANNEL_EMAIL
+
+
+def intended(profile: str, transactional: bool = False, holdout: float = 0.0) -> Intended:
+    return Intended(WS, profile, EMAIL, transactional, "journeys/welcome", holdout)
+
+
+def test_the_global_control_group_and_a_holdout_are_stable_shares_of_profiles() -> None:
+    decisions = Decisions({WS: Policy(global_control_percent=10)})
+    reasons = [decisions.decide(intended(f"u{n}"), NOW, f"k{n}")[0] for n in range(5_000)]
+    assert 400 < reasons.count(decisions_module.GLOBAL_CONTROL) < 600
+    again = [decisions.decide(intended(f"u{n}"), NOW, f"j{n}")[0] for n in range(5_000)]
+    assert again == reasons
+    assert decisions.decide(intended("u1", transactional=True), NOW, "t")[0] == ""
+
+    held = Decisions({})
+    holdout = [held.decide(intended(f"u{n}", holdout=50), NOW, f"k{n}")[0] for n in range(2_000)]
+    assert 900 < holdout.count(decisions_module.HOLDOUT) < 1_100
+
+
+def test_a_frequency_cap_counts_marketing_sends_within_its_window_only() -> None:
+    cap = Cap(EMAIL, max_sends=2, window=timedelta(days=7))
+    decisions = Decisions({WS: Policy(caps=(cap,))})
+    assert decisions.decide(intended("u1"), NOW - 8 * DAY, "old")[1] is not None
+    assert decisions.decide(intended("u1"), NOW - DAY, "a")[0] == ""
+    assert decisions.decide(intended("u1", transactional=True), NOW, "receipt") == ("", None)
+    assert decisions.decide(intended("u1"), NOW, "b")[0] == ""
+    assert decisions.decide(intended("u1"), NOW, "c") == (decisions_module.FREQUENCY_CAP, None)
+    assert decisions.decide(intended("u2"), NOW, "d")[0] == ""
+    sms = Intended(WS, "u1", common_pb2.CHANNEL_SMS, False, "journeys/welcome", 0)
+    assert decisions.decide(sms, NOW, "e")[0] == ""
+
+
+def test_a_skipped_send_is_announced_with_its_reason_and_the_journey_goes_on() -> None:
+    made = definition(send("a"), send("b"), holdout_percent=99.99)
+    outcome = enrollments.handle_events(plan(active_journey(made)), [tracked("signed_up", "u1")])
+    skipped = [
+        (m.payload.step_id, m.payload.reason)
+        for m in outcome.messages
+        if isinstance(m.payload, bus_pb2.JourneyEvent)
+        and m.payload.kind == bus_pb2.JourneyEvent.KIND_SEND_SKIPPED
+    ]
+    assert skipped == [("a", "holdout"), ("b", "holdout")]
+    assert not any(isinstance(m.payload, bus_pb2.SendRequested) for m in outcome.messages)
+    assert reason_of(outcome.messages[-1]) == "completed"

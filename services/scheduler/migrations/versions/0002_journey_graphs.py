@@ -1,4 +1,5 @@
-"""Journeys as graphs: definitions in the contract's JSON, enrollments that wait, timers.
+"""Journeys as graphs: definitions in the contract's JSON, enrollments that wait, timers, and
+the frequency ledger.
 
 Revision ID: 0002
 Revises: 0001
@@ -66,6 +67,19 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False),
     )
     op.create_index("ix_journey_timers_due", "journey_timers", ["due_at"])
+    op.create_table(
+        "frequency_ledger",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("workspace", sa.String, nullable=False),
+        sa.Column("profile_key", sa.String, nullable=False),
+        sa.Column("channel", sa.Integer, nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("send_key", sa.String, nullable=False),
+        sa.UniqueConstraint("workspace", "send_key", name="uq_frequency_ledger_send"),
+    )
+    op.create_index(
+        "ix_frequency_ledger_profile", "frequency_ledger", ["workspace", "profile_key", "sent_at"]
+    )
     op.create_index(
         "ix_journey_timers_enrollment", "journey_timers", ["workspace", "enrollment_id"]
     )

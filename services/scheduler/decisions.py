@@ -1,0 +1,113 @@
+"""Whether an intended send goes out: every decision in one order, shared by journeys and
+campaigns, each refusal with its reason.
+
+1. consent for the channel and subscription group, 2. the suppression list: channels owns both
+   and checks them before every send (the scheduler does not know them yet);
+3. the workspace's global control group, then the journey's or campaign's holdout: a stable
+   share of profiles that gets no marketing, so reporting can measure lift;
+4. frequency caps: at most N marketing sends per channel within a window, per profile;
+5. quiet hours in the profile's zone: not yet;
+then the send is published under its deterministic idempotency key.
+
+Transactional sends (a receipt, a password reset) are exempt from 3 and 4.
+Pure: the policy and the profile's recent marketing sends come from the caller.
+"""
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+GLOBAL_CONTROL = "global_control"
+HOLDOUT = "holdout"
+FREQUENCY_CAP = "frequency_cap"
+
+
+@dataclass(frozen=True)
+class Cap:
+    channel: int
+    max_sends: int
+    window: timedelta
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A workspace's messaging policy (its WorkspaceSettings)."""
+
+    caps: tuple[Cap, ...] = ()
+    global_control_percent: float = 0.0
+
+    @property
+    def longest_window(self) -> timedelta:
+        return max((cap.window for cap in self.caps), default=timedelta())
+
+
+@dataclass(frozen=True)
+class Intended:
+    """One send about to be decided."""
+
+    workspace: str
+    profile_key: str
+    channel: int
+    transactional: bool
+    # Whose holdout applies: the journey's or campaign's id, and its share.
+    holdout_of: str
+    holdout_percent: float
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A marketing send made, as the frequency ledger keeps it."""
+
+    workspace: str
+    profile_key: str
+    channel: int
+    at: datetime
+    send_key: str
+
+
+@dataclass
+class Decisions:
+    """What a batch decides its sends with: each workspace's policy and the recent marketing
+    sends of its profiles, to which the batch adds its own as it makes them."""
+
+    policies: dict[str, Policy]
+    recent: dict[tuple[str, str], list[Sent]] = field(default_factory=dict)
+
+    def decide(self, intended: Intended, now: datetime, send_key: str) -> tuple[str, Sent | None]:
+        """The reason the send is not made ("" when it goes out), and the marketing send to
+        count when it does."""
+        reason = refusal(intended, self.policies.get(intended.workspace, Policy()), self, now)
+        if reason or intended.transactional:
+            return reason, None
+        sent = Sent(intended.workspace, intended.profile_key, intended.channel, now, send_key)
+        self.recent.setdefault((sent.workspace, sent.profile_key), []).append(sent)
+        return "", sent
+
+    def sends_within(self, intended: Intended, since: datetime) -> int:
+        sends = self.recent.get((intended.workspace, intended.profile_key), [])
+        return sum(1 for s in sends if s.channel == intended.channel and s.at > since)
+
+
+def refusal(intended: Intended, policy: Policy, ledger: Decisions, now: datetime) -> str:
+    """Why the send must not go out, in the order above; "" when nothing stops it."""
+    if intended.transactional:
+        return ""
+    key = intended.profile_key
+    if in_share(f"{intended.workspace}/global-control", key, policy.global_control_percent):
+        return GLOBAL_CONTROL
+    if in_share(f"{intended.workspace}/{intended.holdout_of}", key, intended.holdout_percent):
+        return HOLDOUT
+    for cap in policy.caps:
+        over = ledger.sends_within(intended, now - cap.window) >= cap.max_sends
+        if cap.channel == intended.channel and over:
+            return FREQUENCY_CAP
+    return ""
+
+
+def in_share(group: str, profile_key: str, percent: float) -> bool:
+    """Whether the profile falls in the first `percent` of the group's stable order: the same
+    answer every time, independent between groups."""
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(f"{group}/{profile_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
