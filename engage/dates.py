@@ -139,3 +139,8 @@ def profile_zone(time_zone: str, workspace_zone: str = "") -> tzinfo:
     """The zone a profile's dates are read in: its own if valid, else the workspace's, else
     UTC. An invalid stored zone falls back: it never fails an evaluation."""
     return zone_named(time_zone) or zone_named(workspace_zone) or UTC
+
+
+def zone_name(time_zone: str, workspace_zone: str = "") -> str:
+    """The IANA name of the zone a profile's calendar is read in (see `profile_zone`)."""
+    return getattr(profile_zone(time_zone, workspace_zone), "key", "UTC")

@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Campaign(_message.Message):
-    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time")
+    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Campaign.State]
@@ -39,6 +39,9 @@ class Campaign(_message.Message):
     HOLDOUT_PERCENT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SENDS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Campaign.State
@@ -49,7 +52,43 @@ class Campaign(_message.Message):
     holdout_percent: float
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    variants: _containers.RepeatedCompositeFieldContainer[CampaignVariant]
+    max_sends_per_minute: int
+    progress: CampaignProgress
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ...) -> None: ...
+
+class CampaignVariant(_message.Message):
+    __slots__ = ("id", "template", "weight")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    template: str
+    weight: int
+    def __init__(self, id: _Optional[str] = ..., template: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
+
+class CampaignProgress(_message.Message):
+    __slots__ = ("targeted", "queued", "skipped", "sent", "failed", "audience_done")
+    class SkippedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TARGETED_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_DONE_FIELD_NUMBER: _ClassVar[int]
+    targeted: int
+    queued: int
+    skipped: _containers.ScalarMap[str, int]
+    sent: int
+    failed: int
+    audience_done: bool
+    def __init__(self, targeted: _Optional[int] = ..., queued: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., sent: _Optional[int] = ..., failed: _Optional[int] = ..., audience_done: _Optional[bool] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
     __slots__ = ("parent", "campaign_id", "campaign")

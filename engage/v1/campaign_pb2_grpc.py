@@ -27,10 +27,9 @@ if _version_not_supported:
 
 
 class CampaignServiceStub:
-    """One-shot and recurring sends to a segment.
-
-    Not yet served: no Engage process hosts this service today (the scheduler will); a client
-    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
+    """Broadcasts to a segment, served by the scheduler: each member is sent once, by a stable
+    variant, through the same send decisions as journeys; a scheduler restarted mid-broadcast
+    goes on where it was and sends nobody twice.
     """
 
     def __init__(self, channel):
@@ -72,10 +71,9 @@ class CampaignServiceStub:
 
 
 class CampaignServiceServicer:
-    """One-shot and recurring sends to a segment.
-
-    Not yet served: no Engage process hosts this service today (the scheduler will); a client
-    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
+    """Broadcasts to a segment, served by the scheduler: each member is sent once, by a stable
+    variant, through the same send decisions as journeys; a scheduler restarted mid-broadcast
+    goes on where it was and sends nobody twice.
     """
 
     def CreateCampaign(self, request, context):
@@ -157,10 +155,9 @@ def add_CampaignServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CampaignService:
-    """One-shot and recurring sends to a segment.
-
-    Not yet served: no Engage process hosts this service today (the scheduler will); a client
-    calling it gets UNIMPLEMENTED from the gRPC server. See the README's "What is served".
+    """Broadcasts to a segment, served by the scheduler: each member is sent once, by a stable
+    variant, through the same send decisions as journeys; a scheduler restarted mid-broadcast
+    goes on where it was and sends nobody twice.
     """
 
     @staticmethod

@@ -219,16 +219,30 @@ class PreviewSegmentResponse(_message.Message):
     def __init__(self, member_count: _Optional[int] = ..., sample_profiles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListSegmentMembersRequest(_message.Message):
-    __slots__ = ("segment",)
+    __slots__ = ("segment", "start_after")
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
     segment: str
-    def __init__(self, segment: _Optional[str] = ...) -> None: ...
+    start_after: str
+    def __init__(self, segment: _Optional[str] = ..., start_after: _Optional[str] = ...) -> None: ...
 
 class ListSegmentMembersResponse(_message.Message):
-    __slots__ = ("profiles",)
+    __slots__ = ("profiles", "members")
     PROFILES_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
     profiles: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, profiles: _Optional[_Iterable[str]] = ...) -> None: ...
+    members: _containers.RepeatedCompositeFieldContainer[SegmentMember]
+    def __init__(self, profiles: _Optional[_Iterable[str]] = ..., members: _Optional[_Iterable[_Union[SegmentMember, _Mapping]]] = ...) -> None: ...
+
+class SegmentMember(_message.Message):
+    __slots__ = ("profile", "user_id", "calendar_time_zone")
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CALENDAR_TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    profile: str
+    user_id: str
+    calendar_time_zone: str
+    def __init__(self, profile: _Optional[str] = ..., user_id: _Optional[str] = ..., calendar_time_zone: _Optional[str] = ...) -> None: ...
 
 class CheckMembershipRequest(_message.Message):
     __slots__ = ("segment", "profile")

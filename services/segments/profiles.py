@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import paging
 from engage.clock import as_utc, timestamp
-from engage.dates import profile_zone
+from engage.dates import zone_name
 from engage.errors import NotFound
 from engage.resources import name_of
 from engage.v1 import bus_pb2, common_pb2, profile_pb2
@@ -183,8 +183,7 @@ class ProfileStore:
             for p in profiles
         ]
         for answer in answers:
-            zone = profile_zone(answer.time_zone, workspace_zone)
-            answer.calendar_time_zone = getattr(zone, "key", "UTC")
+            answer.calendar_time_zone = zone_name(answer.time_zone, workspace_zone)
         return answers
 
     async def merge_protos(self, profile_id: str) -> list[profile_pb2.ProfileMerge]:

@@ -181,6 +181,15 @@ class SegmentStore:
         )
         return list((await self.session.exec(query)).all())
 
+    async def member_details(self, profile_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(user id or "", own time zone or "") of each of these profiles."""
+        stored = PROFILES.c
+        query = select(stored.id, stored.user_id, stored.time_zone).where(
+            stored.workspace == self.workspace, stored.id.in_(profile_ids)
+        )
+        rows = (await self.session.exec(query)).all()
+        return {profile_id: (user_id or "", zone or "") for profile_id, user_id, zone in rows}
+
     async def entered_at(self, segment_id: str, profile_id: str) -> datetime | None:
         found = await self.session.get(SegmentMembership, (self.workspace, segment_id, profile_id))
         return None if found is None else as_utc(found.entered_at)

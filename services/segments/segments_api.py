@@ -16,10 +16,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, paging, resources
 from engage.clock import Clock, timestamp, utc_now
+from engage.dates import zone_name
 from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2, segment_pb2_grpc
 from services.segments import batch, rules, rules_sql
 from services.segments.batch import SegmentGraph
+from services.segments.calendar import workspace_time_zone
 from services.segments.models import Segment
 from services.segments.segment_store import SegmentStore
 
@@ -196,19 +198,31 @@ class SegmentApi(segment_pb2_grpc.SegmentServiceServicer):
     ) -> AsyncIterator[segment_pb2.ListSegmentMembersResponse]:
         segment_id = resources.parse_name("segment", request.segment, COLLECTION)
         workspace = resources.workspace()
+        after = ""
+        if request.start_after:
+            after = resources.parse_name("start_after", request.start_after, "profiles")
         async with db.reading(self.sessions, workspace) as session:
             await SegmentStore(session, workspace).get(segment_id)
-        after = ""
+            workspace_zone = await workspace_time_zone(session, workspace)
         while True:
             # One short transaction per chunk: memory stays flat and no snapshot is held open
             # while a slow reader drains the stream.
             async with db.reading(self.sessions, workspace) as session:
                 store = SegmentStore(session, workspace)
                 chunk = await store.members_after(segment_id, after, MEMBERS_CHUNK)
+                details = await store.member_details(chunk)
             if not chunk:
                 return
+            members = [
+                segment_pb2.SegmentMember(
+                    profile=resources.name_of("profiles", profile_id, workspace),
+                    user_id=details[profile_id][0],
+                    calendar_time_zone=zone_name(details[profile_id][1], workspace_zone),
+                )
+                for profile_id in chunk
+            ]
             yield segment_pb2.ListSegmentMembersResponse(
-                profiles=[resources.name_of("profiles", p, workspace) for p in chunk]
+                profiles=[member.profile for member in members], members=members
             )
             if len(chunk) < MEMBERS_CHUNK:
                 return

@@ -234,12 +234,25 @@ async def test_members_stream_in_chunks_and_update_reevaluates(segments: Stub, b
         metadata=MARKETER,
     )
     chunks = [
-        len(chunk.profiles)
+        chunk
         async for chunk in segments.ListSegmentMembers(
             segment_pb2.ListSegmentMembersRequest(segment=made.name), metadata=MARKETER
         )
     ]
-    assert chunks == [1000, 400]
+    assert [len(chunk.profiles) for chunk in chunks] == [1000, 400]
+    first = chunks[0].members[0]
+    assert (first.profile, first.calendar_time_zone) == (chunks[0].profiles[0], "UTC")
+    assert first.user_id.startswith("m")
+    resumed = [
+        chunk
+        async for chunk in segments.ListSegmentMembers(
+            segment_pb2.ListSegmentMembersRequest(
+                segment=made.name, start_after=chunks[1].profiles[199]
+            ),
+            metadata=MARKETER,
+        )
+    ]
+    assert [member.profile for member in resumed[0].members] == list(chunks[1].profiles[200:])
 
     updated = await segments.UpdateSegment(
         segment_pb2.UpdateSegmentRequest(
