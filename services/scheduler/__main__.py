@@ -1,4 +1,5 @@
-"""`python -m services.scheduler`: journeys, their timers and the sends they make."""
+"""`python -m services.scheduler`: journeys and campaigns, their timers and the sends they
+make."""
 
 from pathlib import Path
 
@@ -12,11 +13,15 @@ from engage.outbox import OutboxRelay
 from engage.profiles import ProfileDirectory
 from engage.server import GrpcService, ServiceRuntime
 from engage.settings import Settings
-from engage.v1 import journey_pb2_grpc
+from engage.v1 import campaign_pb2_grpc, journey_pb2_grpc
 from services.scheduler.api import JourneyApi
+from services.scheduler.broadcasts import Audience, BroadcastWorker
+from services.scheduler.campaign_api import CampaignApi
 from services.scheduler.consumers import (
+    DELIVERIES,
     EVENTS,
     MEMBERSHIPS,
+    CampaignDeliveries,
     ErasureConsumer,
     EventConsumer,
     JourneyBatches,
@@ -48,6 +53,11 @@ async def serve(settings: SchedulerSettings) -> None:
         sessions, relay.notify, profiles, policies, clock, settings.timer_poll_seconds
     )
     batches = JourneyBatches(sessions, relay, timers.wake, policies, clock)
+    audience = Audience(profiles_channel, settings.service_api_key)
+    broadcasts = BroadcastWorker(
+        sessions, relay.notify, audience, policies, clock, settings.timer_poll_seconds
+    )
+    deliveries = CampaignDeliveries(sessions, clock)
     events = EventConsumer(batches)
     memberships = MembershipConsumer(batches)
     erasures = erasure_handler(ErasureConsumer(sessions).erase)
@@ -55,18 +65,25 @@ async def serve(settings: SchedulerSettings) -> None:
         settings,
         [
             GrpcService(
+                CampaignApi(sessions, clock),
+                campaign_pb2_grpc.add_CampaignServiceServicer_to_server,
+                "engage.v1.CampaignService",
+            ),
+            GrpcService(
                 JourneyApi(sessions, clock),
                 journey_pb2_grpc.add_JourneyServiceServicer_to_server,
                 "engage.v1.JourneyService",
-            )
+            ),
         ],
         ServiceRuntime(
             background=[
                 lambda: bus.consume(EVENTS, events.handle, events.handle_together),
                 lambda: bus.consume(MEMBERSHIPS, memberships.handle),
+                lambda: bus.consume(DELIVERIES, deliveries.handle),
                 lambda: bus.consume(erasure_consumer("scheduler"), erasures),
                 relay.run,
                 timers.run,
+                broadcasts.run,
             ],
             cleanups=[bus.close, profiles_channel.close, engine.dispose],
             dependencies={"database": lambda: db.ping(engine), "nats": bus.ping},

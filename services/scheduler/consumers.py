@@ -17,7 +17,7 @@ from engage.db import transaction
 from engage.erasure import Erasure
 from engage.outbox import OutboxRelay
 from engage.v1 import bus_pb2, common_pb2
-from services.scheduler import enrollment_store, enrollments, store
+from services.scheduler import campaign_store, campaigns, enrollment_store, enrollments, store
 from services.scheduler.decisions import Policy
 from services.scheduler.enrollment_store import EnrollmentConflict
 from services.scheduler.enrollments import (
@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 EVENTS = ConsumerSpec("scheduler-events", "EVENTS", [subjects.EVENTS])
 MEMBERSHIPS = ConsumerSpec("scheduler-memberships", "PROFILES", [subjects.MEMBERSHIPS])
+DELIVERIES = ConsumerSpec("scheduler-deliveries", "DELIVERIES", [subjects.DELIVERIES])
+# What channels reports of a campaign's send: whether it was made.
+_OUTCOMES = {
+    bus_pb2.DeliveryEvent.KIND_SENT: campaign_store.SENT,
+    bus_pb2.DeliveryEvent.KIND_FAILED: campaign_store.FAILED,
+    bus_pb2.DeliveryEvent.KIND_SKIPPED: campaign_store.FAILED,
+}
 # Tries of one batch that met a concurrent enrollment of the same profile.
 CONFLICT_ATTEMPTS = 3
 
@@ -163,6 +170,28 @@ class MembershipConsumer:
             return enrollments.handle_memberships(plan, changes)
 
         await self.batches.run(workspace, [batch.id], apply)
+
+
+class CampaignDeliveries:
+    """Counts what became of each campaign's queued sends, and completes a campaign once every
+    recipient is accounted for."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    async def handle(self, message: Msg) -> None:
+        workspace, event = receive(message, bus_pb2.DeliveryEvent)
+        outcome = _OUTCOMES.get(event.kind)
+        if not event.campaign or outcome is None:
+            return
+        campaign_id = event.campaign.rsplit("/", 1)[-1]
+        async with transaction(self.sessions, workspace) as session:
+            row = await campaign_store.record_outcomes(
+                session, campaign_id, {event.idempotency_key: outcome}, self.clock()
+            )
+        if row is not None and row.state == campaigns.COMPLETED:
+            log.info("campaign completed", extra={"workspace": workspace, "campaign": campaign_id})
 
 
 class ErasureConsumer:

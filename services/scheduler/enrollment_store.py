@@ -18,8 +18,8 @@ from engage import db
 from engage.clock import as_utc
 from engage.errors import EngageError
 from engage.outbox import OutboxMessage, outbox_row
-from services.scheduler import enrollments
-from services.scheduler.decisions import Decisions, Policy, Sent
+from services.scheduler import enrollments, ledger
+from services.scheduler.decisions import Policy
 from services.scheduler.enrollments import (
     ACTIVE,
     ActiveJourney,
@@ -28,7 +28,7 @@ from services.scheduler.enrollments import (
     Entry,
     Outcome,
 )
-from services.scheduler.models import EnrollmentRow, JourneyVersionRow, LedgerRow, TimerRow
+from services.scheduler.models import EnrollmentRow, JourneyVersionRow, TimerRow
 from services.scheduler.store import definition_of
 
 
@@ -137,36 +137,10 @@ async def load_plan(
             ),
         ),
         now=now,
-        decisions=await decisions_for(
+        decisions=await ledger.decisions_for(
             session, {workspace: policy}, {(workspace, key) for key in keys}, now
         ),
     )
-
-
-async def decisions_for(
-    session: AsyncSession,
-    policies: dict[str, Policy],
-    profiles: set[tuple[str, str]],
-    now: datetime,
-) -> Decisions:
-    """What sends are decided with: the policies, and the marketing sends of these (workspace,
-    profile key) pairs within the longest window of their workspace's caps."""
-    recent: dict[tuple[str, str], list[Sent]] = {}
-    for workspace, policy in policies.items():
-        keys = sorted(key for ws, key in profiles if ws == workspace)
-        if not policy.caps or not keys:
-            continue
-        rows = await session.exec(
-            select(LedgerRow).where(
-                col(LedgerRow.workspace) == workspace,
-                col(LedgerRow.profile_key).in_(keys),
-                col(LedgerRow.sent_at) > now - policy.longest_window,
-            )
-        )
-        for row in rows.all():
-            sent = Sent(workspace, row.profile_key, row.channel, as_utc(row.sent_at), row.send_key)
-            recent.setdefault((workspace, row.profile_key), []).append(sent)
-    return Decisions(policies, recent)
 
 
 async def _last_entered(
@@ -217,7 +191,7 @@ async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
     timers = [_timer_row(e) for e in changed if e.timer is not None]
     if timers:
         await db.insert_many(session, sa.insert(db.table_of(TimerRow)), timers)
-    await _record_sends(session, outcome.sent)
+    await ledger.record_sends(session, outcome.sent)
     messages = [
         outbox_row(m.subject, m.payload.workspace, m.payload, m.msg_id, now)
         for m in outcome.messages
@@ -225,24 +199,6 @@ async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
     await db.insert_many(session, sa.insert(db.table_of(OutboxMessage)), messages)
     for enrollment in changed:
         enrollment.is_new, enrollment.changed = False, False
-
-
-async def _record_sends(session: AsyncSession, made: Sequence[Sent]) -> None:
-    """Add the marketing sends made to the frequency ledger (once per send key)."""
-    if not made:
-        return
-    rows = [
-        {
-            "workspace": sent.workspace,
-            "profile_key": sent.profile_key,
-            "channel": sent.channel,
-            "sent_at": sent.at,
-            "send_key": sent.send_key,
-        }
-        for sent in made
-    ]
-    statement = db.upsert_into(session, LedgerRow).on_conflict_do_nothing()
-    await db.insert_many(session, statement, rows)
 
 
 async def _insert_new(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -128,3 +128,58 @@ class LedgerRow(SQLModel, table=True):
     channel: int
     sent_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     send_key: str
+
+
+class CampaignRow(SQLModel, table=True):
+    """A campaign, and how far its broadcast has come."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        sa.UniqueConstraint("workspace", "campaign_id", name="uq_campaigns_workspace_campaign"),
+        sa.Index("ix_campaigns_state", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace: str
+    campaign_id: str
+    # Changes when a campaign is deleted and created again, so send keys never collide.
+    uid: str
+    display_name: str
+    state: int
+    # What it is, as the contract's JSON (see campaigns.to_proto).
+    definition: str
+    send_time: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    # The last member gone through (a profile name): a restarted broadcast goes on after it.
+    cursor: str = ""
+    audience_done: bool = False
+    targeted: int = 0
+    queued: int = 0
+    sent: int = 0
+    failed: int = 0
+    # JSON object: reason -> count.
+    skipped: str = "{}"
+    create_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    update_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
+
+
+class RecipientRow(SQLModel, table=True):
+    """One member of a campaign's audience, and what became of its send."""
+
+    __tablename__ = "campaign_recipients"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "workspace", "campaign_id", "profile_key", name="uq_campaign_recipients_profile"
+        ),
+        sa.Index("ix_campaign_recipients_send", "workspace", "send_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace: str
+    campaign_id: str
+    profile_key: str
+    variant: str
+    # Empty for a member sent nothing.
+    send_key: str
+    # queued, sent, failed, or skipped.
+    status: str
+    reason: str

@@ -29,7 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import db
 from engage.clock import Clock
 from engage.profiles import NotAppliedYet, ProfileDirectory, ProfileView
-from services.scheduler import enrollment_store, enrollments, journeys
+from services.scheduler import enrollment_store, enrollments, journeys, ledger
 from services.scheduler.decisions import Decisions
 from services.scheduler.engine import Waiting
 from services.scheduler.enrollments import EXITED, Enrollment, Outcome
@@ -103,7 +103,7 @@ class TimerWorker:
                 session, (timer.enrollment_id for timer in due)
             )
             await enrollment_store.drop_stale_timers(session, due, locked)
-            decisions = await enrollment_store.decisions_for(
+            decisions = await ledger.decisions_for(
                 session,
                 await self.policies.of(e.workspace for e in locked),
                 {(e.workspace, e.profile_key) for e in locked},

@@ -16,6 +16,7 @@ from google.protobuf.struct_pb2 import Struct, Value
 
 from engage.resources import name_of
 from engage.v1 import (
+    campaign_pb2,
     common_pb2,
     ingest_pb2,
     journey_pb2,
@@ -35,7 +36,7 @@ B = "globex"
 B_KEY = OTHER_WORKSPACE_KEY
 
 # Defined in the contracts, hosted by no process yet (see the README's "What is served").
-NOT_SERVED_SERVICES = {"engage.v1.CampaignService", "engage.v1.SubscriptionService"}
+NOT_SERVED_SERVICES = {"engage.v1.SubscriptionService"}
 NOT_SERVED_METHODS = {"engage.v1.MessageService/SendMessage"}
 
 DENIED = frozenset({Code.PERMISSION_DENIED})
@@ -421,6 +422,68 @@ def journey_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
     }
 
 
+def campaign_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
+    ours, theirs = name_of("campaigns", h.campaign_id, A), name_of("campaigns", h.campaign_id, B)
+
+    def draft(segment: str) -> campaign_pb2.Campaign:
+        return campaign_pb2.Campaign(
+            state=campaign_pb2.Campaign.STATE_DRAFT,
+            segment=segment,
+            channel=common_pb2.CHANNEL_EMAIL,
+            template=name_of("templates", h.template_id, A),
+        )
+
+    def update(campaign_name: str) -> campaign_pb2.UpdateCampaignRequest:
+        campaign = campaign_pb2.Campaign(name=campaign_name, display_name="hijacked by acme")
+        return campaign_pb2.UpdateCampaignRequest(
+            campaign=campaign, update_mask=field_mask_pb2.FieldMask(paths=["display_name"])
+        )
+
+    create = campaign_pb2.CreateCampaignRequest
+    our_segment = name_of("segments", h.segment_id, A)
+    return {
+        "GetCampaign": (Phase.READ, named(campaign_pb2.GetCampaignRequest, theirs, ours)),
+        "ListCampaigns": (Phase.READ, listed(campaign_pb2.ListCampaignsRequest)),
+        "UpdateCampaign": (
+            Phase.CHANGE,
+            [Probe(update(theirs), DENIED), Probe(update(ours), HIDDEN)],
+        ),
+        "CancelCampaign": (
+            Phase.CHANGE,
+            named(campaign_pb2.CancelCampaignRequest, theirs, ours),
+        ),
+        "DeleteCampaign": (
+            Phase.CHANGE,
+            named(campaign_pb2.DeleteCampaignRequest, theirs, ours),
+        ),
+        "CreateCampaign": (
+            Phase.CREATE,
+            [
+                Probe(
+                    create(parent=f"workspaces/{B}", campaign_id="acme-made", campaign=draft("s")),
+                    DENIED,
+                ),
+                Probe(
+                    create(
+                        parent=f"workspaces/{A}",
+                        campaign_id=h.campaign_id,
+                        campaign=draft(our_segment),
+                    ),
+                    frozenset({Code.OK}),
+                ),
+                Probe(
+                    create(
+                        parent=f"workspaces/{A}",
+                        campaign_id="acme-theirs",
+                        campaign=draft(name_of("segments", h.segment_id, B)),
+                    ),
+                    REFUSED,
+                ),
+            ],
+        ),
+    }
+
+
 def message_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
     ours, theirs = name_of("messages", h.message_id, A), name_of("messages", h.message_id, B)
     listing = message_pb2.ListMessagesRequest
@@ -584,6 +647,7 @@ PROBES: dict[str, Callable[[Held], dict[str, tuple[Phase, list[Probe]]]]] = {
     "engage.v1.TemplateService": template_probes,
     "engage.v1.MessageService": message_probes,
     "engage.v1.JourneyService": journey_probes,
+    "engage.v1.CampaignService": campaign_probes,
     "engage.v1.ReportingService": report_probes,
     "engage.v1.IngestService": ingest_probes,
 }

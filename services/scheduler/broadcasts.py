@@ -1,0 +1,168 @@
+"""Broadcasts: a due campaign goes through its segment's members, a chunk at a time, deciding
+and queueing each member's send.
+
+Each chunk is one transaction: its recipients (unique per campaign and profile), their sends
+through the outbox, and the cursor (the last member done) commit together. A scheduler killed
+mid-broadcast goes on after the cursor when it is back and sends nobody twice; a replica that
+finds the cursor moved by another lets go. The campaign is completed only once every queued
+send has been reported sent or failed by channels (see `CampaignDeliveries`)."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import db, telemetry
+from engage.auth import API_KEY_HEADER, WORKSPACE_HEADER
+from engage.clock import Clock
+from engage.v1 import segment_pb2, segment_pb2_grpc
+from services.scheduler import campaign_store, campaigns
+from services.scheduler.campaigns import Member
+from services.scheduler.ledger import decisions_for
+from services.scheduler.policies import WorkspacePolicies
+
+log = logging.getLogger(__name__)
+
+# Members decided and written per transaction when the campaign has no rate.
+MEMBERS_PER_TRANSACTION = 1_000
+
+
+class Audience:
+    """A segment's members, listed by the segments service."""
+
+    def __init__(self, channel: grpc.aio.Channel, api_key: str) -> None:
+        self.stub = segment_pb2_grpc.SegmentServiceStub(channel)
+        self.api_key = api_key
+
+    async def members(
+        self, workspace: str, segment: str, start_after: str
+    ) -> AsyncIterator[list[Member]]:
+        metadata = (
+            (API_KEY_HEADER, self.api_key),
+            (WORKSPACE_HEADER, workspace),
+            *telemetry.inject_headers().items(),
+        )
+        request = segment_pb2.ListSegmentMembersRequest(segment=segment, start_after=start_after)
+        async for chunk in self.stub.ListSegmentMembers(request, metadata=metadata):
+            yield [Member(m.profile, m.user_id) for m in chunk.members]
+
+
+class BroadcastWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        published: Callable[[], None],
+        audience: Audience,
+        policies: WorkspacePolicies,
+        clock: Clock,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.sessions = sessions
+        # Wakes the outbox relay once a chunk's sends have committed.
+        self.published = published
+        self.audience = audience
+        self.policies = policies
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+
+    async def run(self) -> None:
+        """Start due campaigns and go on with those under way, every poll, until cancelled."""
+        while True:
+            try:
+                await self.go_on()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("broadcasts failed; retrying at the next poll")
+            await asyncio.sleep(self.poll_seconds)
+
+    async def go_on(self) -> None:
+        async with db.reading(self.sessions, db.EVERY_WORKSPACE) as session:
+            rows = await campaign_store.due_or_sending(session, self.clock())
+        for row in rows:
+            try:
+                await self.broadcast(row.workspace, row.campaign_id)
+            except grpc.aio.AioRpcError as error:
+                log.error(
+                    "the campaign's audience could not be listed; retrying: %s",
+                    error.code().name,
+                    extra={"workspace": row.workspace, "campaign": row.campaign_id},
+                )
+
+    async def broadcast(self, workspace: str, campaign_id: str) -> None:
+        """Go through the campaign's audience from its cursor to the end."""
+        cursor = await self._start(workspace, campaign_id)
+        if cursor is None:
+            return
+        segment, rate = await self._segment_and_rate(workspace, campaign_id)
+        # With a rate, a second's worth of members at a time, so the sends spread evenly.
+        size = max(1, rate // 60) if rate else MEMBERS_PER_TRANSACTION
+        async for listed in self.audience.members(workspace, segment, cursor):
+            for start in range(0, len(listed), size):
+                chunk = listed[start : start + size]
+                queued = await self._record(workspace, campaign_id, cursor, chunk)
+                if queued is None:
+                    return
+                cursor = chunk[-1].profile
+                if rate and queued:
+                    await asyncio.sleep(queued * 60 / rate)
+        await self._record(workspace, campaign_id, cursor, [], done=True)
+
+    async def _start(self, workspace: str, campaign_id: str) -> str | None:
+        """SCHEDULED and due becomes SENDING; returns the cursor to go on from, or None when
+        there is nothing to do."""
+        now = self.clock()
+        async with db.transaction(self.sessions, workspace) as session:
+            row = await campaign_store.get(session, campaign_id, for_update=True)
+            if row is None:
+                return None
+            if campaigns.is_due(row.state, campaign_store.send_time_of(row), now):
+                await campaign_store.set_state(session, row, campaigns.SENDING, now)
+                started = {"workspace": workspace, "campaign": campaign_id}
+                log.info("campaign sending", extra=started)
+            if row.state != campaigns.SENDING or row.audience_done:
+                return None
+            return row.cursor
+
+    async def _segment_and_rate(self, workspace: str, campaign_id: str) -> tuple[str, int]:
+        async with db.reading(self.sessions, workspace) as session:
+            row = await campaign_store.get(session, campaign_id)
+            assert row is not None
+            spec = campaign_store.spec_of(row)
+            return spec.segment, spec.max_sends_per_minute
+
+    async def _record(
+        self,
+        workspace: str,
+        campaign_id: str,
+        cursor: str,
+        chunk: list[Member],
+        done: bool = False,
+    ) -> int | None:
+        """Decide and write one chunk; None when the campaign stopped or another replica has
+        moved the cursor (it goes on instead)."""
+        policy = await self.policies.policy(workspace)
+        now = self.clock()
+        async with db.transaction(self.sessions, workspace) as session:
+            row = await campaign_store.get(session, campaign_id, for_update=True)
+            if row is None or row.state != campaigns.SENDING or row.cursor != cursor:
+                return None
+            spec = campaign_store.spec_of(row)
+            keys = {(workspace, member.user_id) for member in chunk if member.user_id}
+            decisions = await decisions_for(session, {workspace: policy}, keys, now)
+            recipients = [
+                campaigns.decide_member(
+                    workspace, campaign_id, row.uid, spec, member, decisions, now
+                )
+                for member in chunk
+            ]
+            last = chunk[-1].profile if chunk else cursor
+            queued = await campaign_store.record_chunk(
+                session, row, spec, recipients, last, done, now
+            )
+        if queued:
+            self.published()
+        return queued

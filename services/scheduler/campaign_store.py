@@ -1,0 +1,250 @@
+"""Reading and writing campaigns and their recipients. The caller owns the transaction, whose
+session is scoped to one workspace (engage.db) unless it says otherwise."""
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from google.protobuf import json_format
+from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from engage import db, paging
+from engage.clock import as_utc, timestamp
+from engage.errors import AlreadyExists
+from engage.outbox import OutboxMessage, outbox_row
+from engage.v1 import campaign_pb2
+from services.scheduler import campaigns, ledger
+from services.scheduler.campaigns import CampaignSpec, Recipient
+from services.scheduler.models import CampaignRow, RecipientRow
+
+QUEUED, SENT, FAILED, SKIPPED = "queued", "sent", "failed", "skipped"
+
+
+def spec_of(row: CampaignRow) -> CampaignSpec:
+    stored = json_format.Parse(row.definition, campaign_pb2.Campaign())
+    spec = campaigns.parse_campaign(stored, row.workspace)
+    return CampaignSpec(
+        display_name=row.display_name,
+        state=row.state,
+        segment=spec.segment,
+        channel=spec.channel,
+        variants=spec.variants,
+        send_time=send_time_of(row),
+        holdout_percent=spec.holdout_percent,
+        max_sends_per_minute=spec.max_sends_per_minute,
+    )
+
+
+def send_time_of(row: CampaignRow) -> datetime | None:
+    return as_utc(row.send_time) if row.send_time else None
+
+
+def to_proto(row: CampaignRow) -> campaign_pb2.Campaign:
+    campaign = campaigns.to_proto(spec_of(row))
+    campaign.name = campaigns.campaign_name(row.workspace, row.campaign_id)
+    campaign.create_time.CopyFrom(timestamp(row.create_time))
+    campaign.update_time.CopyFrom(timestamp(row.update_time))
+    progress = campaign.progress
+    progress.targeted, progress.queued = row.targeted, row.queued
+    progress.sent, progress.failed = row.sent, row.failed
+    progress.audience_done = row.audience_done
+    progress.skipped.update(json.loads(row.skipped))
+    return campaign
+
+
+def _definition(spec: CampaignSpec) -> str:
+    stored = campaigns.to_proto(spec)
+    stored.ClearField("display_name")
+    stored.ClearField("state")
+    stored.ClearField("send_time")
+    return json_format.MessageToJson(stored, indent=None)
+
+
+async def get(
+    session: AsyncSession, campaign_id: str, for_update: bool = False
+) -> CampaignRow | None:
+    statement = select(CampaignRow).where(CampaignRow.campaign_id == campaign_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.exec(statement)).first()
+
+
+async def page(session: AsyncSession, size: int, token: str) -> tuple[list[CampaignRow], str]:
+    return await paging.keyset_page(
+        session, select(CampaignRow), CampaignRow.campaign_id, size, token
+    )
+
+
+async def create(
+    session: AsyncSession, workspace: str, campaign_id: str, spec: CampaignSpec, now: datetime
+) -> CampaignRow:
+    if await get(session, campaign_id) is not None:
+        raise AlreadyExists(f"campaign {campaign_id!r} already exists")
+    row = CampaignRow(
+        workspace=workspace,
+        campaign_id=campaign_id,
+        uid=uuid.uuid4().hex,
+        display_name=spec.display_name,
+        state=spec.state,
+        definition=_definition(spec),
+        send_time=spec.send_time,
+        create_time=now,
+        update_time=now,
+    )
+    session.add(row)
+    try:
+        await session.flush()
+    except sa.exc.IntegrityError as error:
+        raise AlreadyExists(f"campaign {campaign_id!r} already exists") from error
+    return row
+
+
+async def update(
+    session: AsyncSession, row: CampaignRow, spec: CampaignSpec, now: datetime
+) -> CampaignRow:
+    row.display_name, row.state = spec.display_name, spec.state
+    row.definition, row.send_time = _definition(spec), spec.send_time
+    row.update_time = now
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def set_state(session: AsyncSession, row: CampaignRow, state: int, now: datetime) -> None:
+    row.state, row.update_time = state, now
+    session.add(row)
+    await session.flush()
+
+
+async def delete_campaign(session: AsyncSession, campaign_id: str) -> bool:
+    row = await get(session, campaign_id)
+    if row is None:
+        return False
+    await session.exec(delete(RecipientRow).where(col(RecipientRow.campaign_id) == campaign_id))
+    await session.delete(row)
+    return True
+
+
+# --- the broadcast --------------------------------------------------------------------------------
+
+
+async def due_or_sending(session: AsyncSession, now: datetime) -> list[CampaignRow]:
+    """Every workspace's campaigns to start now or to go on with (session of every workspace)."""
+    statement = select(CampaignRow).where(
+        sa.or_(
+            sa.and_(
+                col(CampaignRow.state) == campaigns.SCHEDULED,
+                sa.or_(col(CampaignRow.send_time).is_(None), col(CampaignRow.send_time) <= now),
+            ),
+            sa.and_(col(CampaignRow.state) == campaigns.SENDING, ~col(CampaignRow.audience_done)),
+        )
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def record_chunk(
+    session: AsyncSession,
+    row: CampaignRow,
+    spec: CampaignSpec,
+    recipients: Sequence[Recipient],
+    cursor: str,
+    done: bool,
+    now: datetime,
+) -> int:
+    """Write one chunk of the audience: its recipients (each once: a member already recorded
+    is left as it was), the sends of the queued ones through the outbox, the cursor and the
+    counts. Returns how many sends were queued."""
+    rows = [
+        {
+            "workspace": row.workspace,
+            "campaign_id": row.campaign_id,
+            "profile_key": r.profile_key,
+            "variant": r.variant,
+            "send_key": r.send_key,
+            "status": SKIPPED if r.skipped else QUEUED,
+            "reason": r.skipped,
+        }
+        for r in recipients
+    ]
+    new = await _insert_new_recipients(session, rows)
+    fresh = [r for r in recipients if r.profile_key in new]
+    queued = [r for r in fresh if not r.skipped]
+    messages = [
+        outbox_row(
+            campaigns.send_subject(spec),
+            row.workspace,
+            campaigns.send_request(row.workspace, row.campaign_id, spec, r, now),
+            r.send_key,
+            now,
+        )
+        for r in queued
+    ]
+    if messages:
+        await db.insert_many(session, sa.insert(db.table_of(OutboxMessage)), messages)
+    await ledger.record_sends(session, [r.sent for r in queued if r.sent is not None])
+    skipped = json.loads(row.skipped)
+    for r in fresh:
+        if r.skipped:
+            skipped[r.skipped] = skipped.get(r.skipped, 0) + 1
+    row.skipped = json.dumps(skipped, sort_keys=True)
+    row.targeted += len(fresh)
+    row.queued += len(queued)
+    row.cursor, row.audience_done, row.update_time = cursor, done, now
+    _complete_if_accounted(row, now)
+    session.add(row)
+    await session.flush()
+    return len(queued)
+
+
+async def _insert_new_recipients(session: AsyncSession, rows: list[dict[str, str]]) -> set[str]:
+    if not rows:
+        return set()
+    table = db.table_of(RecipientRow)
+    statement = (
+        db.upsert_into(session, RecipientRow)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(table.c.profile_key)
+    )
+    return set((await session.exec(statement)).scalars().all())
+
+
+async def record_outcomes(
+    session: AsyncSession, campaign_id: str, outcomes: dict[str, str], now: datetime
+) -> CampaignRow | None:
+    """Mark queued recipients sent or failed (send key -> SENT or FAILED), once each, and
+    complete the campaign when every recipient is accounted for."""
+    row = await get(session, campaign_id, for_update=True)
+    if row is None:
+        return None
+    for status in (SENT, FAILED):
+        keys = [key for key, outcome in outcomes.items() if outcome == status]
+        if not keys:
+            continue
+        result = await session.exec(
+            sa.update(RecipientRow)
+            .where(
+                col(RecipientRow.campaign_id) == campaign_id,
+                col(RecipientRow.send_key).in_(keys),
+                col(RecipientRow.status) == QUEUED,
+            )
+            .values(status=status)
+        )
+        counted = int(result.rowcount or 0)
+        if status == SENT:
+            row.sent += counted
+        else:
+            row.failed += counted
+    _complete_if_accounted(row, now)
+    session.add(row)
+    return row
+
+
+def _complete_if_accounted(row: CampaignRow, now: datetime) -> None:
+    """Completed only once the whole audience is gone through and every queued send has been
+    reported sent or failed: never early."""
+    if row.state == campaigns.SENDING and row.audience_done and row.sent + row.failed >= row.queued:
+        row.state, row.update_time = campaigns.COMPLETED, now

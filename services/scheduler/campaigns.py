@@ -1,0 +1,307 @@
+"""Campaigns: what a valid campaign is, how its lifecycle moves, which variant a recipient
+gets, and what the broadcast does with each member of the audience. Pure."""
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import cast
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engage import resources, subjects
+from engage.errors import FailedPrecondition, InvalidArgument
+from engage.v1 import bus_pb2, campaign_pb2, common_pb2
+from services.scheduler.decisions import Decisions, Intended, Sent
+from services.scheduler.graph import CHANNELS
+
+State = campaign_pb2.Campaign
+DRAFT, SCHEDULED, SENDING = State.STATE_DRAFT, State.STATE_SCHEDULED, State.STATE_SENDING
+COMPLETED, CANCELLED = State.STATE_COMPLETED, State.STATE_CANCELLED
+CREATABLE_STATES = frozenset({DRAFT, SCHEDULED})
+# What an update may set `state` to: a campaign under way is stopped by CancelCampaign only.
+UPDATABLE_STATES = CREATABLE_STATES
+EDITABLE_STATES = frozenset({DRAFT, SCHEDULED})
+UPDATABLE_PATHS = (
+    "display_name",
+    "state",
+    "segment",
+    "channel",
+    "template",
+    "send_time",
+    "holdout_percent",
+    "variants",
+    "max_sends_per_minute",
+)
+MAX_VARIANTS = 26
+MAX_DISPLAY_NAME = 200
+ANONYMOUS = "anonymous"
+
+_VARIANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    template: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    display_name: str
+    state: int
+    segment: str
+    channel: int
+    # Its variants; a campaign of one template has the one variant `default`.
+    variants: tuple[Variant, ...]
+    send_time: datetime | None = None
+    holdout_percent: float = 0.0
+    max_sends_per_minute: int = 0
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of the audience, as segments lists it."""
+
+    profile: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the broadcast decided for one member."""
+
+    profile_key: str
+    send_key: str
+    variant: str
+    # "" when queued; else why it was not sent.
+    skipped: str
+    sent: Sent | None = None
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def parse_campaign(campaign: campaign_pb2.Campaign, workspace: str) -> CampaignSpec:
+    """Validate a campaign to create; unset state means DRAFT."""
+    spec = CampaignSpec(
+        display_name=_parse_display_name(campaign.display_name),
+        state=_parse_state(campaign.state or DRAFT, CREATABLE_STATES),
+        segment=_parse_segment(campaign.segment, workspace),
+        channel=_parse_channel(campaign.channel),
+        variants=_parse_variants(campaign, workspace),
+        send_time=(
+            campaign.send_time.ToDatetime(tzinfo=UTC) if campaign.HasField("send_time") else None
+        ),
+        holdout_percent=_parse_percent(campaign.holdout_percent),
+        max_sends_per_minute=_parse_rate(campaign.max_sends_per_minute),
+    )
+    return spec
+
+
+def update_paths(paths: Iterable[str]) -> tuple[str, ...]:
+    """The fields an update mask names; an empty mask means every updatable field."""
+    chosen = tuple(paths) or UPDATABLE_PATHS
+    for path in chosen:
+        if path not in UPDATABLE_PATHS:
+            raise InvalidArgument(
+                "update_mask", f"cannot update {path!r}; updatable: {', '.join(UPDATABLE_PATHS)}"
+            )
+    return chosen
+
+
+def apply_update(
+    current: CampaignSpec, patch: campaign_pb2.Campaign, paths: Sequence[str], workspace: str
+) -> CampaignSpec:
+    """The campaign after an update of `paths` from `patch` (validated); only a draft or a
+    scheduled campaign may change."""
+    if current.state not in EDITABLE_STATES:
+        name = State.State.Name(cast(State.State, current.state))
+        raise FailedPrecondition(f"a campaign in {name} cannot be changed")
+    merged = to_proto(current)
+    for path in paths:
+        merged.ClearField(path)
+        if path == "variants":
+            merged.variants.extend(patch.variants)
+        elif path == "send_time":
+            if patch.HasField("send_time"):
+                merged.send_time.CopyFrom(patch.send_time)
+        else:
+            setattr(merged, path, getattr(patch, path))
+    if "template" in paths and "variants" not in paths and patch.template:
+        del merged.variants[:]
+    updated = parse_campaign(merged, workspace)
+    if "state" not in paths:
+        updated = replace(updated, state=current.state)
+    return updated
+
+
+def _parse_display_name(value: str) -> str:
+    if len(value) > MAX_DISPLAY_NAME:
+        raise InvalidArgument(
+            "campaign.display_name", f"must be at most {MAX_DISPLAY_NAME} characters"
+        )
+    return value
+
+
+def _parse_state(value: int, allowed: frozenset[int]) -> int:
+    if value not in allowed:
+        names = ", ".join(sorted(State.State.Name(s) for s in allowed))
+        raise InvalidArgument("campaign.state", f"must be one of {names}")
+    return value
+
+
+def _parse_segment(name: str, workspace: str) -> str:
+    return _parse_name("campaign.segment", name, "segments", workspace)
+
+
+def _parse_name(field: str, name: str, collection: str, workspace: str) -> str:
+    found = resources.read_name(name, collection)
+    if found is None or not resources.is_valid_id(found.id):
+        raise InvalidArgument(field, f"must look like workspaces/{{workspace}}/{collection}/{{id}}")
+    if found.workspace != workspace:
+        raise InvalidArgument(field, f"must be in workspace {workspace}")
+    return name
+
+
+def _parse_channel(channel: int) -> int:
+    if channel not in CHANNELS:
+        raise InvalidArgument("campaign.channel", "a channel is required")
+    return channel
+
+
+def _parse_variants(campaign: campaign_pb2.Campaign, workspace: str) -> tuple[Variant, ...]:
+    if not campaign.variants:
+        template = _parse_name("campaign.template", campaign.template, "templates", workspace)
+        return (Variant("default", template, 100),)
+    if campaign.template:
+        raise InvalidArgument("campaign.template", "set a template or variants, not both")
+    if len(campaign.variants) > MAX_VARIANTS:
+        raise InvalidArgument("campaign.variants", f"at most {MAX_VARIANTS} variants")
+    variants: list[Variant] = []
+    for index, variant in enumerate(campaign.variants):
+        field = f"campaign.variants[{index}]"
+        if not _VARIANT_ID.match(variant.id):
+            raise InvalidArgument(f"{field}.id", "must be lower-case letters, digits, '-' or '_'")
+        if any(v.id == variant.id for v in variants):
+            raise InvalidArgument(f"{field}.id", f"variant id {variant.id!r} is used twice")
+        if not 1 <= variant.weight <= 100:
+            raise InvalidArgument(f"{field}.weight", "must be from 1 to 100")
+        template = _parse_name(f"{field}.template", variant.template, "templates", workspace)
+        variants.append(Variant(variant.id, template, variant.weight))
+    return tuple(variants)
+
+
+def _parse_percent(percent: float) -> float:
+    if not 0 <= percent < 100:
+        raise InvalidArgument("campaign.holdout_percent", "must be from 0 to under 100")
+    return percent
+
+
+def _parse_rate(rate: int) -> int:
+    if rate < 0:
+        raise InvalidArgument("campaign.max_sends_per_minute", "must not be negative")
+    return rate
+
+
+# --- the contract's form ------------------------------------------------------------------------
+
+
+def to_proto(spec: CampaignSpec) -> campaign_pb2.Campaign:
+    campaign = campaign_pb2.Campaign(
+        display_name=spec.display_name,
+        state=cast(State.State, spec.state),
+        segment=spec.segment,
+        channel=cast(common_pb2.Channel, spec.channel),
+        holdout_percent=spec.holdout_percent,
+        max_sends_per_minute=spec.max_sends_per_minute,
+    )
+    if len(spec.variants) == 1 and spec.variants[0].id == "default":
+        campaign.template = spec.variants[0].template
+    else:
+        campaign.variants.extend(
+            campaign_pb2.CampaignVariant(id=v.id, template=v.template, weight=v.weight)
+            for v in spec.variants
+        )
+    if spec.send_time is not None:
+        campaign.send_time.FromDatetime(spec.send_time)
+    return campaign
+
+
+# --- the broadcast --------------------------------------------------------------------------------
+
+
+def is_due(state: int, send_time: datetime | None, now: datetime) -> bool:
+    return state == SCHEDULED and (send_time is None or send_time <= now)
+
+
+def variant_of(campaign_uid: str, profile_key: str, variants: Sequence[Variant]) -> Variant:
+    """A recipient's variant: by a hash of the campaign and the profile, so the same profile
+    always gets the same variant of a campaign, in proportion to the weights."""
+    total = sum(v.weight for v in variants)
+    digest = hashlib.sha256(f"{campaign_uid}/variant/{profile_key}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") % total
+    for variant in variants:
+        if bucket < variant.weight:
+            return variant
+        bucket -= variant.weight
+    raise AssertionError("weights add up to their total")
+
+
+def send_key(campaign_id: str, campaign_uid: str, profile_key: str) -> str:
+    """The idempotency key of a campaign's send to one profile: channels sends each once."""
+    return f"campaign:{campaign_id}:{campaign_uid[:12]}:{profile_key}"
+
+
+def decide_member(
+    workspace: str,
+    campaign_id: str,
+    campaign_uid: str,
+    spec: CampaignSpec,
+    member: Member,
+    decisions: Decisions,
+    now: datetime,
+) -> Recipient:
+    """What the broadcast does for one member: its variant, and whether it is sent."""
+    key = member.user_id
+    if not key:
+        return Recipient(f"profile:{member.profile}", "", "", ANONYMOUS)
+    variant = variant_of(campaign_uid, key, spec.variants)
+    intended = Intended(
+        workspace=workspace,
+        profile_key=key,
+        channel=spec.channel,
+        transactional=False,
+        holdout_of=f"campaigns/{campaign_id}",
+        holdout_percent=spec.holdout_percent,
+    )
+    send = send_key(campaign_id, campaign_uid, key)
+    reason, sent = decisions.decide(intended, now, send)
+    return Recipient(key, send, variant.id, reason, sent)
+
+
+def send_request(
+    workspace: str, campaign_id: str, spec: CampaignSpec, recipient: Recipient, now: datetime
+) -> bus_pb2.SendRequested:
+    variant = next(v for v in spec.variants if v.id == recipient.variant)
+    occurred_at = Timestamp()
+    occurred_at.FromDatetime(now)
+    return bus_pb2.SendRequested(
+        id=recipient.send_key,
+        occurred_at=occurred_at,
+        workspace=workspace,
+        channel=cast(common_pb2.Channel, spec.channel),
+        template=variant.template,
+        user_id=recipient.profile_key,
+        campaign=campaign_name(workspace, campaign_id),
+    )
+
+
+def send_subject(spec: CampaignSpec) -> str:
+    return subjects.sends(spec.channel)
+
+
+def campaign_name(workspace: str, campaign_id: str) -> str:
+    return resources.name_of("campaigns", campaign_id, workspace)

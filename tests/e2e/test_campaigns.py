@@ -1,0 +1,251 @@
+"""Campaigns served by the scheduler, with segments listing the audience: a broadcast decides
+and queues each member once (variants stable, holdout kept back), is completed only when
+channels has reported every queued send, and a scheduler killed mid-broadcast goes on where it
+was without sending anybody twice."""
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+
+from engage import subjects
+from engage.bus import Bus
+from engage.v1 import (
+    bus_pb2,
+    campaign_pb2,
+    campaign_pb2_grpc,
+    common_pb2,
+    segment_pb2,
+    segment_pb2_grpc,
+)
+from services.segments.rules_proto import to_proto
+from tests.faults.test_scheduler_timers import WireTap
+from tests.grpc_errors import violated_fields
+from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
+from tests.journeys import PARENT, TEMPLATE, start_scheduler
+from tests.rules import from_yaml
+
+SEGMENT = f"{PARENT}/segments/buyers"
+OTHER_TEMPLATE = f"{PARENT}/templates/welcome-b"
+GOLD_RULE = "{trait: plan, equals: gold}"
+Campaign = campaign_pb2.Campaign
+
+
+@pytest.fixture
+async def bus(bare_suite: Suite) -> AsyncIterator[Bus]:
+    await asyncio.to_thread(start_scheduler, bare_suite)
+    connection = await Bus.connect(bare_suite.nats.url, "test")
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def stub(bare_suite: Suite, bus: Bus) -> AsyncIterator[campaign_pb2_grpc.CampaignServiceStub]:
+    async with bare_suite.channel("scheduler") as channel:
+        yield campaign_pb2_grpc.CampaignServiceStub(channel)
+
+
+async def buyers(suite: Suite, bus: Bus, count: int, anonymous: int = 0) -> None:
+    """`count` identified buyers (and `anonymous` ones), all in the `buyers` segment."""
+    events = [_identify(common_pb2.Event(user_id=f"buyer-{n:05}")) for n in range(count)] + [
+        _identify(common_pb2.Event(anonymous_id=f"anon-{n}")) for n in range(anonymous)
+    ]
+    for start in range(0, len(events), 500):
+        batch = bus_pb2.EventBatch(
+            id=uuid.uuid4().hex, workspace=WORKSPACE, events=events[start : start + 500]
+        )
+        subject = subjects.events(WORKSPACE, f"b{start}", 8)
+        await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
+    async with suite.channel("segments") as channel:
+        stub = segment_pb2_grpc.SegmentServiceStub(channel)
+
+        async def all_applied() -> bool:
+            preview = await stub.PreviewSegment(
+                segment_pb2.PreviewSegmentRequest(
+                    parent=PARENT, rule=to_proto(from_yaml(GOLD_RULE))
+                ),
+                metadata=auth(MARKETER_KEY),
+            )
+            return bool(preview.member_count == count + anonymous)
+
+        await eventually(all_applied, timeout=60)
+        await stub.CreateSegment(
+            segment_pb2.CreateSegmentRequest(
+                parent=PARENT,
+                segment_id="buyers",
+                segment=segment_pb2.Segment(
+                    rule=to_proto(from_yaml("{trait: plan, equals: gold}"))
+                ),
+            ),
+            metadata=auth(MARKETER_KEY),
+        )
+
+
+def _identify(event: common_pb2.Event) -> common_pb2.Event:
+    event.message_id = uuid.uuid4().hex
+    event.type = common_pb2.EVENT_TYPE_IDENTIFY
+    event.traits.update({"plan": "gold"})
+    return event
+
+
+def a_campaign(**fields: object) -> campaign_pb2.Campaign:
+    campaign = Campaign(
+        display_name="Spring sale",
+        state=Campaign.STATE_SCHEDULED,
+        segment=SEGMENT,
+        channel=common_pb2.CHANNEL_EMAIL,
+        variants=[
+            campaign_pb2.CampaignVariant(id="a", template=TEMPLATE, weight=50),
+            campaign_pb2.CampaignVariant(id="b", template=OTHER_TEMPLATE, weight=50),
+        ],
+    )
+    for name, value in fields.items():
+        setattr(campaign, name, value)
+    return campaign
+
+
+async def create(
+    stub: campaign_pb2_grpc.CampaignServiceStub, campaign_id: str, campaign: campaign_pb2.Campaign
+) -> campaign_pb2.Campaign:
+    made: campaign_pb2.Campaign = await stub.CreateCampaign(
+        campaign_pb2.CreateCampaignRequest(
+            parent=PARENT, campaign_id=campaign_id, campaign=campaign
+        ),
+        metadata=auth(MARKETER_KEY),
+    )
+    return made
+
+
+async def get(stub: campaign_pb2_grpc.CampaignServiceStub, name: str) -> campaign_pb2.Campaign:
+    got: campaign_pb2.Campaign = await stub.GetCampaign(
+        campaign_pb2.GetCampaignRequest(name=name), metadata=auth(MARKETER_KEY)
+    )
+    return got
+
+
+async def report_sent(bus: Bus, sends: list[bus_pb2.SendRequested]) -> None:
+    """What channels publishes once it has sent each of these."""
+    for send in sends:
+        event = bus_pb2.DeliveryEvent(
+            id=f"{send.id}:sent",
+            workspace=WORKSPACE,
+            kind=bus_pb2.DeliveryEvent.KIND_SENT,
+            channel=send.channel,
+            idempotency_key=send.id,
+            user_id=send.user_id,
+            campaign=send.campaign,
+        )
+        subject = subjects.deliveries(WORKSPACE, send.channel)
+        await bus.publish(subject, event, event.id, workspace=WORKSPACE)
+
+
+def requests(tap: WireTap) -> list[bus_pb2.SendRequested]:
+    return [bus_pb2.SendRequested.FromString(next(iter(c))) for c in tap.seen.values()]
+
+
+async def test_a_broadcast_sends_each_member_once_and_completes_only_when_all_are_reported(
+    bare_suite: Suite, bus: Bus, stub: campaign_pb2_grpc.CampaignServiceStub
+) -> None:
+    await buyers(bare_suite, bus, 300, anonymous=2)
+    tap = WireTap()
+    await tap.start(bus)
+    made = await create(stub, "spring", a_campaign(holdout_percent=10))
+
+    async def audience_done() -> campaign_pb2.Campaign | None:
+        campaign = await get(stub, made.name)
+        return campaign if campaign.progress.audience_done else None
+
+    campaign = await eventually(audience_done, timeout=30)
+    progress = campaign.progress
+    held_out = progress.skipped["holdout"]
+    assert 10 < held_out < 60
+    assert dict(progress.skipped) == {"holdout": held_out, "anonymous": 2}
+    assert (progress.targeted, progress.queued) == (302, 300 - held_out)
+    assert campaign.state == Campaign.STATE_SENDING
+    # The outbox relay publishes what the broadcast committed.
+    await eventually(lambda: len(tap.seen) == progress.queued)
+    sent = requests(tap)
+    assert tap.fired_twice() == []
+    by_variant = Counter(s.template for s in sent)
+    assert set(by_variant) == {TEMPLATE, OTHER_TEMPLATE}
+    assert min(by_variant.values()) > progress.queued * 0.35
+
+    await report_sent(bus, sent[:-1])
+    await eventually(lambda: _sent_count(stub, made.name, len(sent) - 1))
+    assert (await get(stub, made.name)).state == Campaign.STATE_SENDING
+    await report_sent(bus, sent[-1:])
+
+    async def completed() -> bool:
+        return (await get(stub, made.name)).state == Campaign.STATE_COMPLETED
+
+    await eventually(completed)
+
+
+async def _sent_count(stub: campaign_pb2_grpc.CampaignServiceStub, name: str, count: int) -> bool:
+    return (await get(stub, name)).progress.sent == count
+
+
+async def test_a_scheduler_killed_mid_broadcast_goes_on_and_sends_nobody_twice(
+    bare_suite: Suite, bus: Bus, stub: campaign_pb2_grpc.CampaignServiceStub
+) -> None:
+    await buyers(bare_suite, bus, 1_000)
+    tap = WireTap()
+    await tap.start(bus)
+    # 6,000 a minute: 100 sends a second, so the broadcast takes about ten seconds.
+    made = await create(stub, "slow", a_campaign(max_sends_per_minute=6_000))
+    await eventually(lambda: 100 <= len(tap.seen) < 900, timeout=30)
+    bare_suite.kill("scheduler")
+    await asyncio.to_thread(bare_suite.start, "scheduler")
+    async with bare_suite.channel("scheduler") as channel:
+        restarted = campaign_pb2_grpc.CampaignServiceStub(channel)
+
+        async def audience_done() -> bool:
+            return (await get(restarted, made.name)).progress.audience_done
+
+        await eventually(audience_done, timeout=60)
+        await eventually(lambda: len(tap.seen) >= 1_000)
+        assert len(tap.seen) == 1_000
+        assert tap.fired_twice() == []
+        assert (await get(restarted, made.name)).progress.queued == 1_000
+
+
+async def test_invalid_campaigns_are_refused_naming_the_field(
+    stub: campaign_pb2_grpc.CampaignServiceStub,
+) -> None:
+    cases = {
+        "campaign.segment": a_campaign(segment="buyers"),
+        "campaign.channel": a_campaign(channel=common_pb2.CHANNEL_UNSPECIFIED),
+        "campaign.holdout_percent": a_campaign(holdout_percent=100),
+        "campaign.state": a_campaign(state=Campaign.STATE_SENDING),
+    }
+    same_id = a_campaign()
+    same_id.variants[1].id = "a"
+    cases["campaign.variants[1].id"] = same_id
+    both = a_campaign(template=TEMPLATE)
+    cases["campaign.template"] = both
+    for field, campaign in cases.items():
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await create(stub, "bad", campaign)
+        assert violated_fields(raised.value) == [field], field
+
+    draft = await create(stub, "draft", a_campaign(state=Campaign.STATE_DRAFT))
+    renamed = await stub.UpdateCampaign(
+        campaign_pb2.UpdateCampaignRequest(
+            campaign=Campaign(name=draft.name, display_name="Summer sale"),
+            update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+        ),
+        metadata=auth(MARKETER_KEY),
+    )
+    assert (renamed.display_name, renamed.state, len(renamed.variants)) == (
+        "Summer sale",
+        Campaign.STATE_DRAFT,
+        2,
+    )
+    cancelled = await stub.CancelCampaign(
+        campaign_pb2.CancelCampaignRequest(name=draft.name), metadata=auth(MARKETER_KEY)
+    )
+    assert cancelled.state == Campaign.STATE_CANCELLED
