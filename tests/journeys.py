@@ -2,7 +2,7 @@
 ingest would, and reading what the scheduler put on the bus."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from engage import clock, subjects
@@ -33,6 +33,11 @@ def with_moving_clock(suite: Suite) -> Path:
 
 def move(offset_file: Path, by: timedelta) -> None:
     clock.move_clock(offset_file, by)
+
+
+def now_on(offset_file: Path) -> datetime:
+    """What the services' moved clock reads now."""
+    return clock.offset_clock(offset_file)()
 
 
 def send(step_id: str, next: str = "") -> journey_pb2.JourneyStep:

@@ -28,7 +28,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65ngage/v1/campaign.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x04\n\x08\x43\x61mpaign\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.engage.v1.Campaign.State\x12\x0f\n\x07segment\x18\x04 \x01(\t\x12#\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x10\n\x08template\x18\x06 \x01(\t\x12-\n\tsend_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fholdout_percent\x18\x08 \x01(\x01\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08variants\x18\x0b \x03(\x0b\x32\x1a.engage.v1.CampaignVariant\x12\x1c\n\x14max_sends_per_minute\x18\x0c \x01(\x05\x12-\n\x08progress\x18\r \x01(\x0b\x32\x1b.engage.v1.CampaignProgress\"\x81\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_DRAFT\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x11\n\rSTATE_SENDING\x10\x03\x12\x13\n\x0fSTATE_COMPLETED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\"?\n\x0f\x43\x61mpaignVariant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x05\"\xd4\x01\n\x10\x43\x61mpaignProgress\x12\x10\n\x08targeted\x18\x01 \x01(\x03\x12\x0e\n\x06queued\x18\x02 \x01(\x03\x12\x39\n\x07skipped\x18\x03 \x03(\x0b\x32(.engage.v1.CampaignProgress.SkippedEntry\x12\x0c\n\x04sent\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x15\n\raudience_done\x18\x06 \x01(\x08\x1a.\n\x0cSkippedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"c\n\x15\x43reateCampaignRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12%\n\x08\x63\x61mpaign\x18\x03 \x01(\x0b\x32\x13.engage.v1.Campaign\"\"\n\x12GetCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"M\n\x14ListCampaignsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x15ListCampaignsResponse\x12&\n\tcampaigns\x18\x01 \x03(\x0b\x32\x13.engage.v1.Campaign\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x15UpdateCampaignRequest\x12%\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x13.engage.v1.Campaign\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"%\n\x15\x44\x65leteCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x43\x61ncelCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xcf\x03\n\x0f\x43\x61mpaignService\x12G\n\x0e\x43reateCampaign\x12 .engage.v1.CreateCampaignRequest\x1a\x13.engage.v1.Campaign\x12\x41\n\x0bGetCampaign\x12\x1d.engage.v1.GetCampaignRequest\x1a\x13.engage.v1.Campaign\x12R\n\rListCampaigns\x12\x1f.engage.v1.ListCampaignsRequest\x1a .engage.v1.ListCampaignsResponse\x12G\n\x0eUpdateCampaign\x12 .engage.v1.UpdateCampaignRequest\x1a\x13.engage.v1.Campaign\x12J\n\x0e\x44\x65leteCampaign\x12 .engage.v1.DeleteCampaignRequest\x1a\x16.google.protobuf.Empty\x12G\n\x0e\x43\x61ncelCampaign\x12 .engage.v1.CancelCampaignRequest\x1a\x13.engage.v1.Campaignb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65ngage/v1/campaign.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x04\n\x08\x43\x61mpaign\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.engage.v1.Campaign.State\x12\x0f\n\x07segment\x18\x04 \x01(\t\x12#\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x10\n\x08template\x18\x06 \x01(\t\x12-\n\tsend_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fholdout_percent\x18\x08 \x01(\x01\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08variants\x18\x0b \x03(\x0b\x32\x1a.engage.v1.CampaignVariant\x12\x1c\n\x14max_sends_per_minute\x18\x0c \x01(\x05\x12-\n\x08progress\x18\r \x01(\x0b\x32\x1b.engage.v1.CampaignProgress\x12\x12\n\nrecurrence\x18\x0e \x01(\t\x12\x0c\n\x04runs\x18\x0f \x01(\x03\"\x81\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_DRAFT\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x11\n\rSTATE_SENDING\x10\x03\x12\x13\n\x0fSTATE_COMPLETED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\"?\n\x0f\x43\x61mpaignVariant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x05\"\xd4\x01\n\x10\x43\x61mpaignProgress\x12\x10\n\x08targeted\x18\x01 \x01(\x03\x12\x0e\n\x06queued\x18\x02 \x01(\x03\x12\x39\n\x07skipped\x18\x03 \x03(\x0b\x32(.engage.v1.CampaignProgress.SkippedEntry\x12\x0c\n\x04sent\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x15\n\raudience_done\x18\x06 \x01(\x08\x1a.\n\x0cSkippedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"c\n\x15\x43reateCampaignRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12%\n\x08\x63\x61mpaign\x18\x03 \x01(\x0b\x32\x13.engage.v1.Campaign\"\"\n\x12GetCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"M\n\x14ListCampaignsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x15ListCampaignsResponse\x12&\n\tcampaigns\x18\x01 \x03(\x0b\x32\x13.engage.v1.Campaign\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"o\n\x15UpdateCampaignRequest\x12%\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x13.engage.v1.Campaign\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"%\n\x15\x44\x65leteCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x43\x61ncelCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xcf\x03\n\x0f\x43\x61mpaignService\x12G\n\x0e\x43reateCampaign\x12 .engage.v1.CreateCampaignRequest\x1a\x13.engage.v1.Campaign\x12\x41\n\x0bGetCampaign\x12\x1d.engage.v1.GetCampaignRequest\x1a\x13.engage.v1.Campaign\x12R\n\rListCampaigns\x12\x1f.engage.v1.ListCampaignsRequest\x1a .engage.v1.ListCampaignsResponse\x12G\n\x0eUpdateCampaign\x12 .engage.v1.UpdateCampaignRequest\x1a\x13.engage.v1.Campaign\x12J\n\x0e\x44\x65leteCampaign\x12 .engage.v1.DeleteCampaignRequest\x1a\x16.google.protobuf.Empty\x12G\n\x0e\x43\x61ncelCampaign\x12 .engage.v1.CancelCampaignRequest\x1a\x13.engage.v1.Campaignb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,29 +38,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._loaded_options = None
   _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_options = b'8\001'
   _globals['_CAMPAIGN']._serialized_start=160
-  _globals['_CAMPAIGN']._serialized_end=745
-  _globals['_CAMPAIGN_STATE']._serialized_start=616
-  _globals['_CAMPAIGN_STATE']._serialized_end=745
-  _globals['_CAMPAIGNVARIANT']._serialized_start=747
-  _globals['_CAMPAIGNVARIANT']._serialized_end=810
-  _globals['_CAMPAIGNPROGRESS']._serialized_start=813
-  _globals['_CAMPAIGNPROGRESS']._serialized_end=1025
-  _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_start=979
-  _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_end=1025
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=1027
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=1126
-  _globals['_GETCAMPAIGNREQUEST']._serialized_start=1128
-  _globals['_GETCAMPAIGNREQUEST']._serialized_end=1162
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=1164
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=1241
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=1243
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=1331
-  _globals['_UPDATECAMPAIGNREQUEST']._serialized_start=1333
-  _globals['_UPDATECAMPAIGNREQUEST']._serialized_end=1444
-  _globals['_DELETECAMPAIGNREQUEST']._serialized_start=1446
-  _globals['_DELETECAMPAIGNREQUEST']._serialized_end=1483
-  _globals['_CANCELCAMPAIGNREQUEST']._serialized_start=1485
-  _globals['_CANCELCAMPAIGNREQUEST']._serialized_end=1522
-  _globals['_CAMPAIGNSERVICE']._serialized_start=1525
-  _globals['_CAMPAIGNSERVICE']._serialized_end=1988
+  _globals['_CAMPAIGN']._serialized_end=779
+  _globals['_CAMPAIGN_STATE']._serialized_start=650
+  _globals['_CAMPAIGN_STATE']._serialized_end=779
+  _globals['_CAMPAIGNVARIANT']._serialized_start=781
+  _globals['_CAMPAIGNVARIANT']._serialized_end=844
+  _globals['_CAMPAIGNPROGRESS']._serialized_start=847
+  _globals['_CAMPAIGNPROGRESS']._serialized_end=1059
+  _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_start=1013
+  _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_end=1059
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=1061
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=1160
+  _globals['_GETCAMPAIGNREQUEST']._serialized_start=1162
+  _globals['_GETCAMPAIGNREQUEST']._serialized_end=1196
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=1198
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=1275
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=1277
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=1365
+  _globals['_UPDATECAMPAIGNREQUEST']._serialized_start=1367
+  _globals['_UPDATECAMPAIGNREQUEST']._serialized_end=1478
+  _globals['_DELETECAMPAIGNREQUEST']._serialized_start=1480
+  _globals['_DELETECAMPAIGNREQUEST']._serialized_end=1517
+  _globals['_CANCELCAMPAIGNREQUEST']._serialized_start=1519
+  _globals['_CANCELCAMPAIGNREQUEST']._serialized_end=1556
+  _globals['_CAMPAIGNSERVICE']._serialized_start=1559
+  _globals['_CAMPAIGNSERVICE']._serialized_end=2022
 # @@protoc_insertion_point(module_scope)

@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Campaign(_message.Message):
-    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress")
+    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress", "recurrence", "runs")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Campaign.State]
@@ -42,6 +42,8 @@ class Campaign(_message.Message):
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     MAX_SENDS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    RECURRENCE_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Campaign.State
@@ -55,7 +57,9 @@ class Campaign(_message.Message):
     variants: _containers.RepeatedCompositeFieldContainer[CampaignVariant]
     max_sends_per_minute: int
     progress: CampaignProgress
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ...) -> None: ...
+    recurrence: str
+    runs: int
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ..., recurrence: _Optional[str] = ..., runs: _Optional[int] = ...) -> None: ...
 
 class CampaignVariant(_message.Message):
     __slots__ = ("id", "template", "weight")

@@ -114,15 +114,20 @@ class BroadcastWorker:
     async def _start(self, workspace: str, campaign_id: str) -> str | None:
         """SCHEDULED and due becomes SENDING; returns the cursor to go on from, or None when
         there is nothing to do."""
+        policy = await self.policies.policy(workspace)
         now = self.clock()
         async with db.transaction(self.sessions, workspace) as session:
             row = await campaign_store.get(session, campaign_id, for_update=True)
             if row is None:
                 return None
+            spec = campaign_store.spec_of(row)
+            if row.state == campaigns.SCHEDULED and spec.recurrence and row.send_time is None:
+                row.send_time = campaigns.next_run(spec, now, policy.time_zone)
             if campaigns.is_due(row.state, campaign_store.send_time_of(row), now):
-                await campaign_store.set_state(session, row, campaigns.SENDING, now)
-                started = {"workspace": workspace, "campaign": campaign_id}
+                campaign_store.begin_run(row, now)
+                started = {"workspace": workspace, "campaign": campaign_id, "run": row.runs}
                 log.info("campaign sending", extra=started)
+            session.add(row)
             if row.state != campaigns.SENDING or row.audience_done:
                 return None
             return row.cursor
@@ -155,7 +160,7 @@ class BroadcastWorker:
             decisions = await decisions_for(session, {workspace: policy}, keys, now)
             recipients = [
                 campaigns.decide_member(
-                    workspace, campaign_id, row.uid, spec, member, decisions, now
+                    workspace, campaign_id, row.uid, row.runs, spec, member, decisions, now
                 )
                 for member in chunk
             ]
@@ -163,6 +168,11 @@ class BroadcastWorker:
             queued = await campaign_store.record_chunk(
                 session, row, spec, recipients, last, done, now
             )
+            if done and spec.recurrence:
+                ran_at = campaign_store.send_time_of(row) or now
+                at = campaigns.next_run(spec, max(ran_at, now), policy.time_zone)
+                campaign_store.schedule_next_run(row, at, now)
+                session.add(row)
         if queued:
             self.published()
         return queued

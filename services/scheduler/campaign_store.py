@@ -4,6 +4,7 @@ session is scoped to one workspace (engage.db) unless it says otherwise."""
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -26,15 +27,8 @@ QUEUED, SENT, FAILED, SKIPPED = "queued", "sent", "failed", "skipped"
 def spec_of(row: CampaignRow) -> CampaignSpec:
     stored = json_format.Parse(row.definition, campaign_pb2.Campaign())
     spec = campaigns.parse_campaign(stored, row.workspace)
-    return CampaignSpec(
-        display_name=row.display_name,
-        state=row.state,
-        segment=spec.segment,
-        channel=spec.channel,
-        variants=spec.variants,
-        send_time=send_time_of(row),
-        holdout_percent=spec.holdout_percent,
-        max_sends_per_minute=spec.max_sends_per_minute,
+    return replace(
+        spec, display_name=row.display_name, state=row.state, send_time=send_time_of(row)
     )
 
 
@@ -45,6 +39,7 @@ def send_time_of(row: CampaignRow) -> datetime | None:
 def to_proto(row: CampaignRow) -> campaign_pb2.Campaign:
     campaign = campaigns.to_proto(spec_of(row))
     campaign.name = campaigns.campaign_name(row.workspace, row.campaign_id)
+    campaign.runs = row.runs
     campaign.create_time.CopyFrom(timestamp(row.create_time))
     campaign.update_time.CopyFrom(timestamp(row.update_time))
     progress = campaign.progress
@@ -161,6 +156,7 @@ async def record_chunk(
         {
             "workspace": row.workspace,
             "campaign_id": row.campaign_id,
+            "run": row.runs,
             "profile_key": r.profile_key,
             "variant": r.variant,
             "send_key": r.send_key,
@@ -193,13 +189,13 @@ async def record_chunk(
     row.targeted += len(fresh)
     row.queued += len(queued)
     row.cursor, row.audience_done, row.update_time = cursor, done, now
-    _complete_if_accounted(row, now)
+    _complete_if_accounted(row, spec, now)
     session.add(row)
     await session.flush()
     return len(queued)
 
 
-async def _insert_new_recipients(session: AsyncSession, rows: list[dict[str, str]]) -> set[str]:
+async def _insert_new_recipients(session: AsyncSession, rows: list[dict[str, object]]) -> set[str]:
     if not rows:
         return set()
     table = db.table_of(RecipientRow)
@@ -220,6 +216,7 @@ async def record_outcomes(
     row = await get(session, campaign_id, for_update=True)
     if row is None:
         return None
+    spec = spec_of(row)
     for status in (SENT, FAILED):
         keys = [key for key, outcome in outcomes.items() if outcome == status]
         if not keys:
@@ -238,13 +235,28 @@ async def record_outcomes(
             row.sent += counted
         else:
             row.failed += counted
-    _complete_if_accounted(row, now)
+    _complete_if_accounted(row, spec, now)
     session.add(row)
     return row
 
 
-def _complete_if_accounted(row: CampaignRow, now: datetime) -> None:
+def _complete_if_accounted(row: CampaignRow, spec: CampaignSpec, now: datetime) -> None:
     """Completed only once the whole audience is gone through and every queued send has been
-    reported sent or failed: never early."""
-    if row.state == campaigns.SENDING and row.audience_done and row.sent + row.failed >= row.queued:
+    reported sent or failed: never early. A recurring campaign runs again instead."""
+    accounted = row.audience_done and row.sent + row.failed >= row.queued
+    if row.state == campaigns.SENDING and accounted and not spec.recurrence:
         row.state, row.update_time = campaigns.COMPLETED, now
+
+
+def begin_run(row: CampaignRow, now: datetime) -> None:
+    """A due campaign starts its next run from the first member."""
+    row.state, row.runs, row.cursor, row.audience_done = campaigns.SENDING, row.runs + 1, "", False
+    row.update_time = now
+
+
+def schedule_next_run(row: CampaignRow, at: datetime | None, now: datetime) -> None:
+    """A recurring campaign whose run has gone through its audience waits for the next one
+    (none within eight years: it completes once every send is accounted for)."""
+    if at is None:
+        return
+    row.state, row.send_time, row.update_time = campaigns.SCHEDULED, at, now

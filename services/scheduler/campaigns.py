@@ -11,8 +11,10 @@ from typing import cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engage import resources, subjects
+from engage.dates import profile_zone
 from engage.errors import FailedPrecondition, InvalidArgument
 from engage.v1 import bus_pb2, campaign_pb2, common_pb2
+from services.scheduler import recurrence
 from services.scheduler.decisions import Decisions, Intended, Sent
 from services.scheduler.graph import CHANNELS
 
@@ -33,6 +35,7 @@ UPDATABLE_PATHS = (
     "holdout_percent",
     "variants",
     "max_sends_per_minute",
+    "recurrence",
 )
 MAX_VARIANTS = 26
 MAX_DISPLAY_NAME = 200
@@ -59,6 +62,8 @@ class CampaignSpec:
     send_time: datetime | None = None
     holdout_percent: float = 0.0
     max_sends_per_minute: int = 0
+    # A cron expression on the workspace's calendar; empty: one run.
+    recurrence: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,10 @@ def parse_campaign(campaign: campaign_pb2.Campaign, workspace: str) -> CampaignS
         ),
         holdout_percent=_parse_percent(campaign.holdout_percent),
         max_sends_per_minute=_parse_rate(campaign.max_sends_per_minute),
+        recurrence=campaign.recurrence.strip(),
     )
+    if spec.recurrence:
+        recurrence.parse("campaign.recurrence", spec.recurrence)
     return spec
 
 
@@ -217,6 +225,7 @@ def to_proto(spec: CampaignSpec) -> campaign_pb2.Campaign:
         channel=cast(common_pb2.Channel, spec.channel),
         holdout_percent=spec.holdout_percent,
         max_sends_per_minute=spec.max_sends_per_minute,
+        recurrence=spec.recurrence,
     )
     if len(spec.variants) == 1 and spec.variants[0].id == "default":
         campaign.template = spec.variants[0].template
@@ -250,15 +259,23 @@ def variant_of(campaign_uid: str, profile_key: str, variants: Sequence[Variant])
     raise AssertionError("weights add up to their total")
 
 
-def send_key(campaign_id: str, campaign_uid: str, profile_key: str) -> str:
-    """The idempotency key of a campaign's send to one profile: channels sends each once."""
-    return f"campaign:{campaign_id}:{campaign_uid[:12]}:{profile_key}"
+def send_key(campaign_id: str, campaign_uid: str, run: int, profile_key: str) -> str:
+    """The idempotency key of a campaign's send to one profile in one run: channels sends
+    each once."""
+    return f"campaign:{campaign_id}:{campaign_uid[:12]}:{run}:{profile_key}"
+
+
+def next_run(spec: CampaignSpec, after: datetime, workspace_zone: str) -> datetime | None:
+    """When a recurring campaign runs next after `after`, on the workspace's calendar."""
+    cron = recurrence.parse("campaign.recurrence", spec.recurrence)
+    return recurrence.next_after(cron, after, profile_zone("", workspace_zone))
 
 
 def decide_member(
     workspace: str,
     campaign_id: str,
     campaign_uid: str,
+    run: int,
     spec: CampaignSpec,
     member: Member,
     decisions: Decisions,
@@ -277,7 +294,7 @@ def decide_member(
         holdout_of=f"campaigns/{campaign_id}",
         holdout_percent=spec.holdout_percent,
     )
-    send = send_key(campaign_id, campaign_uid, key)
+    send = send_key(campaign_id, campaign_uid, run, key)
     reason, sent = decisions.decide(intended, now, send)
     return Recipient(key, send, variant.id, reason, sent)
 

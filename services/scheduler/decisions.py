@@ -31,10 +31,12 @@ class Cap:
 
 @dataclass(frozen=True)
 class Policy:
-    """A workspace's messaging policy (its WorkspaceSettings)."""
+    """A workspace's messaging policy and calendar (its WorkspaceSettings)."""
 
     caps: tuple[Cap, ...] = ()
     global_control_percent: float = 0.0
+    # The workspace's calendar (its IANA zone; empty: UTC), for recurring campaigns.
+    time_zone: str = ""
 
     @property
     def longest_window(self) -> timedelta:

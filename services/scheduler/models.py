@@ -149,7 +149,9 @@ class CampaignRow(SQLModel, table=True):
     # What it is, as the contract's JSON (see campaigns.to_proto).
     definition: str
     send_time: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
-    # The last member gone through (a profile name): a restarted broadcast goes on after it.
+    # The runs begun (a one-off campaign has one); the current run's last member gone through
+    # (a profile name): a restarted broadcast goes on after it.
+    runs: int = 0
     cursor: str = ""
     audience_done: bool = False
     targeted: int = 0
@@ -168,7 +170,7 @@ class RecipientRow(SQLModel, table=True):
     __tablename__ = "campaign_recipients"
     __table_args__ = (
         sa.UniqueConstraint(
-            "workspace", "campaign_id", "profile_key", name="uq_campaign_recipients_profile"
+            "workspace", "campaign_id", "run", "profile_key", name="uq_campaign_recipients_profile"
         ),
         sa.Index("ix_campaign_recipients_send", "workspace", "send_key"),
     )
@@ -176,6 +178,7 @@ class RecipientRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     workspace: str
     campaign_id: str
+    run: int
     profile_key: str
     variant: str
     # Empty for a member sent nothing.

@@ -54,6 +54,7 @@ class WorkspacePolicies:
                 for cap in settings.frequency_caps
             ),
             global_control_percent=settings.global_control_percent,
+            time_zone=settings.time_zone,
         )
         self._known[workspace] = (time.monotonic(), policy)
         return policy

@@ -7,6 +7,8 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -21,22 +23,28 @@ from engage.v1 import (
     common_pb2,
     segment_pb2,
     segment_pb2_grpc,
+    workspace_pb2,
+    workspace_pb2_grpc,
 )
 from services.segments.rules_proto import to_proto
 from tests.faults.test_scheduler_timers import WireTap
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
-from tests.journeys import PARENT, TEMPLATE, start_scheduler
+from tests.journeys import PARENT, TEMPLATE, move, now_on, start_scheduler, with_moving_clock
 from tests.rules import from_yaml
 
 SEGMENT = f"{PARENT}/segments/buyers"
 OTHER_TEMPLATE = f"{PARENT}/templates/welcome-b"
 GOLD_RULE = "{trait: plan, equals: gold}"
 Campaign = campaign_pb2.Campaign
+TOKYO = ZoneInfo("Asia/Tokyo")
+MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture
 async def bus(bare_suite: Suite) -> AsyncIterator[Bus]:
+    # Every service reads a clock the test may move (the recurring campaign's test does).
+    with_moving_clock(bare_suite)
     await asyncio.to_thread(start_scheduler, bare_suite)
     connection = await Bus.connect(bare_suite.nats.url, "test")
     yield connection
@@ -249,3 +257,55 @@ async def test_invalid_campaigns_are_refused_naming_the_field(
         campaign_pb2.CancelCampaignRequest(name=draft.name), metadata=auth(MARKETER_KEY)
     )
     assert cancelled.state == Campaign.STATE_CANCELLED
+
+
+async def test_a_recurring_campaign_runs_at_its_hour_on_the_workspaces_calendar(
+    bare_suite: Suite, bus: Bus, stub: campaign_pb2_grpc.CampaignServiceStub
+) -> None:
+    clock_file = with_moving_clock(bare_suite)
+    # Before any event: the scheduler keeps the settings it read for 10 seconds.
+    await workspace_zone(bare_suite, "Asia/Tokyo")
+    await buyers(bare_suite, bus, 3)
+    tap = WireTap()
+    await tap.start(bus)
+    made = await create(stub, "daily", a_campaign(recurrence="0 9 * * *"))
+    scheduled = await eventually(lambda: _scheduled(stub, made.name))
+    first = scheduled.send_time.ToDatetime(tzinfo=UTC).astimezone(TOKYO)
+    assert (first.hour, first.minute) == (9, 0)
+
+    move(clock_file, first - now_on(clock_file) - MINUTE)
+    await asyncio.sleep(1.5)
+    assert tap.seen == {}
+    move(clock_file, 2 * MINUTE)
+    await eventually(lambda: len(tap.seen) == 3)
+    second = await eventually(lambda: _scheduled(stub, made.name, after=first))
+    assert second.send_time.ToDatetime(tzinfo=UTC) == first + timedelta(days=1)
+    assert second.runs == 1
+
+    move(clock_file, timedelta(days=1))
+    await eventually(lambda: len(tap.seen) == 6)
+    sends = requests(tap)
+    assert len({s.user_id for s in sends}) == 3 and tap.fired_twice() == []
+    hours = {s.occurred_at.ToDatetime(tzinfo=UTC).astimezone(TOKYO).hour for s in sends}
+    assert hours == {9}
+
+
+async def _scheduled(
+    stub: campaign_pb2_grpc.CampaignServiceStub, name: str, after: datetime | None = None
+) -> campaign_pb2.Campaign | None:
+    campaign = await get(stub, name)
+    if campaign.state != Campaign.STATE_SCHEDULED or not campaign.HasField("send_time"):
+        return None
+    at = campaign.send_time.ToDatetime(tzinfo=UTC)
+    return campaign if after is None or at > after else None
+
+
+async def workspace_zone(suite: Suite, zone: str) -> None:
+    async with suite.channel("segments") as channel:
+        await workspace_pb2_grpc.WorkspaceServiceStub(channel).UpdateWorkspaceSettings(
+            workspace_pb2.UpdateWorkspaceSettingsRequest(
+                settings=workspace_pb2.WorkspaceSettings(name=f"{PARENT}/settings", time_zone=zone),
+                update_mask=field_mask_pb2.FieldMask(paths=["time_zone"]),
+            ),
+            metadata=auth(MARKETER_KEY),
+        )

@@ -22,6 +22,7 @@ from tests.journeys import (
     exit_step,
     journey_events,
     move,
+    now_on,
     send,
     sends,
     steps_sent,
@@ -53,11 +54,6 @@ async def bus(bare_suite: Suite, stub: object) -> AsyncIterator[Bus]:
     connection = await Bus.connect(bare_suite.nats.url, "test")
     yield connection
     await connection.close()
-
-
-def now_on(clock_file: Path) -> datetime:
-    offset = float(clock_file.read_text()) if clock_file.exists() else 0.0
-    return datetime.now(UTC) + timedelta(seconds=offset)
 
 
 async def identify_then_track(bus: Bus, user_id: str, traits: dict[str, str], event: str) -> None:

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("state", sa.Integer, nullable=False),
         sa.Column("definition", sa.Text, nullable=False),
         sa.Column("send_time", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("runs", sa.Integer, nullable=False),
         sa.Column("cursor", sa.String, nullable=False),
         sa.Column("audience_done", sa.Boolean, nullable=False),
         sa.Column("targeted", sa.Integer, nullable=False),
@@ -43,13 +44,14 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("workspace", sa.String, nullable=False),
         sa.Column("campaign_id", sa.String, nullable=False),
+        sa.Column("run", sa.Integer, nullable=False),
         sa.Column("profile_key", sa.String, nullable=False),
         sa.Column("variant", sa.String, nullable=False),
         sa.Column("send_key", sa.String, nullable=False),
         sa.Column("status", sa.String, nullable=False),
         sa.Column("reason", sa.String, nullable=False),
         sa.UniqueConstraint(
-            "workspace", "campaign_id", "profile_key", name="uq_campaign_recipients_profile"
+            "workspace", "campaign_id", "run", "profile_key", name="uq_campaign_recipients_profile"
         ),
     )
     op.create_index("ix_campaign_recipients_send", "campaign_recipients", ["workspace", "send_key"])
