@@ -1,6 +1,7 @@
 import datetime
 
 from engage.v1 import common_pb2 as _common_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -14,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Campaign(_message.Message):
-    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress", "recurrence", "runs")
+    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress", "recurrence", "runs", "winner_rule", "winner")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Campaign.State]
@@ -44,6 +45,8 @@ class Campaign(_message.Message):
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RECURRENCE_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    WINNER_RULE_FIELD_NUMBER: _ClassVar[int]
+    WINNER_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Campaign.State
@@ -59,7 +62,27 @@ class Campaign(_message.Message):
     progress: CampaignProgress
     recurrence: str
     runs: int
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ..., recurrence: _Optional[str] = ..., runs: _Optional[int] = ...) -> None: ...
+    winner_rule: WinnerRule
+    winner: str
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ..., recurrence: _Optional[str] = ..., runs: _Optional[int] = ..., winner_rule: _Optional[_Union[WinnerRule, _Mapping]] = ..., winner: _Optional[str] = ...) -> None: ...
+
+class WinnerRule(_message.Message):
+    __slots__ = ("metric", "test_percent", "after")
+    class Metric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        METRIC_UNSPECIFIED: _ClassVar[WinnerRule.Metric]
+        METRIC_CLICK_RATE: _ClassVar[WinnerRule.Metric]
+        METRIC_OPEN_RATE: _ClassVar[WinnerRule.Metric]
+    METRIC_UNSPECIFIED: WinnerRule.Metric
+    METRIC_CLICK_RATE: WinnerRule.Metric
+    METRIC_OPEN_RATE: WinnerRule.Metric
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    TEST_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    metric: WinnerRule.Metric
+    test_percent: int
+    after: _duration_pb2.Duration
+    def __init__(self, metric: _Optional[_Union[WinnerRule.Metric, str]] = ..., test_percent: _Optional[int] = ..., after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CampaignVariant(_message.Message):
     __slots__ = ("id", "template", "weight")
@@ -72,7 +95,7 @@ class CampaignVariant(_message.Message):
     def __init__(self, id: _Optional[str] = ..., template: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class CampaignProgress(_message.Message):
-    __slots__ = ("targeted", "queued", "skipped", "sent", "failed", "audience_done")
+    __slots__ = ("targeted", "queued", "skipped", "awaiting_winner", "sent", "failed", "audience_done")
     class SkippedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,16 +106,18 @@ class CampaignProgress(_message.Message):
     TARGETED_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_WINNER_FIELD_NUMBER: _ClassVar[int]
     SENT_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_DONE_FIELD_NUMBER: _ClassVar[int]
     targeted: int
     queued: int
     skipped: _containers.ScalarMap[str, int]
+    awaiting_winner: int
     sent: int
     failed: int
     audience_done: bool
-    def __init__(self, targeted: _Optional[int] = ..., queued: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., sent: _Optional[int] = ..., failed: _Optional[int] = ..., audience_done: _Optional[bool] = ...) -> None: ...
+    def __init__(self, targeted: _Optional[int] = ..., queued: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., awaiting_winner: _Optional[int] = ..., sent: _Optional[int] = ..., failed: _Optional[int] = ..., audience_done: _Optional[bool] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
     __slots__ = ("parent", "campaign_id", "campaign")

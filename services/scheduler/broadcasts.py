@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db, telemetry
 from engage.auth import API_KEY_HEADER, WORKSPACE_HEADER
-from engage.clock import Clock
+from engage.clock import Clock, as_utc
 from engage.v1 import segment_pb2, segment_pb2_grpc
 from services.scheduler import campaign_store, campaigns
 from services.scheduler.campaigns import Member
@@ -84,7 +84,10 @@ class BroadcastWorker:
             rows = await campaign_store.due_or_sending(session, self.clock())
         for row in rows:
             try:
-                await self.broadcast(row.workspace, row.campaign_id)
+                if row.audience_done:
+                    await self.send_to_the_rest(row.workspace, row.campaign_id)
+                else:
+                    await self.broadcast(row.workspace, row.campaign_id)
             except grpc.aio.AioRpcError as error:
                 log.error(
                     "the campaign's audience could not be listed; retrying: %s",
@@ -158,11 +161,9 @@ class BroadcastWorker:
             spec = campaign_store.spec_of(row)
             keys = {(workspace, member.user_id) for member in chunk if member.user_id}
             decisions = await decisions_for(session, {workspace: policy}, keys, now)
+            broadcast = campaigns.Broadcast(workspace, campaign_id, row.uid, row.runs, spec)
             recipients = [
-                campaigns.decide_member(
-                    workspace, campaign_id, row.uid, row.runs, spec, member, decisions, now
-                )
-                for member in chunk
+                campaigns.decide_member(broadcast, member, decisions, now) for member in chunk
             ]
             last = chunk[-1].profile if chunk else cursor
             queued = await campaign_store.record_chunk(
@@ -176,3 +177,38 @@ class BroadcastWorker:
         if queued:
             self.published()
         return queued
+
+    async def send_to_the_rest(self, workspace: str, campaign_id: str) -> None:
+        """Once an A/B test's wait is over: choose the winner (once), then decide and queue the
+        members that awaited it, a chunk per transaction."""
+        while True:
+            policy = await self.policies.policy(workspace)
+            now = self.clock()
+            async with db.transaction(self.sessions, workspace) as session:
+                row = await campaign_store.get(session, campaign_id, for_update=True)
+                if row is None or row.state != campaigns.SENDING or not row.awaiting:
+                    return
+                spec = campaign_store.spec_of(row)
+                rule = spec.winner_rule
+                assert rule is not None and row.test_done_at is not None
+                if now < as_utc(row.test_done_at) + rule.after:
+                    return
+                if not row.winner:
+                    stats = await campaign_store.variant_stats(session, row)
+                    row.winner = campaigns.choose_winner(rule, spec.variants, stats)
+                    chosen = {"workspace": workspace, "campaign": campaign_id, "winner": row.winner}
+                    log.info("campaign winner chosen", extra=chosen)
+                keys = await campaign_store.awaiting_winner(session, row, MEMBERS_PER_TRANSACTION)
+                decisions = await decisions_for(
+                    session, {workspace: policy}, {(workspace, key) for key in keys}, now
+                )
+                broadcast = campaigns.Broadcast(workspace, campaign_id, row.uid, row.runs, spec)
+                decided = [
+                    campaigns.decide_member(broadcast, Member("", key), decisions, now, row.winner)
+                    for key in keys
+                ]
+                queued = await campaign_store.record_awaiting_decided(
+                    session, row, spec, decided, now
+                )
+            if queued:
+                self.published()

@@ -18,10 +18,10 @@ from engage.errors import AlreadyExists
 from engage.outbox import OutboxMessage, outbox_row
 from engage.v1 import campaign_pb2
 from services.scheduler import campaigns, ledger
-from services.scheduler.campaigns import CampaignSpec, Recipient
+from services.scheduler.campaigns import CampaignSpec, Recipient, Stats
 from services.scheduler.models import CampaignRow, RecipientRow
 
-QUEUED, SENT, FAILED, SKIPPED = "queued", "sent", "failed", "skipped"
+AWAITING, QUEUED, SENT, FAILED, SKIPPED = "awaiting", "queued", "sent", "failed", "skipped"
 
 
 def spec_of(row: CampaignRow) -> CampaignSpec:
@@ -46,6 +46,8 @@ def to_proto(row: CampaignRow) -> campaign_pb2.Campaign:
     progress.targeted, progress.queued = row.targeted, row.queued
     progress.sent, progress.failed = row.sent, row.failed
     progress.audience_done = row.audience_done
+    progress.awaiting_winner = row.awaiting
+    campaign.winner = row.winner
     progress.skipped.update(json.loads(row.skipped))
     return campaign
 
@@ -134,7 +136,10 @@ async def due_or_sending(session: AsyncSession, now: datetime) -> list[CampaignR
                 col(CampaignRow.state) == campaigns.SCHEDULED,
                 sa.or_(col(CampaignRow.send_time).is_(None), col(CampaignRow.send_time) <= now),
             ),
-            sa.and_(col(CampaignRow.state) == campaigns.SENDING, ~col(CampaignRow.audience_done)),
+            sa.and_(
+                col(CampaignRow.state) == campaigns.SENDING,
+                sa.or_(~col(CampaignRow.audience_done), col(CampaignRow.awaiting) > 0),
+            ),
         )
     )
     return list((await session.exec(statement)).all())
@@ -160,14 +165,96 @@ async def record_chunk(
             "profile_key": r.profile_key,
             "variant": r.variant,
             "send_key": r.send_key,
-            "status": SKIPPED if r.skipped else QUEUED,
+            "status": AWAITING if r.awaiting else SKIPPED if r.skipped else QUEUED,
             "reason": r.skipped,
         }
         for r in recipients
     ]
     new = await _insert_new_recipients(session, rows)
     fresh = [r for r in recipients if r.profile_key in new]
-    queued = [r for r in fresh if not r.skipped]
+    row.targeted += len(fresh)
+    row.awaiting += sum(1 for r in fresh if r.awaiting)
+    queued = await _queue(session, row, spec, [r for r in fresh if not r.awaiting], now)
+    row.cursor, row.audience_done, row.update_time = cursor, done, now
+    if done and spec.winner_rule is not None:
+        row.test_done_at = now
+    _complete_if_accounted(row, spec, now)
+    session.add(row)
+    await session.flush()
+    return queued
+
+
+async def awaiting_winner(session: AsyncSession, row: CampaignRow, limit: int) -> list[str]:
+    """Profile keys of members still awaiting the winner of the campaign's test."""
+    statement = (
+        select(RecipientRow.profile_key)
+        .where(
+            col(RecipientRow.campaign_id) == row.campaign_id,
+            col(RecipientRow.run) == row.runs,
+            col(RecipientRow.status) == AWAITING,
+        )
+        .order_by(col(RecipientRow.profile_key))
+        .limit(limit)
+    )
+    return list((await session.exec(statement)).all())
+
+
+async def record_awaiting_decided(
+    session: AsyncSession,
+    row: CampaignRow,
+    spec: CampaignSpec,
+    recipients: Sequence[Recipient],
+    now: datetime,
+) -> int:
+    """Write what was decided, with the winner, for members that awaited it; returns how many
+    sends were queued."""
+    for r in recipients:
+        await session.exec(
+            sa.update(RecipientRow)
+            .where(
+                col(RecipientRow.campaign_id) == row.campaign_id,
+                col(RecipientRow.run) == row.runs,
+                col(RecipientRow.profile_key) == r.profile_key,
+            )
+            .values(status=SKIPPED if r.skipped else QUEUED, variant=r.variant, reason=r.skipped)
+        )
+    row.awaiting -= len(recipients)
+    queued = await _queue(session, row, spec, recipients, now)
+    row.update_time = now
+    _complete_if_accounted(row, spec, now)
+    session.add(row)
+    await session.flush()
+    return queued
+
+
+_RECIPIENTS = db.table_of(RecipientRow)
+# Parameters are named `p_<...>`: SQLAlchemy keeps bare column names for itself.
+_DECIDE_AWAITING = (
+    sa.update(_RECIPIENTS)
+    .where(
+        _RECIPIENTS.c.workspace == sa.bindparam("p_workspace"),
+        _RECIPIENTS.c.campaign_id == sa.bindparam("p_campaign"),
+        _RECIPIENTS.c.run == sa.bindparam("p_run"),
+        _RECIPIENTS.c.profile_key == sa.bindparam("p_profile"),
+    )
+    .values(
+        status=sa.bindparam("p_status"),
+        variant=sa.bindparam("p_variant"),
+        reason=sa.bindparam("p_reason"),
+    )
+)
+
+
+async def _queue(
+    session: AsyncSession,
+    row: CampaignRow,
+    spec: CampaignSpec,
+    decided: Sequence[Recipient],
+    now: datetime,
+) -> int:
+    """Publish (through the outbox) the sends of the decided recipients not skipped, count
+    them in the ledger, and count the skipped by reason."""
+    queued = [r for r in decided if not r.skipped]
     messages = [
         outbox_row(
             campaigns.send_subject(spec),
@@ -182,17 +269,47 @@ async def record_chunk(
         await db.insert_many(session, sa.insert(db.table_of(OutboxMessage)), messages)
     await ledger.record_sends(session, [r.sent for r in queued if r.sent is not None])
     skipped = json.loads(row.skipped)
-    for r in fresh:
+    for r in decided:
         if r.skipped:
             skipped[r.skipped] = skipped.get(r.skipped, 0) + 1
     row.skipped = json.dumps(skipped, sort_keys=True)
-    row.targeted += len(fresh)
     row.queued += len(queued)
-    row.cursor, row.audience_done, row.update_time = cursor, done, now
-    _complete_if_accounted(row, spec, now)
-    session.add(row)
-    await session.flush()
     return len(queued)
+
+
+async def variant_stats(session: AsyncSession, row: CampaignRow) -> dict[str, Stats]:
+    """Per variant of the current run: recipients sent, opened and clicked."""
+    recipients = RecipientRow
+    statement = (
+        select(
+            recipients.variant,
+            sa.func.count(),
+            sa.func.sum(sa.cast(col(recipients.opened), sa.Integer)),
+            sa.func.sum(sa.cast(col(recipients.clicked), sa.Integer)),
+        )
+        .where(
+            col(recipients.campaign_id) == row.campaign_id,
+            col(recipients.run) == row.runs,
+            col(recipients.status) == SENT,
+        )
+        .group_by(col(recipients.variant))
+    )
+    rows = (await session.exec(statement)).all()
+    return {
+        variant: Stats(int(sent), int(opened or 0), int(clicked or 0))
+        for variant, sent, opened, clicked in rows
+    }
+
+
+async def record_engagement(
+    session: AsyncSession, campaign_id: str, send_key: str, column: str
+) -> None:
+    """Mark a recipient opened or clicked (a `column` of RecipientRow)."""
+    await session.exec(
+        sa.update(RecipientRow)
+        .where(col(RecipientRow.campaign_id) == campaign_id, col(RecipientRow.send_key) == send_key)
+        .values({column: True})
+    )
 
 
 async def _insert_new_recipients(session: AsyncSession, rows: list[dict[str, object]]) -> set[str]:
@@ -243,7 +360,7 @@ async def record_outcomes(
 def _complete_if_accounted(row: CampaignRow, spec: CampaignSpec, now: datetime) -> None:
     """Completed only once the whole audience is gone through and every queued send has been
     reported sent or failed: never early. A recurring campaign runs again instead."""
-    accounted = row.audience_done and row.sent + row.failed >= row.queued
+    accounted = row.audience_done and not row.awaiting and row.sent + row.failed >= row.queued
     if row.state == campaigns.SENDING and accounted and not spec.recurrence:
         row.state, row.update_time = campaigns.COMPLETED, now
 

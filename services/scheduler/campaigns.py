@@ -5,7 +5,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -15,7 +15,7 @@ from engage.dates import profile_zone
 from engage.errors import FailedPrecondition, InvalidArgument
 from engage.v1 import bus_pb2, campaign_pb2, common_pb2
 from services.scheduler import recurrence
-from services.scheduler.decisions import Decisions, Intended, Sent
+from services.scheduler.decisions import Decisions, Intended, Sent, in_share
 from services.scheduler.graph import CHANNELS
 
 State = campaign_pb2.Campaign
@@ -36,8 +36,12 @@ UPDATABLE_PATHS = (
     "variants",
     "max_sends_per_minute",
     "recurrence",
+    "winner_rule",
 )
 MAX_VARIANTS = 26
+MAX_WINNER_WAIT = timedelta(days=30)
+METRIC_CLICK_RATE = campaign_pb2.WinnerRule.METRIC_CLICK_RATE
+METRIC_OPEN_RATE = campaign_pb2.WinnerRule.METRIC_OPEN_RATE
 MAX_DISPLAY_NAME = 200
 ANONYMOUS = "anonymous"
 
@@ -49,6 +53,13 @@ class Variant:
     id: str
     template: str
     weight: int
+
+
+@dataclass(frozen=True)
+class WinnerRule:
+    metric: int
+    test_percent: int
+    after: timedelta
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class CampaignSpec:
     max_sends_per_minute: int = 0
     # A cron expression on the workspace's calendar; empty: one run.
     recurrence: str = ""
+    winner_rule: WinnerRule | None = None
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,22 @@ class Recipient:
     profile_key: str
     send_key: str
     variant: str
-    # "" when queued; else why it was not sent.
+    # "" when queued (or awaiting the winner); else why it was not sent.
     skipped: str
     sent: Sent | None = None
+    # Kept for the winner of an A/B test: decided once the winner is known.
+    awaiting: bool = False
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """One run of one campaign, as the broadcast decides its members."""
+
+    workspace: str
+    campaign_id: str
+    campaign_uid: str
+    run: int
+    spec: CampaignSpec
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -103,10 +128,28 @@ def parse_campaign(campaign: campaign_pb2.Campaign, workspace: str) -> CampaignS
         holdout_percent=_parse_percent(campaign.holdout_percent),
         max_sends_per_minute=_parse_rate(campaign.max_sends_per_minute),
         recurrence=campaign.recurrence.strip(),
+        winner_rule=_parse_winner_rule(campaign) if campaign.HasField("winner_rule") else None,
     )
     if spec.recurrence:
         recurrence.parse("campaign.recurrence", spec.recurrence)
     return spec
+
+
+def _parse_winner_rule(campaign: campaign_pb2.Campaign) -> WinnerRule:
+    rule = campaign.winner_rule
+    field = "campaign.winner_rule"
+    if len(campaign.variants) < 2:
+        raise InvalidArgument(f"{field}", "a winner needs at least two variants")
+    if campaign.recurrence:
+        raise InvalidArgument(f"{field}", "a recurring campaign has no winner")
+    if rule.metric not in (METRIC_CLICK_RATE, METRIC_OPEN_RATE):
+        raise InvalidArgument(f"{field}.metric", "METRIC_CLICK_RATE or METRIC_OPEN_RATE")
+    if not 1 <= rule.test_percent <= 99:
+        raise InvalidArgument(f"{field}.test_percent", "must be from 1 to 99")
+    after = rule.after.ToTimedelta()
+    if not timedelta() < after <= MAX_WINNER_WAIT:
+        raise InvalidArgument(f"{field}.after", "must be more than 0 and at most 30 days")
+    return WinnerRule(rule.metric, rule.test_percent, after)
 
 
 def update_paths(paths: Iterable[str]) -> tuple[str, ...]:
@@ -227,6 +270,11 @@ def to_proto(spec: CampaignSpec) -> campaign_pb2.Campaign:
         max_sends_per_minute=spec.max_sends_per_minute,
         recurrence=spec.recurrence,
     )
+    if spec.winner_rule is not None:
+        rule = spec.winner_rule
+        campaign.winner_rule.metric = cast(campaign_pb2.WinnerRule.Metric, rule.metric)
+        campaign.winner_rule.test_percent = rule.test_percent
+        campaign.winner_rule.after.FromTimedelta(rule.after)
     if len(spec.variants) == 1 and spec.variants[0].id == "default":
         campaign.template = spec.variants[0].template
     else:
@@ -272,31 +320,50 @@ def next_run(spec: CampaignSpec, after: datetime, workspace_zone: str) -> dateti
 
 
 def decide_member(
-    workspace: str,
-    campaign_id: str,
-    campaign_uid: str,
-    run: int,
-    spec: CampaignSpec,
-    member: Member,
-    decisions: Decisions,
-    now: datetime,
+    broadcast: Broadcast, member: Member, decisions: Decisions, now: datetime, winner: str = ""
 ) -> Recipient:
-    """What the broadcast does for one member: its variant, and whether it is sent."""
+    """What the broadcast does for one member: its variant (the `winner`'s, once chosen), and
+    whether it is sent; a member outside an A/B test awaits the winner."""
     key = member.user_id
     if not key:
         return Recipient(f"profile:{member.profile}", "", "", ANONYMOUS)
-    variant = variant_of(campaign_uid, key, spec.variants)
+    spec = broadcast.spec
+    send = send_key(broadcast.campaign_id, broadcast.campaign_uid, broadcast.run, key)
+    rule = spec.winner_rule
+    in_test = rule is None or in_share(f"{broadcast.campaign_uid}/test", key, rule.test_percent)
+    if not winner and not in_test:
+        return Recipient(key, send, "", "", awaiting=True)
+    variant = winner or variant_of(broadcast.campaign_uid, key, spec.variants).id
     intended = Intended(
-        workspace=workspace,
+        workspace=broadcast.workspace,
         profile_key=key,
         channel=spec.channel,
         transactional=False,
-        holdout_of=f"campaigns/{campaign_id}",
+        holdout_of=f"campaigns/{broadcast.campaign_id}",
         holdout_percent=spec.holdout_percent,
     )
-    send = send_key(campaign_id, campaign_uid, run, key)
     reason, sent = decisions.decide(intended, now, send)
-    return Recipient(key, send, variant.id, reason, sent)
+    return Recipient(key, send, variant, reason, sent)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """How one variant's sends have done so far."""
+
+    sent: int = 0
+    opened: int = 0
+    clicked: int = 0
+
+
+def choose_winner(rule: WinnerRule, variants: Sequence[Variant], stats: dict[str, Stats]) -> str:
+    """The variant with the best rate over its sent recipients; the first listed on a tie."""
+
+    def rate(variant: Variant) -> float:
+        found = stats.get(variant.id, Stats())
+        hits = found.clicked if rule.metric == METRIC_CLICK_RATE else found.opened
+        return hits / found.sent if found.sent else 0.0
+
+    return max(variants, key=rate).id
 
 
 def send_request(

@@ -43,6 +43,11 @@ _OUTCOMES = {
     bus_pb2.DeliveryEvent.KIND_FAILED: campaign_store.FAILED,
     bus_pb2.DeliveryEvent.KIND_SKIPPED: campaign_store.FAILED,
 }
+# What an A/B test's winner is chosen by: the recipient's column each engagement sets.
+_ENGAGEMENTS = {
+    bus_pb2.DeliveryEvent.KIND_OPENED: "opened",
+    bus_pb2.DeliveryEvent.KIND_CLICKED: "clicked",
+}
 # Tries of one batch that met a concurrent enrollment of the same profile.
 CONFLICT_ATTEMPTS = 3
 
@@ -173,8 +178,9 @@ class MembershipConsumer:
 
 
 class CampaignDeliveries:
-    """Counts what became of each campaign's queued sends, and completes a campaign once every
-    recipient is accounted for."""
+    """Counts what became of each campaign's queued sends (and who opened or clicked, which an
+    A/B test's winner is chosen by), and completes a campaign once every recipient is
+    accounted for."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now) -> None:
         self.sessions = sessions
@@ -182,11 +188,16 @@ class CampaignDeliveries:
 
     async def handle(self, message: Msg) -> None:
         workspace, event = receive(message, bus_pb2.DeliveryEvent)
-        outcome = _OUTCOMES.get(event.kind)
-        if not event.campaign or outcome is None:
+        outcome, engagement = _OUTCOMES.get(event.kind), _ENGAGEMENTS.get(event.kind)
+        if not event.campaign or (outcome is None and engagement is None):
             return
         campaign_id = event.campaign.rsplit("/", 1)[-1]
         async with transaction(self.sessions, workspace) as session:
+            if engagement is not None:
+                key = event.idempotency_key
+                await campaign_store.record_engagement(session, campaign_id, key, engagement)
+                return
+            assert outcome is not None
             row = await campaign_store.record_outcomes(
                 session, campaign_id, {event.idempotency_key: outcome}, self.clock()
             )

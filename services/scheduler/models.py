@@ -160,6 +160,11 @@ class CampaignRow(SQLModel, table=True):
     failed: int = 0
     # JSON object: reason -> count.
     skipped: str = "{}"
+    # An A/B test with a winner: members kept for it, when its test's audience was gone
+    # through, and the winning variant once chosen.
+    awaiting: int = 0
+    test_done_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    winner: str = ""
     create_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
     update_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
 
@@ -183,6 +188,8 @@ class RecipientRow(SQLModel, table=True):
     variant: str
     # Empty for a member sent nothing.
     send_key: str
-    # queued, sent, failed, or skipped.
+    # awaiting (the winner), queued, sent, failed, or skipped.
     status: str
     reason: str
+    opened: bool = False
+    clicked: bool = False

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2
+from google.protobuf.message import Message
 
 from engage import subjects
 from engage.bus import Bus
@@ -112,7 +113,10 @@ def a_campaign(**fields: object) -> campaign_pb2.Campaign:
         ],
     )
     for name, value in fields.items():
-        setattr(campaign, name, value)
+        if isinstance(value, Message):
+            getattr(campaign, name).CopyFrom(value)
+        else:
+            setattr(campaign, name, value)
     return campaign
 
 
@@ -309,3 +313,64 @@ async def workspace_zone(suite: Suite, zone: str) -> None:
             ),
             metadata=auth(MARKETER_KEY),
         )
+
+
+async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
+    bare_suite: Suite, bus: Bus, stub: campaign_pb2_grpc.CampaignServiceStub
+) -> None:
+    clock_file = with_moving_clock(bare_suite)
+    await buyers(bare_suite, bus, 200)
+    tap = WireTap()
+    await tap.start(bus)
+    rule = campaign_pb2.WinnerRule(
+        metric=campaign_pb2.WinnerRule.METRIC_CLICK_RATE, test_percent=30
+    )
+    rule.after.FromTimedelta(timedelta(hours=4))
+    made = await create(stub, "ab", a_campaign(winner_rule=rule))
+
+    async def tested() -> campaign_pb2.Campaign | None:
+        campaign = await get(stub, made.name)
+        return campaign if campaign.progress.audience_done else None
+
+    campaign = await eventually(tested)
+    in_test = campaign.progress.queued
+    assert 30 < in_test < 90
+    assert campaign.progress.awaiting_winner == 200 - in_test
+    await eventually(lambda: len(tap.seen) == in_test)
+    test_sends = requests(tap)
+    # Variant b (OTHER_TEMPLATE) is clicked by everyone it reached; a by nobody.
+    await report_sent(bus, test_sends)
+    await report(bus, [s for s in test_sends if s.template == OTHER_TEMPLATE], "clicked")
+    await eventually(lambda: _sent_count(stub, made.name, in_test))
+    assert len(tap.seen) == in_test
+
+    move(clock_file, timedelta(hours=4, minutes=1))
+    await eventually(lambda: len(tap.seen) == 200)
+    rest = [s for s in requests(tap) if s.id not in {t.id for t in test_sends}]
+    assert {s.template for s in rest} == {OTHER_TEMPLATE}
+    decided = await get(stub, made.name)
+    assert (decided.winner, decided.progress.awaiting_winner) == ("b", 0)
+    assert decided.state == Campaign.STATE_SENDING
+    await report_sent(bus, rest)
+
+    async def completed() -> bool:
+        return (await get(stub, made.name)).state == Campaign.STATE_COMPLETED
+
+    await eventually(completed)
+
+
+async def report(bus: Bus, sends: list[bus_pb2.SendRequested], what: str) -> None:
+    """What channels publishes when these recipients open or click."""
+    kind = {"clicked": bus_pb2.DeliveryEvent.KIND_CLICKED}[what]
+    for send in sends:
+        event = bus_pb2.DeliveryEvent(
+            id=f"{send.id}:{what}",
+            workspace=WORKSPACE,
+            kind=kind,
+            channel=send.channel,
+            idempotency_key=send.id,
+            user_id=send.user_id,
+            campaign=send.campaign,
+        )
+        subject = subjects.deliveries(WORKSPACE, send.channel)
+        await bus.publish(subject, event, event.id, workspace=WORKSPACE)

@@ -34,6 +34,9 @@ def upgrade() -> None:
         sa.Column("sent", sa.Integer, nullable=False),
         sa.Column("failed", sa.Integer, nullable=False),
         sa.Column("skipped", sa.Text, nullable=False),
+        sa.Column("awaiting", sa.Integer, nullable=False),
+        sa.Column("test_done_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("winner", sa.String, nullable=False),
         sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
         sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("workspace", "campaign_id", name="uq_campaigns_workspace_campaign"),
@@ -50,6 +53,8 @@ def upgrade() -> None:
         sa.Column("send_key", sa.String, nullable=False),
         sa.Column("status", sa.String, nullable=False),
         sa.Column("reason", sa.String, nullable=False),
+        sa.Column("opened", sa.Boolean, nullable=False),
+        sa.Column("clicked", sa.Boolean, nullable=False),
         sa.UniqueConstraint(
             "workspace", "campaign_id", "run", "profile_key", name="uq_campaign_recipients_profile"
         ),
