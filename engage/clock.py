@@ -29,22 +29,16 @@ def timestamp(moment: datetime) -> Timestamp:
 
 def offset_clock(offset_file: Path) -> Clock:
     """The wall clock moved on by the seconds written in `offset_file` (none or 0: not moved):
-    how a demo or a test lets days pass in seconds in every service at once. Read again only
-    when the file changes."""
-    seen: dict[str, object] = {"stamp": None, "offset": timedelta()}
+    how a demo or a test lets days pass in seconds in every service at once. The file is read
+    at every call (a few microseconds; for development only): a file's times and inodes are too
+    coarse to tell two quick moves apart."""
 
     def now() -> datetime:
         try:
-            stat = offset_file.stat()
-            stamp: object = (stat.st_mtime_ns, stat.st_size)
+            text = offset_file.read_text().strip()
         except FileNotFoundError:
-            stamp = None
-        if stamp != seen["stamp"]:
-            text = offset_file.read_text().strip() if stamp is not None else ""
-            seen["stamp"], seen["offset"] = stamp, timedelta(seconds=float(text or 0))
-        offset = seen["offset"]
-        assert isinstance(offset, timedelta)
-        return utc_now() + offset
+            text = ""
+        return utc_now() + timedelta(seconds=float(text or 0))
 
     return now
 

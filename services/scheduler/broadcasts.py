@@ -84,7 +84,7 @@ class BroadcastWorker:
             rows = await campaign_store.due_or_sending(session, self.clock())
         for row in rows:
             try:
-                if row.audience_done:
+                if row.state == campaigns.SENDING and row.audience_done:
                     await self.send_to_the_rest(row.workspace, row.campaign_id)
                 else:
                     await self.broadcast(row.workspace, row.campaign_id)

@@ -72,19 +72,16 @@ def spec(**fields: object) -> campaigns.CampaignSpec:
 def test_a_broadcast_decides_each_member_with_a_key_per_run() -> None:
     made = spec(holdout_percent=50)
     decisions = Decisions({WS: Policy()})
+    broadcast = campaigns.Broadcast(WS, "sale", "uid", 1, made)
     first = [
-        campaigns.decide_member(
-            WS, "sale", "uid", 1, made, Member(f"p{n}", f"u{n}"), decisions, NOW
-        )
+        campaigns.decide_member(broadcast, Member(f"p{n}", f"u{n}"), decisions, NOW)
         for n in range(400)
     ]
     held = [r for r in first if r.skipped == "holdout"]
     assert 150 < len(held) < 250
     queued = [r for r in first if not r.skipped]
     assert queued[0].send_key == f"campaign:sale:uid:1:{queued[0].profile_key}"
-    anonymous = campaigns.decide_member(
-        WS, "sale", "uid", 1, made, Member("p-x", ""), decisions, NOW
-    )
+    anonymous = campaigns.decide_member(broadcast, Member("p-x", ""), decisions, NOW)
     assert anonymous.skipped == campaigns.ANONYMOUS
 
 
