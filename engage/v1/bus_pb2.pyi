@@ -205,12 +205,14 @@ class JourneyEvent(_message.Message):
         KIND_EXITED: _ClassVar[JourneyEvent.Kind]
         KIND_CONVERTED: _ClassVar[JourneyEvent.Kind]
         KIND_SEND_SKIPPED: _ClassVar[JourneyEvent.Kind]
+        KIND_SEND_DEFERRED: _ClassVar[JourneyEvent.Kind]
     KIND_UNSPECIFIED: JourneyEvent.Kind
     KIND_ENROLLED: JourneyEvent.Kind
     KIND_STEP: JourneyEvent.Kind
     KIND_EXITED: JourneyEvent.Kind
     KIND_CONVERTED: JourneyEvent.Kind
     KIND_SEND_SKIPPED: JourneyEvent.Kind
+    KIND_SEND_DEFERRED: JourneyEvent.Kind
     ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]

@@ -26,19 +26,21 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65ngage/v1/common.proto\x12\tengage.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x02\n\x05\x45vent\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.engage.v1.EventType\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x05 \x01(\t\x12\x13\n\x0bprevious_id\x18\x06 \x01(\t\x12+\n\nproperties\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06traits\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\ttimestamp\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\nEventError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t*\x83\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x11\n\rCHANNEL_EMAIL\x10\x01\x12\x10\n\x0c\x43HANNEL_PUSH\x10\x02\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x03\x12\x10\n\x0c\x43HANNEL_LINE\x10\x04\x12\x17\n\x13\x43HANNEL_DIRECT_MAIL\x10\x05*\xae\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VENT_TYPE_TRACK\x10\x01\x12\x17\n\x13\x45VENT_TYPE_IDENTIFY\x10\x02\x12\x14\n\x10\x45VENT_TYPE_ALIAS\x10\x03\x12\x13\n\x0f\x45VENT_TYPE_PAGE\x10\x04\x12\x15\n\x11\x45VENT_TYPE_SCREEN\x10\x05\x12\x14\n\x10\x45VENT_TYPE_GROUP\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x65ngage/v1/common.proto\x12\tengage.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x02\n\x05\x45vent\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12\"\n\x04type\x18\x02 \x01(\x0e\x32\x14.engage.v1.EventType\x12\r\n\x05\x65vent\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x14\n\x0c\x61nonymous_id\x18\x05 \x01(\t\x12\x13\n\x0bprevious_id\x18\x06 \x01(\t\x12+\n\nproperties\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06traits\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\ttimestamp\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\nEventError\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"+\n\tLocalTime\x12\r\n\x05hours\x18\x01 \x01(\x05\x12\x0f\n\x07minutes\x18\x02 \x01(\x05*\x83\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x11\n\rCHANNEL_EMAIL\x10\x01\x12\x10\n\x0c\x43HANNEL_PUSH\x10\x02\x12\x0f\n\x0b\x43HANNEL_SMS\x10\x03\x12\x10\n\x0c\x43HANNEL_LINE\x10\x04\x12\x17\n\x13\x43HANNEL_DIRECT_MAIL\x10\x05*\xae\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45VENT_TYPE_TRACK\x10\x01\x12\x17\n\x13\x45VENT_TYPE_IDENTIFY\x10\x02\x12\x14\n\x10\x45VENT_TYPE_ALIAS\x10\x03\x12\x13\n\x0f\x45VENT_TYPE_PAGE\x10\x04\x12\x15\n\x11\x45VENT_TYPE_SCREEN\x10\x05\x12\x14\n\x10\x45VENT_TYPE_GROUP\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'engage.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHANNEL']._serialized_start=531
-  _globals['_CHANNEL']._serialized_end=662
-  _globals['_EVENTTYPE']._serialized_start=665
-  _globals['_EVENTTYPE']._serialized_end=839
+  _globals['_CHANNEL']._serialized_start=576
+  _globals['_CHANNEL']._serialized_end=707
+  _globals['_EVENTTYPE']._serialized_start=710
+  _globals['_EVENTTYPE']._serialized_end=884
   _globals['_EVENT']._serialized_start=101
   _globals['_EVENT']._serialized_end=463
   _globals['_EVENTERROR']._serialized_start=465
   _globals['_EVENTERROR']._serialized_end=528
+  _globals['_LOCALTIME']._serialized_start=530
+  _globals['_LOCALTIME']._serialized_end=573
 # @@protoc_insertion_point(module_scope)

@@ -77,3 +77,11 @@ class EventError(_message.Message):
     field: str
     description: str
     def __init__(self, index: _Optional[int] = ..., field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class LocalTime(_message.Message):
+    __slots__ = ("hours", "minutes")
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    hours: int
+    minutes: int
+    def __init__(self, hours: _Optional[int] = ..., minutes: _Optional[int] = ...) -> None: ...

@@ -152,17 +152,9 @@ class WaitStep(_message.Message):
     TRAIT_DATE_FIELD_NUMBER: _ClassVar[int]
     duration: _duration_pb2.Duration
     event: WaitForEvent
-    time_of_day: LocalTime
+    time_of_day: _common_pb2.LocalTime
     trait_date: TraitDate
-    def __init__(self, duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., event: _Optional[_Union[WaitForEvent, _Mapping]] = ..., time_of_day: _Optional[_Union[LocalTime, _Mapping]] = ..., trait_date: _Optional[_Union[TraitDate, _Mapping]] = ...) -> None: ...
-
-class LocalTime(_message.Message):
-    __slots__ = ("hours", "minutes")
-    HOURS_FIELD_NUMBER: _ClassVar[int]
-    MINUTES_FIELD_NUMBER: _ClassVar[int]
-    hours: int
-    minutes: int
-    def __init__(self, hours: _Optional[int] = ..., minutes: _Optional[int] = ...) -> None: ...
+    def __init__(self, duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., event: _Optional[_Union[WaitForEvent, _Mapping]] = ..., time_of_day: _Optional[_Union[_common_pb2.LocalTime, _Mapping]] = ..., trait_date: _Optional[_Union[TraitDate, _Mapping]] = ...) -> None: ...
 
 class TraitDate(_message.Message):
     __slots__ = ("trait", "months", "days", "at", "on_missing")
@@ -174,9 +166,9 @@ class TraitDate(_message.Message):
     trait: str
     months: int
     days: int
-    at: LocalTime
+    at: _common_pb2.LocalTime
     on_missing: str
-    def __init__(self, trait: _Optional[str] = ..., months: _Optional[int] = ..., days: _Optional[int] = ..., at: _Optional[_Union[LocalTime, _Mapping]] = ..., on_missing: _Optional[str] = ...) -> None: ...
+    def __init__(self, trait: _Optional[str] = ..., months: _Optional[int] = ..., days: _Optional[int] = ..., at: _Optional[_Union[_common_pb2.LocalTime, _Mapping]] = ..., on_missing: _Optional[str] = ...) -> None: ...
 
 class WaitForEvent(_message.Message):
     __slots__ = ("event", "timeout", "on_timeout")

@@ -28,7 +28,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65ngage/v1/workspace.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x01\n\x11WorkspaceSettings\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0e\x66requency_caps\x18\x04 \x03(\x0b\x32\x17.engage.v1.FrequencyCap\x12\x1e\n\x16global_control_percent\x18\x05 \x01(\x01\"q\n\x0c\x46requencyCap\x12#\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x11\n\tmax_sends\x18\x02 \x01(\x05\x12)\n\x06window\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"+\n\x1bGetWorkspaceSettingsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x81\x01\n\x1eUpdateWorkspaceSettingsRequest\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.engage.v1.WorkspaceSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\xd4\x01\n\x10WorkspaceService\x12\\\n\x14GetWorkspaceSettings\x12&.engage.v1.GetWorkspaceSettingsRequest\x1a\x1c.engage.v1.WorkspaceSettings\x12\x62\n\x17UpdateWorkspaceSettings\x12).engage.v1.UpdateWorkspaceSettingsRequest\x1a\x1c.engage.v1.WorkspaceSettingsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65ngage/v1/workspace.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x01\n\x11WorkspaceSettings\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0e\x66requency_caps\x18\x04 \x03(\x0b\x32\x17.engage.v1.FrequencyCap\x12\x1e\n\x16global_control_percent\x18\x05 \x01(\x01\x12*\n\x0bquiet_hours\x18\x06 \x01(\x0b\x32\x15.engage.v1.QuietHours\"T\n\nQuietHours\x12#\n\x05start\x18\x01 \x01(\x0b\x32\x14.engage.v1.LocalTime\x12!\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x14.engage.v1.LocalTime\"q\n\x0c\x46requencyCap\x12#\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x11\n\tmax_sends\x18\x02 \x01(\x05\x12)\n\x06window\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"+\n\x1bGetWorkspaceSettingsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x81\x01\n\x1eUpdateWorkspaceSettingsRequest\x12.\n\x08settings\x18\x01 \x01(\x0b\x32\x1c.engage.v1.WorkspaceSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask2\xd4\x01\n\x10WorkspaceService\x12\\\n\x14GetWorkspaceSettings\x12&.engage.v1.GetWorkspaceSettingsRequest\x1a\x1c.engage.v1.WorkspaceSettings\x12\x62\n\x17UpdateWorkspaceSettings\x12).engage.v1.UpdateWorkspaceSettingsRequest\x1a\x1c.engage.v1.WorkspaceSettingsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +36,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'engage.v1.workspace_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WORKSPACESETTINGS']._serialized_start=164
-  _globals['_WORKSPACESETTINGS']._serialized_end=346
-  _globals['_FREQUENCYCAP']._serialized_start=348
-  _globals['_FREQUENCYCAP']._serialized_end=461
-  _globals['_GETWORKSPACESETTINGSREQUEST']._serialized_start=463
-  _globals['_GETWORKSPACESETTINGSREQUEST']._serialized_end=506
-  _globals['_UPDATEWORKSPACESETTINGSREQUEST']._serialized_start=509
-  _globals['_UPDATEWORKSPACESETTINGSREQUEST']._serialized_end=638
-  _globals['_WORKSPACESERVICE']._serialized_start=641
-  _globals['_WORKSPACESERVICE']._serialized_end=853
+  _globals['_WORKSPACESETTINGS']._serialized_end=390
+  _globals['_QUIETHOURS']._serialized_start=392
+  _globals['_QUIETHOURS']._serialized_end=476
+  _globals['_FREQUENCYCAP']._serialized_start=478
+  _globals['_FREQUENCYCAP']._serialized_end=591
+  _globals['_GETWORKSPACESETTINGSREQUEST']._serialized_start=593
+  _globals['_GETWORKSPACESETTINGSREQUEST']._serialized_end=636
+  _globals['_UPDATEWORKSPACESETTINGSREQUEST']._serialized_start=639
+  _globals['_UPDATEWORKSPACESETTINGSREQUEST']._serialized_end=768
+  _globals['_WORKSPACESERVICE']._serialized_start=771
+  _globals['_WORKSPACESERVICE']._serialized_end=983
 # @@protoc_insertion_point(module_scope)

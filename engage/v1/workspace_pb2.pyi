@@ -13,18 +13,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkspaceSettings(_message.Message):
-    __slots__ = ("name", "time_zone", "update_time", "frequency_caps", "global_control_percent")
+    __slots__ = ("name", "time_zone", "update_time", "frequency_caps", "global_control_percent", "quiet_hours")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     FREQUENCY_CAPS_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_CONTROL_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    QUIET_HOURS_FIELD_NUMBER: _ClassVar[int]
     name: str
     time_zone: str
     update_time: _timestamp_pb2.Timestamp
     frequency_caps: _containers.RepeatedCompositeFieldContainer[FrequencyCap]
     global_control_percent: float
-    def __init__(self, name: _Optional[str] = ..., time_zone: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., frequency_caps: _Optional[_Iterable[_Union[FrequencyCap, _Mapping]]] = ..., global_control_percent: _Optional[float] = ...) -> None: ...
+    quiet_hours: QuietHours
+    def __init__(self, name: _Optional[str] = ..., time_zone: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., frequency_caps: _Optional[_Iterable[_Union[FrequencyCap, _Mapping]]] = ..., global_control_percent: _Optional[float] = ..., quiet_hours: _Optional[_Union[QuietHours, _Mapping]] = ...) -> None: ...
+
+class QuietHours(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: _common_pb2.LocalTime
+    end: _common_pb2.LocalTime
+    def __init__(self, start: _Optional[_Union[_common_pb2.LocalTime, _Mapping]] = ..., end: _Optional[_Union[_common_pb2.LocalTime, _Mapping]] = ...) -> None: ...
 
 class FrequencyCap(_message.Message):
     __slots__ = ("channel", "max_sends", "window")

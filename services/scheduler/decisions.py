@@ -6,7 +6,8 @@ campaigns, each refusal with its reason.
 3. the workspace's global control group, then the journey's or campaign's holdout: a stable
    share of profiles that gets no marketing, so reporting can measure lift;
 4. frequency caps: at most N marketing sends per channel within a window, per profile;
-5. quiet hours in the profile's zone: not yet;
+5. quiet hours on the profile's calendar: a send due within them waits until they end
+   (`quiet_until`; the journey engine holds the step there, never drops it);
 then the send is published under its deterministic idempotency key.
 
 Transactional sends (a receipt, a password reset) are exempt from 3 and 4.
@@ -15,11 +16,18 @@ Pure: the policy and the profile's recent marketing sends come from the caller.
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
+
+from services.scheduler import moments
 
 GLOBAL_CONTROL = "global_control"
 HOLDOUT = "holdout"
 FREQUENCY_CAP = "frequency_cap"
+QUIET_HOURS = "quiet_hours"
+
+
+# ((hours, minutes) start, (hours, minutes) end) on the profile's calendar.
+QuietHours = tuple[tuple[int, int], tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class Policy:
     global_control_percent: float = 0.0
     # The workspace's calendar (its IANA zone; empty: UTC), for recurring campaigns.
     time_zone: str = ""
+    quiet_hours: QuietHours | None = None
 
     @property
     def longest_window(self) -> timedelta:
@@ -113,3 +122,17 @@ def in_share(group: str, profile_key: str, percent: float) -> bool:
         return False
     digest = hashlib.sha256(f"{group}/{profile_key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 10_000 < percent * 100
+
+
+def quiet_until(quiet_hours: QuietHours, zone: tzinfo, now: datetime) -> datetime | None:
+    """When the quiet hours holding a send at `now` end, on the calendar of `zone`; None when
+    `now` is outside them. The window runs from its start to its end, across midnight when the
+    end is earlier."""
+    (start_h, start_m), (end_h, end_m) = quiet_hours
+    local = now.astimezone(zone)
+    minute = local.hour * 60 + local.minute
+    start, end = start_h * 60 + start_m, end_h * 60 + end_m
+    inside = start <= minute < end if start < end else minute >= start or minute < end
+    if not inside:
+        return None
+    return moments.next_time_of_day(now, zone, end_h, end_m)

@@ -12,7 +12,8 @@ from datetime import datetime
 
 from engage.dates import profile_zone
 from engage.profiles import ProfileView
-from services.scheduler import moments
+from services.scheduler import decisions, moments
+from services.scheduler.decisions import QuietHours
 from services.scheduler.graph import (
     PROFILE_STEPS,
     Action,
@@ -56,6 +57,8 @@ class Progress:
     # Set when a wait holds the enrollment; else `ended` says why it left.
     waiting: Waiting | None = None
     ended: str = ""
+    # A send step held by quiet hours (the waiting above ends with them).
+    deferred: str = ""
 
 
 def advance(
@@ -64,16 +67,26 @@ def advance(
     now: datetime,
     profile_key: str,
     profile: ProfileView | None = None,
+    quiet_hours: QuietHours | None = None,
 ) -> Progress:
     """Run from `step_id` ("" ends at once) until a wait holds the enrollment or it ends.
-    Journeys are acyclic (graph validation), so this always stops."""
+    With `quiet_hours`, a marketing send reads the profile's zone and, within them, holds the
+    enrollment there until they end. Journeys are acyclic (graph validation), so this always
+    stops."""
     progress = Progress()
     while step_id:
         step = definition.step(step_id)
         action = step.action
-        if isinstance(action, PROFILE_STEPS) and profile is None:
+        quiet = quiet_hours if isinstance(action, Send) and not action.transactional else None
+        if profile is None and (isinstance(action, PROFILE_STEPS) or quiet):
             progress.waiting = Waiting(step_id, now, step_id, needs_profile=True)
             return progress
+        if quiet and profile is not None:
+            until = decisions.quiet_until(quiet, profile_zone(profile.calendar_time_zone), now)
+            if until is not None:
+                progress.waiting = Waiting(step_id, until, step_id, needs_profile=True)
+                progress.deferred = step_id
+                return progress
         progress.entered.append(step_id)
         if isinstance(action, Exit):
             progress.ended = EXIT_STEP

@@ -15,7 +15,7 @@ from engage import resources, subjects
 from engage.profiles import ProfileView
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import engine
-from services.scheduler.decisions import Decisions, Intended, Sent
+from services.scheduler.decisions import QUIET_HOURS, Decisions, Intended, Policy, Sent
 from services.scheduler.engine import Waiting
 from services.scheduler.graph import AFTER_COOLDOWN, ONCE, Definition, Send, Step
 
@@ -278,7 +278,10 @@ def run(
 ) -> None:
     """Advance the enrollment from `step_id` and announce what it did; each send goes out or
     is skipped as `decisions` decides."""
-    progress = engine.advance(enrollment.definition, step_id, now, enrollment.profile_key, profile)
+    policy = decisions.policies.get(enrollment.workspace, Policy())
+    progress = engine.advance(
+        enrollment.definition, step_id, now, enrollment.profile_key, profile, policy.quiet_hours
+    )
     outcome.touch(enrollment)
     enrollment.timer = progress.waiting
     enrollment.awaiting_event = progress.waiting.event if progress.waiting else ""
@@ -290,6 +293,12 @@ def run(
             outcome.messages.append(
                 _send_or_skip(enrollment, sends[entered], now, decisions, outcome)
             )
+    if progress.deferred:
+        outcome.messages.append(
+            _journey_event(
+                enrollment, "send_deferred", now, step_id=progress.deferred, reason=QUIET_HOURS
+            )
+        )
     if progress.ended:
         finish(enrollment, EXITED, progress.ended, now, outcome)
 
@@ -320,6 +329,7 @@ _KINDS = {
     "exited": bus_pb2.JourneyEvent.KIND_EXITED,
     "converted": bus_pb2.JourneyEvent.KIND_CONVERTED,
     "send_skipped": bus_pb2.JourneyEvent.KIND_SEND_SKIPPED,
+    "send_deferred": bus_pb2.JourneyEvent.KIND_SEND_DEFERRED,
 }
 
 

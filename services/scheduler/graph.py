@@ -304,7 +304,7 @@ def _parse_wait(field: str, wait: journey_pb2.WaitStep, ids: Sequence[str]) -> A
     raise InvalidArgument(field, "must wait for a duration, an event, a time of day or a date")
 
 
-def _parse_local_time(field: str, time: journey_pb2.LocalTime) -> tuple[int, int]:
+def _parse_local_time(field: str, time: common_pb2.LocalTime) -> tuple[int, int]:
     if not 0 <= time.hours <= 23:
         raise InvalidArgument(f"{field}.hours", "must be from 0 to 23")
     if not 0 <= time.minutes <= 59:

@@ -55,6 +55,7 @@ class WorkspacePolicies:
             ),
             global_control_percent=settings.global_control_percent,
             time_zone=settings.time_zone,
+            quiet_hours=_quiet_hours(settings),
         )
         self._known[workspace] = (time.monotonic(), policy)
         return policy
@@ -70,3 +71,12 @@ class WorkspacePolicies:
             request, metadata=metadata, timeout=CALL_TIMEOUT_SECONDS
         )
         return settings
+
+
+def _quiet_hours(
+    settings: workspace_pb2.WorkspaceSettings,
+) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    if not settings.HasField("quiet_hours"):
+        return None
+    start, end = settings.quiet_hours.start, settings.quiet_hours.end
+    return (start.hours, start.minutes), (end.hours, end.minutes)

@@ -87,6 +87,8 @@ class WorkspaceSettings(SQLModel, table=True):
     # The contract's JSON of the FrequencyCap list; the scheduler applies them.
     frequency_caps: str = "[]"
     global_control_percent: float = 0.0
+    # The contract's JSON of QuietHours; empty: none.
+    quiet_hours: str = ""
     # None only for the defaults of a workspace that never set any.
     update_time: datetime | None = Field(default=None, sa_type=WHEN)
 

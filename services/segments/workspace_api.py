@@ -19,7 +19,7 @@ from engage.v1 import common_pb2, workspace_pb2, workspace_pb2_grpc
 from services.segments import workspace_settings
 from services.segments.models import WorkspaceSettings
 
-UPDATABLE = ("time_zone", "frequency_caps", "global_control_percent")
+UPDATABLE = ("time_zone", "frequency_caps", "global_control_percent", "quiet_hours")
 MAX_FREQUENCY_CAPS = 20
 LONGEST_CAP_WINDOW = timedelta(days=366)
 
@@ -32,6 +32,8 @@ def to_proto(settings: WorkspaceSettings) -> workspace_pb2.WorkspaceSettings:
     )
     for cap in json.loads(settings.frequency_caps):
         message.frequency_caps.append(json_format.ParseDict(cap, workspace_pb2.FrequencyCap()))
+    if settings.quiet_hours:
+        json_format.Parse(settings.quiet_hours, message.quiet_hours)
     if settings.update_time is not None:
         message.update_time.CopyFrom(timestamp(settings.update_time))
     return message
@@ -55,7 +57,25 @@ def parse_changes(settings: workspace_pb2.WorkspaceSettings, paths: list[str]) -
         if not 0 <= percent < 100:
             raise InvalidArgument("settings.global_control_percent", "must be from 0 to under 100")
         changes["global_control_percent"] = percent
+    if "quiet_hours" in chosen:
+        changes["quiet_hours"] = _quiet_hours_json(settings)
     return changes
+
+
+def _quiet_hours_json(settings: workspace_pb2.WorkspaceSettings) -> str:
+    if not settings.HasField("quiet_hours"):
+        return ""
+    hours = settings.quiet_hours
+    for end in ("start", "end"):
+        field = f"settings.quiet_hours.{end}"
+        if not hours.HasField(end):
+            raise InvalidArgument(field, "a time of day is required")
+        time = getattr(hours, end)
+        if not (0 <= time.hours <= 23 and 0 <= time.minutes <= 59):
+            raise InvalidArgument(field, "must be a time from 00:00 to 23:59")
+    if hours.start == hours.end:
+        raise InvalidArgument("settings.quiet_hours.end", "must differ from the start")
+    return json_format.MessageToJson(hours, indent=None)
 
 
 def _caps_json(caps: Sequence[workspace_pb2.FrequencyCap]) -> str:

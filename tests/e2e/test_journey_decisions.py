@@ -1,15 +1,19 @@
-"""Send decisions in the running suite: the workspace's frequency cap, kept by segments' settings
-and applied by the scheduler to every marketing send of every journey, transactional exempt."""
+"""Send decisions in the running suite: the workspace's frequency caps and quiet hours, kept by
+segments' settings and applied by the scheduler to every marketing send of every journey,
+transactional exempt."""
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from google.protobuf import field_mask_pb2
 
+from engage import subjects
 from engage.bus import Bus
 from engage.v1 import (
     bus_pb2,
@@ -19,13 +23,15 @@ from engage.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
-from tests.harness import MARKETER_KEY, Suite, auth, eventually
+from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
 from tests.journeys import (
     PARENT,
     a_journey,
     create,
     journey_events,
     move,
+    now_on,
+    sends,
     start_scheduler,
     steps_sent,
     track,
@@ -33,6 +39,7 @@ from tests.journeys import (
 )
 
 WEEK = timedelta(days=7)
+TOKYO = ZoneInfo("Asia/Tokyo")
 Kind = bus_pb2.JourneyEvent
 
 
@@ -108,3 +115,65 @@ async def test_a_frequency_cap_skips_marketing_over_it_until_the_window_has_pass
 
 async def _sent(bus: Bus, user_id: str, steps: list[str]) -> bool:
     return await steps_sent(bus, user_id) == steps
+
+
+async def test_quiet_hours_defer_a_marketing_send_to_their_end_in_the_profiles_zone(
+    bare_suite: Suite, bus: Bus, stub: journey_pb2_grpc.JourneyServiceStub, clock_file: Path
+) -> None:
+    quiet = workspace_pb2.QuietHours(
+        start=common_pb2.LocalTime(hours=21), end=common_pb2.LocalTime(hours=9)
+    )
+    async with bare_suite.channel("segments") as channel:
+        await workspace_pb2_grpc.WorkspaceServiceStub(channel).UpdateWorkspaceSettings(
+            workspace_pb2.UpdateWorkspaceSettingsRequest(
+                settings=workspace_pb2.WorkspaceSettings(
+                    name=f"{PARENT}/settings", quiet_hours=quiet
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["quiet_hours"]),
+            ),
+            metadata=auth(MARKETER_KEY),
+        )
+    await create(stub, "promo", a_journey(event="visited", steps=("promo",)))
+    receipt = a_journey(event="bought", steps=("receipt",))
+    receipt.steps[0].send.transactional = True
+    await create(stub, "receipt", receipt)
+    # 22:00 in Tokyo.
+    tokyo_now = now_on(clock_file).astimezone(TOKYO)
+    ten_pm = tokyo_now.replace(hour=22, minute=0, second=0, microsecond=0)
+    if ten_pm < tokyo_now:
+        ten_pm += timedelta(days=1)
+    move(clock_file, ten_pm - tokyo_now)
+
+    await publish_identified(bus, "ana", "Asia/Tokyo", "visited")
+    await publish_identified(bus, "bo", "Asia/Tokyo", "bought")
+    await eventually(partial(steps_sent, bus, "bo"))
+
+    async def deferred() -> list[tuple[str, str]]:
+        return [
+            (event.step_id, event.reason)
+            for event in await journey_events(bus, "ana")
+            if event.kind == Kind.KIND_SEND_DEFERRED
+        ]
+
+    assert await eventually(deferred) == [("promo", "quiet_hours")]
+    assert await steps_sent(bus, "ana") == []
+    move(clock_file, timedelta(hours=11, minutes=1))
+    await eventually(partial(steps_sent, bus, "ana"))
+    [promo] = [s for s in await sends(bus) if s.user_id == "ana"]
+    sent_at = promo.occurred_at.ToDatetime(tzinfo=UTC).astimezone(TOKYO)
+    assert (sent_at.hour, sent_at.minute) == (9, 1)
+
+
+async def publish_identified(bus: Bus, user_id: str, zone: str, event: str) -> None:
+    """An identify giving the profile its zone, then the event, in one batch."""
+    identify = common_pb2.Event(
+        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_IDENTIFY, user_id=user_id
+    )
+    identify.traits.update({"timezone": zone})
+    tracked = common_pb2.Event(
+        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_TRACK, event=event, user_id=user_id
+    )
+    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[identify, tracked])
+    await bus.publish(
+        subjects.events(WORKSPACE, user_id, 8), batch, f"{WORKSPACE}:{batch.id}", WORKSPACE
+    )

@@ -280,3 +280,30 @@ async def test_the_messaging_policy_is_validated_kept_and_left_alone_by_other_up
             )
         )
         assert violated_fields(error) == [field]
+
+
+async def test_quiet_hours_are_kept_and_an_empty_window_is_refused(
+    channel: grpc.aio.Channel,
+) -> None:
+    stub = workspace_pb2_grpc.WorkspaceServiceStub(channel)
+    mask = field_mask_pb2.FieldMask(paths=["quiet_hours"])
+
+    def request(start: int, end: int) -> workspace_pb2.UpdateWorkspaceSettingsRequest:
+        quiet = workspace_pb2.QuietHours(
+            start=common_pb2.LocalTime(hours=start), end=common_pb2.LocalTime(hours=end)
+        )
+        settings = workspace_pb2.WorkspaceSettings(name=SETTINGS, quiet_hours=quiet)
+        return workspace_pb2.UpdateWorkspaceSettingsRequest(settings=settings, update_mask=mask)
+
+    updated = await stub.UpdateWorkspaceSettings(request(21, 9), metadata=MARKETER)
+    assert (updated.quiet_hours.start.hours, updated.quiet_hours.end.hours) == (21, 9)
+    error = await failure(stub.UpdateWorkspaceSettings(request(9, 9), metadata=MARKETER))
+    assert violated_fields(error) == ["settings.quiet_hours.end"]
+    error = await failure(stub.UpdateWorkspaceSettings(request(25, 9), metadata=MARKETER))
+    assert violated_fields(error) == ["settings.quiet_hours.start"]
+    cleared = workspace_pb2.UpdateWorkspaceSettingsRequest(
+        settings=workspace_pb2.WorkspaceSettings(name=SETTINGS), update_mask=mask
+    )
+    assert not (await stub.UpdateWorkspaceSettings(cleared, metadata=MARKETER)).HasField(
+        "quiet_hours"
+    )

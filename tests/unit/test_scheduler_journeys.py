@@ -547,3 +547,29 @@ def test_a_skipped_send_is_announced_with_its_reason_and_the_journey_goes_on() -
     assert skipped == [("a", "holdout"), ("b", "holdout")]
     assert not any(isinstance(m.payload, bus_pb2.SendRequested) for m in outcome.messages)
     assert reason_of(outcome.messages[-1]) == "completed"
+
+
+def test_quiet_hours_hold_a_marketing_send_until_they_end_on_the_profiles_calendar() -> None:
+    night = ((21, 0), (9, 0))
+    quiet_until = decisions_module.quiet_until
+    # 09:00 UTC is 18:00 in Tokyo: not quiet; 13:00 UTC is 22:00 there: quiet until 09:00.
+    assert quiet_until(night, TOKYO, NOW) is None
+    late = datetime(2025, 3, 1, 13, 0, tzinfo=UTC)
+    tokyo_nine = datetime(2025, 3, 2, 0, 0, tzinfo=UTC)
+    assert quiet_until(night, TOKYO, late) == tokyo_nine
+    lunch = ((12, 0), (13, 30))
+    at_lunch = datetime(2025, 3, 1, 12, 59, tzinfo=UTC)
+    assert quiet_until(lunch, UTC, at_lunch) == datetime(2025, 3, 1, 13, 30, tzinfo=UTC)
+
+    made = definition(send("promo"), send("receipt"))
+    blind = engine.advance(made, "promo", late, "u1", None, night)
+    assert blind.waiting is not None and blind.waiting.needs_profile and not blind.deferred
+    held = engine.advance(made, "promo", late, "u1", profile(), night)
+    assert held.waiting == engine.Waiting("promo", tokyo_nine, "promo", needs_profile=True)
+    assert (held.deferred, held.sends) == ("promo", [])
+
+    receipt = send("receipt")
+    receipt.send.transactional = True
+    transactional = definition(receipt)
+    sent = engine.advance(transactional, "receipt", late, "u1", None, night).sends
+    assert [s.id for s in sent] == ["receipt"]

@@ -1,4 +1,4 @@
-"""The workspace's messaging policy: frequency caps and the global control group.
+"""The workspace's messaging policy: frequency caps, the global control group, quiet hours.
 
 Revision ID: 0009
 Revises: 0008
@@ -19,9 +19,11 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("global_control_percent", sa.Float, nullable=False, server_default="0")
         )
+        batch.add_column(sa.Column("quiet_hours", sa.Text, nullable=False, server_default=""))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("workspace_settings") as batch:
+        batch.drop_column("quiet_hours")
         batch.drop_column("global_control_percent")
         batch.drop_column("frequency_caps")
