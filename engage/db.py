@@ -125,16 +125,20 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @asynccontextmanager
 async def transaction(
-    sessions: async_sessionmaker[AsyncSession], workspace: str
+    sessions: async_sessionmaker[AsyncSession], workspace: str, rehearsal: bool = False
 ) -> AsyncIterator[AsyncSession]:
     """One session in one transaction, scoped to `workspace`: committed on success, rolled back
-    on error. On SQLite, the transactions of one process take turns (first come, first served)
-    before they begin: SQLite has one writer at a time, and a writer waiting in its busy
-    handler sleeps up to 100 ms at a time, long after the lock is free."""
+    on error, and rolled back anyway for a `rehearsal` (an API's `validate_only`: everything
+    checked and done as for real, nothing kept). On SQLite, the transactions of one process
+    take turns (first come, first served) before they begin: SQLite has one writer at a time,
+    and a writer waiting in its busy handler sleeps up to 100 ms at a time, long after the lock
+    is free."""
     turn = sessions.kw.get("info", {}).get(_WRITER_KEY) or contextlib.nullcontext()
-    async with turn, sessions() as session, session.begin():
+    async with turn, sessions() as session, session.begin() as begun:
         session.info[_WORKSPACE_KEY] = workspace
         yield session
+        if rehearsal:
+            await begun.rollback()
 
 
 @asynccontextmanager

@@ -1,10 +1,13 @@
-"""`engage apply`: create or update segments from the YAML files marketers keep in git.
+"""`engage apply`: create or update segments, journeys and campaigns from the YAML files
+marketers keep in git.
 
-A file holds one segment per YAML document: `segment_id`, optional `display_name` and
-`description`, and `rule` in the YAML rule language (engage_cli/rules_yaml.py); any other key is
-refused. A file that is already live changes nothing (the service saves no version); one that
-differs is saved as a new version and its members re-evaluated. With `dry_run`, the service
-validates each file and answers what it would save, and nothing is touched.
+A file holds one of them per YAML document. A segment has `segment_id`, optional
+`display_name` and `description`, and `rule` in the YAML rule language
+(engage_cli/rules_yaml.py); any other key is refused. Journeys (`journey_id`) and campaigns
+(`campaign_id`) are read by engage_cli/definitions.py and applied after the segments they
+name. A file that is already live changes nothing (the service saves no version); one that
+differs is saved as a new version (a segment's members re-evaluated). With `dry_run`, the
+service validates each file and answers what it would save, and nothing is touched.
 
 Every mistake, found here or by the service, is named by file, line and the key as written.
 """
@@ -23,6 +26,7 @@ from engage import resources
 from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2, segment_pb2_grpc
 from engage_cli.client import Client
+from engage_cli.definitions import READERS, Definition, is_campaign, is_journey
 from engage_cli.documents import Document, FileError, KeyPath, check_keys, read_documents
 from engage_cli.rule_paths import parse_fields, rule_keys
 from engage_cli.rules_yaml import from_data
@@ -55,21 +59,47 @@ class Applied:
 
 def read_segment_files(paths: Sequence[Path], workspace: str) -> list[SegmentFile]:
     """Every segment the files describe; FileError names the first mistake."""
-    files: list[SegmentFile] = []
-    seen: dict[str, Document] = {}
+    segments, others = read_files(paths, workspace)
+    if others:
+        raise others[0].document.error((), "is not a segment")
+    return segments
+
+
+def read_files(paths: Sequence[Path], workspace: str) -> tuple[list[SegmentFile], list[Definition]]:
+    """Every segment, journey and campaign the files describe (a document is a journey with a
+    `journey_id`, a campaign with a `campaign_id`, else a segment); FileError names the first
+    mistake."""
+    segments: list[SegmentFile] = []
+    definitions: list[Definition] = []
+    seen: dict[tuple[str, str], Document] = {}
     for path in paths:
         documents = read_documents(path)
         if not documents:
-            raise FileError(path, "holds no segment")
+            raise FileError(path, "holds no segment, journey or campaign")
         for document in documents:
-            file = segment_from_document(document, workspace)
-            if file.segment_id in seen:
-                first = seen[file.segment_id]
-                where = f"{first.file}:{first.line_of(('segment_id',))}"
-                raise document.error(("segment_id",), f"{file.segment_id!r} is also in {where}")
-            seen[file.segment_id] = document
-            files.append(file)
-    return files
+            kind = _kind_of(document.data)
+            if kind == "segment":
+                segment = segment_from_document(document, workspace)
+                key, identity = (kind, segment.segment_id), ("segment_id",)
+                segments.append(segment)
+            else:
+                definition = READERS[kind](document, workspace)
+                key, identity = (kind, definition.id), (f"{kind}_id",)
+                definitions.append(definition)
+            if key in seen:
+                first = seen[key]
+                where = f"{first.file}:{first.line_of(identity)}"
+                raise document.error(identity, f"{key[1]!r} is also in {where}")
+            seen[key] = document
+    return segments, definitions
+
+
+def _kind_of(data: object) -> str:
+    if is_journey(data):
+        return "journey"
+    if is_campaign(data):
+        return "campaign"
+    return "segment"
 
 
 def segment_from_file(path: Path, workspace: str) -> SegmentFile:

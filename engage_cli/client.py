@@ -1,5 +1,6 @@
-"""How the CLI reaches the suite: the segments process's address (the running `engage up`
-suite's, else its usual port), an API key sent in every call's metadata, and the workspace."""
+"""How the CLI reaches the suite: the addresses of the segments and scheduler processes (the
+running `engage up` suite's, else their usual ports), an API key sent in every call's
+metadata, and the workspace."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,12 @@ class Client:
     address: str
     api_key: str
     workspace: str
+    # Where journeys and campaigns are served.
+    scheduler_address: str = ""
 
-    def channel(self) -> grpc.aio.Channel:
-        return grpc.aio.insecure_channel(self.address)
+    def channel(self, service: str = "segments") -> grpc.aio.Channel:
+        address = self.scheduler_address if service == "scheduler" else self.address
+        return grpc.aio.insecure_channel(address)
 
     @property
     def call(self) -> dict[str, Any]:

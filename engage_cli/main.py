@@ -51,6 +51,13 @@ Address = Annotated[
     str | None,
     typer.Option(help="SegmentService address (default: the running suite's).", show_default=False),
 ]
+SchedulerAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="JourneyService and CampaignService address (default: the running suite's).",
+        show_default=False,
+    ),
+]
 ApiKey = Annotated[str, typer.Option(envvar="ENGAGE_API_KEY", help="An API key.")]
 Workspace = Annotated[str, typer.Option(envvar="ENGAGE_WORKSPACE", help="The workspace.")]
 Output = Annotated[Format, typer.Option("--output", "-o", help="table, json or yaml.")]
@@ -100,35 +107,47 @@ def run_demo(var_dir: VarDir = Path("var")) -> None:
 @app.command()
 def apply(
     files: Annotated[
-        list[Path], typer.Argument(help="Segment YAML files, or folders of them.", metavar="FILE")
+        list[Path],
+        typer.Argument(
+            help="Segment, journey and campaign YAML files, or folders of them.", metavar="FILE"
+        ),
     ],
     dry_run: Annotated[
         bool, typer.Option(help="Show what would change, as a diff; change nothing.")
     ] = False,
     address: Address = None,
+    scheduler_address: SchedulerAddress = None,
     api_key: ApiKey = DEVELOPMENT_API_KEY,
     workspace: Workspace = "demo",
     var_dir: VarDir = Path("var"),
 ) -> None:
-    """Create or update segments from YAML files; an unchanged file changes nothing."""
-    from engage_cli.apply import Applied, apply_segments, read_segment_files
+    """Create or update segments, journeys and campaigns from YAML files; an unchanged file
+    changes nothing."""
+    from engage_cli.apply import Applied, apply_segments, read_files
+    from engage_cli.definitions import AppliedDefinition, apply_definitions
 
-    client = _client(address, api_key, workspace, var_dir)
+    client = _client(address, api_key, workspace, var_dir, scheduler_address)
 
     async def run() -> None:
-        segment_files = read_segment_files(_yaml_files(files), workspace)
+        segment_files, definitions = read_files(_yaml_files(files), workspace)
         # On a terminal the line printed per file is the progress; a bar would garble them.
         bar_wanted = not sys.stdout.isatty()
-        with output.progress("applying", len(segment_files), enabled=bar_wanted) as bar:
+        total = len(segment_files) + len(definitions)
+        with output.progress("applying", total, enabled=bar_wanted) as bar:
             done = 0
 
-            def report(result: Applied) -> None:
+            def report(result: Applied | AppliedDefinition) -> None:
                 nonlocal done
                 done += 1
-                output.applied(result, dry_run)
+                if isinstance(result, Applied):
+                    output.applied(result, dry_run)
+                else:
+                    output.applied_definition(result, dry_run)
                 output.advance(bar, done)
 
             await apply_segments(segment_files, client, dry_run, report)
+            # After the segments: a journey or campaign may name one just created.
+            await apply_definitions(definitions, client, dry_run, report)
 
     _run("apply", run)
 
@@ -250,8 +269,20 @@ def describe_segment(
         output.records(record, output_format)
 
 
-def _client(address: str | None, api_key: str, workspace: str, var_dir: Path) -> Client:
-    return Client(address or running_address(var_dir.resolve(), "segments"), api_key, workspace)
+def _client(
+    address: str | None,
+    api_key: str,
+    workspace: str,
+    var_dir: Path,
+    scheduler_address: str | None = None,
+) -> Client:
+    folder = var_dir.resolve()
+    return Client(
+        address or running_address(folder, "segments"),
+        api_key,
+        workspace,
+        scheduler_address or running_address(folder, "scheduler"),
+    )
 
 
 def _run(command: str, work: Callable[[], Awaitable[T]]) -> T:

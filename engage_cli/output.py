@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engage_cli.apply import Applied
+from engage_cli.definitions import AppliedDefinition, written_form
 from engage_cli.export import segment_yaml
 from engage_cli.rules_yaml import dump
 from engage_cli.show import compact
@@ -121,6 +122,31 @@ def applied(result: Applied, dry_run: bool) -> None:
         out.print(Syntax(diff, "diff", background_color="default"))
     else:
         print(diff, end="")
+
+
+def applied_definition(result: AppliedDefinition, dry_run: bool) -> None:
+    """One line per journey or campaign; in a dry run, a change as a unified diff of its
+    fields."""
+    after, source = result.after, f"({result.definition.document.file})"
+    name = getattr(after, "name", "")
+    if not dry_run or result.verb == "unchanged":
+        print(f"{result.verb} {name} {source}")
+        return
+    if result.before is None:
+        print(f"would create {name} {source}")
+        return
+    print(f"would update {name} {source}")
+    before_text = dump(written_form(result.before))
+    after_text = dump(written_form(after))
+    diff = "".join(
+        difflib.unified_diff(
+            before_text.splitlines(keepends=True),
+            after_text.splitlines(keepends=True),
+            f"{name} (live)",
+            str(result.definition.document.file),
+        )
+    )
+    print(diff, end="")
 
 
 @contextmanager

@@ -120,14 +120,16 @@ class CampaignProgress(_message.Message):
     def __init__(self, targeted: _Optional[int] = ..., queued: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., awaiting_winner: _Optional[int] = ..., sent: _Optional[int] = ..., failed: _Optional[int] = ..., audience_done: _Optional[bool] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
-    __slots__ = ("parent", "campaign_id", "campaign")
+    __slots__ = ("parent", "campaign_id", "campaign", "validate_only")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     parent: str
     campaign_id: str
     campaign: Campaign
-    def __init__(self, parent: _Optional[str] = ..., campaign_id: _Optional[str] = ..., campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, parent: _Optional[str] = ..., campaign_id: _Optional[str] = ..., campaign: _Optional[_Union[Campaign, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class GetCampaignRequest(_message.Message):
     __slots__ = ("name",)
@@ -154,12 +156,14 @@ class ListCampaignsResponse(_message.Message):
     def __init__(self, campaigns: _Optional[_Iterable[_Union[Campaign, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateCampaignRequest(_message.Message):
-    __slots__ = ("campaign", "update_mask")
+    __slots__ = ("campaign", "update_mask", "validate_only")
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     campaign: Campaign
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class DeleteCampaignRequest(_message.Message):
     __slots__ = ("name",)

@@ -209,14 +209,16 @@ class ExitStep(_message.Message):
     def __init__(self) -> None: ...
 
 class CreateJourneyRequest(_message.Message):
-    __slots__ = ("parent", "journey_id", "journey")
+    __slots__ = ("parent", "journey_id", "journey", "validate_only")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     JOURNEY_ID_FIELD_NUMBER: _ClassVar[int]
     JOURNEY_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     parent: str
     journey_id: str
     journey: Journey
-    def __init__(self, parent: _Optional[str] = ..., journey_id: _Optional[str] = ..., journey: _Optional[_Union[Journey, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, parent: _Optional[str] = ..., journey_id: _Optional[str] = ..., journey: _Optional[_Union[Journey, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class GetJourneyRequest(_message.Message):
     __slots__ = ("name",)
@@ -243,12 +245,14 @@ class ListJourneysResponse(_message.Message):
     def __init__(self, journeys: _Optional[_Iterable[_Union[Journey, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateJourneyRequest(_message.Message):
-    __slots__ = ("journey", "update_mask")
+    __slots__ = ("journey", "update_mask", "validate_only")
     JOURNEY_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     journey: Journey
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, journey: _Optional[_Union[Journey, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, journey: _Optional[_Union[Journey, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class DeleteJourneyRequest(_message.Message):
     __slots__ = ("name",)

@@ -29,9 +29,9 @@ class JourneyApi(journey_pb2_grpc.JourneyServiceServicer):
         if not request.HasField("journey"):
             raise InvalidArgument("journey", "a journey is required")
         spec = journeys.parse_journey(request.journey, workspace)
-        async with transaction(self.sessions, workspace) as session:
+        async with transaction(self.sessions, workspace, request.validate_only) as session:
             row = await store.create_journey(session, workspace, journey_id, spec, self.clock())
-        return journey_to_proto(row)
+            return journey_to_proto(row)
 
     async def GetJourney(
         self, request: journey_pb2.GetJourneyRequest, context: grpc.aio.ServicerContext
@@ -58,13 +58,13 @@ class JourneyApi(journey_pb2_grpc.JourneyServiceServicer):
         journey_id = resources.parse_name("journey.name", request.journey.name, "journeys")
         workspace = resources.workspace()
         paths = journeys.update_paths(request.update_mask.paths)
-        async with transaction(self.sessions, workspace) as session:
+        async with transaction(self.sessions, workspace, request.validate_only) as session:
             row = await _existing(session, journey_id, for_update=True)
             before = store.spec_of(row)
             after = journeys.apply_update(before, request.journey, paths, workspace)
             version = journeys.next_version(row.version, before, after)
             row = await store.update_journey(session, row, after, version, self.clock())
-        return journey_to_proto(row)
+            return journey_to_proto(row)
 
     async def DeleteJourney(
         self, request: journey_pb2.DeleteJourneyRequest, context: grpc.aio.ServicerContext

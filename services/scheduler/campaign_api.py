@@ -27,9 +27,9 @@ class CampaignApi(campaign_pb2_grpc.CampaignServiceServicer):
         if not request.HasField("campaign"):
             raise InvalidArgument("campaign", "a campaign is required")
         spec = campaigns.parse_campaign(request.campaign, workspace)
-        async with transaction(self.sessions, workspace) as session:
+        async with transaction(self.sessions, workspace, request.validate_only) as session:
             row = await campaign_store.create(session, workspace, campaign_id, spec, self.clock())
-        return campaign_store.to_proto(row)
+            return campaign_store.to_proto(row)
 
     async def GetCampaign(
         self, request: campaign_pb2.GetCampaignRequest, context: grpc.aio.ServicerContext
@@ -55,13 +55,13 @@ class CampaignApi(campaign_pb2_grpc.CampaignServiceServicer):
         campaign_id = resources.parse_name("campaign.name", request.campaign.name, "campaigns")
         workspace = resources.workspace()
         paths = campaigns.update_paths(request.update_mask.paths)
-        async with transaction(self.sessions, workspace) as session:
+        async with transaction(self.sessions, workspace, request.validate_only) as session:
             row = await _existing(session, campaign_id, for_update=True)
             spec = campaigns.apply_update(
                 campaign_store.spec_of(row), request.campaign, paths, workspace
             )
             row = await campaign_store.update(session, row, spec, self.clock())
-        return campaign_store.to_proto(row)
+            return campaign_store.to_proto(row)
 
     async def DeleteCampaign(
         self, request: campaign_pb2.DeleteCampaignRequest, context: grpc.aio.ServicerContext

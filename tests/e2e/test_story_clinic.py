@@ -1,0 +1,198 @@
+"""Story 1, the online clinic, from the examples a marketer applies with `engage apply`, with
+segments and the scheduler running and days passing in seconds: reminders the day after the
+visit and 7 days before the automatic cancellation, each at 10:00 on the patient's calendar;
+a payment stops them; a held-out control group is sent nothing; at month 11 of a 12-month plan
+a reminder goes out by email, push and LINE."""
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from engage import subjects
+from engage.bus import Bus
+from engage.v1 import bus_pb2, common_pb2
+from services.scheduler.decisions import in_share
+from tests.harness import MARKETER_KEY, WORKSPACE, Suite, eventually
+from tests.journeys import (
+    journey_events,
+    move,
+    now_on,
+    sends,
+    start_scheduler,
+    steps_sent,
+    with_moving_clock,
+)
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+TOKYO = ZoneInfo("Asia/Tokyo")
+MINUTE = timedelta(minutes=1)
+Kind = bus_pb2.JourneyEvent
+
+
+@pytest.fixture
+async def clock_file(bare_suite: Suite) -> Path:
+    return with_moving_clock(bare_suite)
+
+
+@pytest.fixture
+async def bus(bare_suite: Suite, clock_file: Path) -> AsyncIterator[Bus]:
+    await asyncio.to_thread(start_scheduler, bare_suite)
+    applied = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "engage_cli",
+            "apply",
+            str(EXAMPLES / "segments"),
+            str(EXAMPLES / "journeys"),
+            "--address",
+            bare_suite.address("segments"),
+            "--scheduler-address",
+            bare_suite.address("scheduler"),
+            "--workspace",
+            WORKSPACE,
+            "--api-key",
+            MARKETER_KEY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert "created workspaces/acme/journeys/prescription-reminders" in applied.stdout
+    connection = await Bus.connect(bare_suite.nats.url, "test")
+    yield connection
+    await connection.close()
+
+
+async def publish(bus: Bus, user_id: str, traits: dict[str, Any], event: str = "") -> None:
+    """An identify with these traits and, when named, an event just after it, in one batch."""
+    identify = common_pb2.Event(
+        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_IDENTIFY, user_id=user_id
+    )
+    identify.traits.update(traits)
+    events = [identify]
+    if event:
+        events.append(
+            common_pb2.Event(
+                message_id=uuid.uuid4().hex,
+                type=common_pb2.EVENT_TYPE_TRACK,
+                event=event,
+                user_id=user_id,
+            )
+        )
+    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=events)
+    subject = subjects.events(WORKSPACE, user_id, 8)
+    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
+
+
+async def track(bus: Bus, user_id: str, event: str) -> None:
+    tracked = common_pb2.Event(
+        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_TRACK, event=event, user_id=user_id
+    )
+    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[tracked])
+    subject = subjects.events(WORKSPACE, user_id, 8)
+    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
+
+
+def held_out(candidates: list[str]) -> tuple[list[str], str]:
+    """Patients the 10% control group does not hold, and one it does."""
+    group = f"{WORKSPACE}/journeys/prescription-reminders"
+    held = [user for user in candidates if in_share(group, user, 10)]
+    return [user for user in candidates if user not in held], held[0]
+
+
+async def waiting_at(bus: Bus, user_id: str, step_id: str) -> bool:
+    return any(e.step_id == step_id for e in await journey_events(bus, user_id))
+
+
+async def skipped(bus: Bus, user_id: str) -> list[tuple[str, str]]:
+    return [
+        (e.step_id, e.reason)
+        for e in await journey_events(bus, user_id)
+        if e.kind == Kind.KIND_SEND_SKIPPED
+    ]
+
+
+async def test_story_1_reminders_stop_on_payment_skip_the_control_group_and_follow_the_calendar(
+    bus: Bus, clock_file: Path
+) -> None:
+    (payer, forgetful, *_), control = held_out([f"patient-{n}" for n in range(60)])
+    visit = now_on(clock_file).astimezone(TOKYO).replace(second=0, microsecond=0)
+    prescription = {"prescribed_at": visit.isoformat(), "timezone": "Asia/Tokyo"}
+    for patient in (payer, forgetful, control):
+        await publish(bus, patient, prescription, "prescription_confirmed")
+    for patient in (payer, forgetful, control):
+        await eventually(partial(waiting_at, bus, patient, "day-after-visit"), timeout=30)
+
+    # The day after the visit on the patient's calendar, at 10:00: a calendar day, not 24 hours.
+    day_after = datetime.combine(visit.date() + timedelta(days=1), datetime.min.time(), TOKYO)
+    day_after += timedelta(hours=10)
+    move(clock_file, day_after - now_on(clock_file) - MINUTE)
+    await asyncio.sleep(1)
+    assert await sends(bus) == []
+    move(clock_file, 2 * MINUTE)
+    for patient in (payer, forgetful):
+        await eventually(partial(steps_sent, bus, patient))
+    for request in await sends(bus):
+        local = request.occurred_at.ToDatetime(tzinfo=UTC).astimezone(TOKYO)
+        assert (local.date(), local.hour) == (day_after.date(), 10)
+    assert await eventually(partial(skipped, bus, control)) == [("first-reminder", "holdout")]
+
+    await track(bus, payer, "payment_completed")
+
+    async def converted() -> bool:
+        return any(e.kind == Kind.KIND_CONVERTED for e in await journey_events(bus, payer))
+
+    await eventually(converted)
+    # 7 days before the cancellation 18 days after the visit: day 11, at 10:00.
+    cutoff_reminder = day_after + timedelta(days=10)
+    move(clock_file, cutoff_reminder - now_on(clock_file) + MINUTE)
+    await eventually(lambda: _sent(bus, forgetful, ["first-reminder", "last-reminder"]))
+    assert await steps_sent(bus, payer) == ["first-reminder"]
+    assert await steps_sent(bus, control) == []
+    assert await eventually(lambda: _skips(bus, control, 2)) == [
+        ("first-reminder", "holdout"),
+        ("last-reminder", "holdout"),
+    ]
+
+
+async def test_story_1_month_eleven_reminds_by_email_push_and_line(
+    bus: Bus, clock_file: Path
+) -> None:
+    ends = now_on(clock_file) + timedelta(days=20)
+    plan = {
+        "subscription_status": "active",
+        "plan_months": 12,
+        "contract_ends_at": ends.isoformat(),
+        "timezone": "Asia/Tokyo",
+    }
+    await publish(bus, "mei", plan)
+    await publish(bus, "kai", {**plan, "plan_months": 6})
+    await eventually(lambda: _sent(bus, "mei", ["email", "push", "line"]), timeout=30)
+    channels = {request.channel for request in await sends(bus) if request.user_id == "mei"}
+    assert channels == {
+        common_pb2.CHANNEL_EMAIL,
+        common_pb2.CHANNEL_PUSH,
+        common_pb2.CHANNEL_LINE,
+    }
+    assert await steps_sent(bus, "kai") == []
+
+
+async def _sent(bus: Bus, user_id: str, steps: list[str]) -> bool:
+    return await steps_sent(bus, user_id) == steps
+
+
+async def _skips(bus: Bus, user_id: str, count: int) -> list[tuple[str, str]] | None:
+    found = await skipped(bus, user_id)
+    return found if len(found) >= count else None
