@@ -1,0 +1,91 @@
+"""Journey and campaign files as `engage apply` reads them: the shorthands a marketer writes
+become the contract's fields, and every mistake is named by file, line and the key as
+written, whether the CLI finds it or the service names it by a field path."""
+
+from pathlib import Path
+
+import pytest
+
+from engage.v1 import common_pb2, journey_pb2
+from engage_cli.apply import read_files
+from engage_cli.definitions import refused
+from engage_cli.documents import FileError
+
+JOURNEY = """\
+journey_id: cart
+display_name: Cart abandonment
+state: active
+trigger: {event: added_to_cart}
+goal: purchase
+reentry: {mode: after_cooldown, cooldown: 7d}
+steps:
+  - id: no-purchase
+    wait: {event: {event: purchase, timeout: 1h, on_timeout: remind}}
+    next: done
+  - id: remind
+    send: {channel: email, template: cart-reminder}
+  - id: done
+    exit: {}
+---
+campaign_id: spring
+segment: buyers
+channel: email
+variants:
+  - {id: a, template: spring-a, weight: 50}
+  - {id: b, template: spring-b, weight: 50}
+winner_rule: {metric: click_rate, test_percent: 20, after: 4h}
+recurrence: ""
+"""
+
+
+def written(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "definitions.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shorthands_become_the_contracts_fields(tmp_path: Path) -> None:
+    segments, (journey, campaign) = read_files([written(tmp_path, JOURNEY)], "acme")
+    assert segments == []
+    made = journey.message
+    assert isinstance(made, journey_pb2.Journey)
+    assert made.name == "workspaces/acme/journeys/cart"
+    assert (made.state, made.trigger.event.event, made.goal.event) == (
+        journey_pb2.Journey.STATE_ACTIVE,
+        "added_to_cart",
+        "purchase",
+    )
+    assert made.reentry.cooldown.ToSeconds() == 7 * 86400
+    assert made.steps[0].wait.event.timeout.ToSeconds() == 3600
+    assert made.steps[1].send.channel == common_pb2.CHANNEL_EMAIL
+    assert made.steps[1].send.template == "workspaces/acme/templates/cart-reminder"
+    assert campaign.message.segment == "workspaces/acme/segments/buyers"  # type: ignore[attr-defined]
+    assert campaign.message.winner_rule.after.ToSeconds() == 4 * 3600  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("broken", "where"),
+    [
+        ("cooldown: 7d", ("cooldown: 7 days", ":6: reentry.cooldown: must be a duration")),
+        ("display_name: Cart abandonment", ("colour: red", ":2: colour:")),
+        ("journey_id: cart", ("journey_id: Cart!", ":1: journey_id: must be")),
+    ],
+)
+def test_a_mistake_in_a_file_is_named_by_line_and_key(
+    tmp_path: Path, broken: str, where: tuple[str, str]
+) -> None:
+    replacement, expected = where
+    path = written(tmp_path, JOURNEY.replace(broken, replacement))
+    with pytest.raises(FileError) as raised:
+        read_files([path], "acme")
+    assert str(raised.value).startswith(f"{path}{expected}")
+
+
+def test_a_field_path_from_the_service_points_at_the_written_key(tmp_path: Path) -> None:
+    path = written(tmp_path, JOURNEY)
+    _, (journey, _) = read_files([path], "acme")
+    error = refused(journey, "journey.steps[0].wait.event.on_timeout", "no step has the id")
+    assert str(error) == f"{path}:9: steps[0].wait.event.on_timeout: no step has the id"
+    # `goal: purchase` writes no `event` key: the nearest written key is named.
+    error = refused(journey, "journey.goal.event", "must not end with spaces")
+    assert str(error) == f"{path}:5: goal: must not end with spaces"
