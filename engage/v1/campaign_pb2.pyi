@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Campaign(_message.Message):
-    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress", "recurrence", "runs", "winner_rule", "winner")
+    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress", "recurrence", "runs", "winner_rule", "winner", "local_send_time")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Campaign.State]
@@ -47,6 +47,7 @@ class Campaign(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     WINNER_RULE_FIELD_NUMBER: _ClassVar[int]
     WINNER_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_SEND_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Campaign.State
@@ -64,7 +65,8 @@ class Campaign(_message.Message):
     runs: int
     winner_rule: WinnerRule
     winner: str
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ..., recurrence: _Optional[str] = ..., runs: _Optional[int] = ..., winner_rule: _Optional[_Union[WinnerRule, _Mapping]] = ..., winner: _Optional[str] = ...) -> None: ...
+    local_send_time: _common_pb2.LocalTime
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ..., recurrence: _Optional[str] = ..., runs: _Optional[int] = ..., winner_rule: _Optional[_Union[WinnerRule, _Mapping]] = ..., winner: _Optional[str] = ..., local_send_time: _Optional[_Union[_common_pb2.LocalTime, _Mapping]] = ...) -> None: ...
 
 class WinnerRule(_message.Message):
     __slots__ = ("metric", "test_percent", "after")
@@ -95,7 +97,7 @@ class CampaignVariant(_message.Message):
     def __init__(self, id: _Optional[str] = ..., template: _Optional[str] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class CampaignProgress(_message.Message):
-    __slots__ = ("targeted", "queued", "skipped", "awaiting_winner", "sent", "failed", "audience_done")
+    __slots__ = ("targeted", "queued", "skipped", "pending", "sent", "failed", "audience_done")
     class SkippedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,18 +108,18 @@ class CampaignProgress(_message.Message):
     TARGETED_FIELD_NUMBER: _ClassVar[int]
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
-    AWAITING_WINNER_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
     SENT_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_DONE_FIELD_NUMBER: _ClassVar[int]
     targeted: int
     queued: int
     skipped: _containers.ScalarMap[str, int]
-    awaiting_winner: int
+    pending: int
     sent: int
     failed: int
     audience_done: bool
-    def __init__(self, targeted: _Optional[int] = ..., queued: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., awaiting_winner: _Optional[int] = ..., sent: _Optional[int] = ..., failed: _Optional[int] = ..., audience_done: _Optional[bool] = ...) -> None: ...
+    def __init__(self, targeted: _Optional[int] = ..., queued: _Optional[int] = ..., skipped: _Optional[_Mapping[str, int]] = ..., pending: _Optional[int] = ..., sent: _Optional[int] = ..., failed: _Optional[int] = ..., audience_done: _Optional[bool] = ...) -> None: ...
 
 class CreateCampaignRequest(_message.Message):
     __slots__ = ("parent", "campaign_id", "campaign", "validate_only")

@@ -10,6 +10,7 @@ send has been reported sent or failed by channels (see `CampaignDeliveries`)."""
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 import grpc
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -22,6 +23,7 @@ from engage.v1 import segment_pb2, segment_pb2_grpc
 from services.scheduler import campaign_store, campaigns
 from services.scheduler.campaigns import Member
 from services.scheduler.ledger import decisions_for
+from services.scheduler.models import CampaignRow
 from services.scheduler.policies import WorkspacePolicies
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class Audience:
         )
         request = segment_pb2.ListSegmentMembersRequest(segment=segment, start_after=start_after)
         async for chunk in self.stub.ListSegmentMembers(request, metadata=metadata):
-            yield [Member(m.profile, m.user_id) for m in chunk.members]
+            yield [Member(m.profile, m.user_id, m.calendar_time_zone) for m in chunk.members]
 
 
 class BroadcastWorker:
@@ -84,10 +86,9 @@ class BroadcastWorker:
             rows = await campaign_store.due_or_sending(session, self.clock())
         for row in rows:
             try:
-                if row.state == campaigns.SENDING and row.audience_done:
-                    await self.send_to_the_rest(row.workspace, row.campaign_id)
-                else:
+                if not (row.state == campaigns.SENDING and row.audience_done):
                     await self.broadcast(row.workspace, row.campaign_id)
+                await self.send_pending(row.workspace, row.campaign_id)
             except grpc.aio.AioRpcError as error:
                 log.error(
                     "the campaign's audience could not be listed; retrying: %s",
@@ -161,7 +162,7 @@ class BroadcastWorker:
             spec = campaign_store.spec_of(row)
             keys = {(workspace, member.user_id) for member in chunk if member.user_id}
             decisions = await decisions_for(session, {workspace: policy}, keys, now)
-            broadcast = campaigns.Broadcast(workspace, campaign_id, row.uid, row.runs, spec)
+            broadcast = self._broadcast_of(row, spec)
             recipients = [
                 campaigns.decide_member(broadcast, member, decisions, now) for member in chunk
             ]
@@ -178,37 +179,53 @@ class BroadcastWorker:
             self.published()
         return queued
 
-    async def send_to_the_rest(self, workspace: str, campaign_id: str) -> None:
-        """Once an A/B test's wait is over: choose the winner (once), then decide and queue the
-        members that awaited it, a chunk per transaction."""
+    async def send_pending(self, workspace: str, campaign_id: str) -> None:
+        """Decide and queue the pending members whose moment has come (their local send time,
+        the end of quiet hours) and, once an A/B test's wait is over, those that waited for its
+        winner (chosen once, here), a chunk per transaction."""
         while True:
             policy = await self.policies.policy(workspace)
             now = self.clock()
             async with db.transaction(self.sessions, workspace) as session:
                 row = await campaign_store.get(session, campaign_id, for_update=True)
-                if row is None or row.state != campaigns.SENDING or not row.awaiting:
+                if row is None or row.state != campaigns.SENDING or not row.pending:
                     return
                 spec = campaign_store.spec_of(row)
-                rule = spec.winner_rule
-                assert rule is not None and row.test_done_at is not None
-                if now < as_utc(row.test_done_at) + rule.after:
+                await _choose_winner_when_due(session, row, spec, now)
+                limit = MEMBERS_PER_TRANSACTION
+                ready = await campaign_store.ready_pending(session, row, now, limit)
+                if not ready:
                     return
-                if not row.winner:
-                    stats = await campaign_store.variant_stats(session, row)
-                    row.winner = campaigns.choose_winner(rule, spec.variants, stats)
-                    chosen = {"workspace": workspace, "campaign": campaign_id, "winner": row.winner}
-                    log.info("campaign winner chosen", extra=chosen)
-                keys = await campaign_store.awaiting_winner(session, row, MEMBERS_PER_TRANSACTION)
-                decisions = await decisions_for(
-                    session, {workspace: policy}, {(workspace, key) for key in keys}, now
-                )
-                broadcast = campaigns.Broadcast(workspace, campaign_id, row.uid, row.runs, spec)
+                keys = {(workspace, member.user_id) for member, _ in ready}
+                decisions = await decisions_for(session, {workspace: policy}, keys, now)
+                broadcast = self._broadcast_of(row, spec)
                 decided = [
-                    campaigns.decide_member(broadcast, Member("", key), decisions, now, row.winner)
-                    for key in keys
+                    campaigns.decide_member(
+                        broadcast, member, decisions, now, variant or row.winner
+                    )
+                    for member, variant in ready
                 ]
-                queued = await campaign_store.record_awaiting_decided(
-                    session, row, spec, decided, now
-                )
+                queued = await campaign_store.record_released(session, row, spec, decided, now)
             if queued:
                 self.published()
+
+    @staticmethod
+    def _broadcast_of(row: CampaignRow, spec: campaigns.CampaignSpec) -> campaigns.Broadcast:
+        started = campaign_store.send_time_of(row)
+        assert started is not None
+        return campaigns.Broadcast(row.workspace, row.campaign_id, row.uid, row.runs, spec, started)
+
+
+async def _choose_winner_when_due(
+    session: AsyncSession, row: CampaignRow, spec: campaigns.CampaignSpec, now: datetime
+) -> None:
+    """Once an A/B test's wait is over, its winner, chosen once by the rates so far."""
+    rule = spec.winner_rule
+    if rule is None or row.winner or row.test_done_at is None:
+        return
+    if now < as_utc(row.test_done_at) + rule.after:
+        return
+    stats = await campaign_store.variant_stats(session, row)
+    row.winner = campaigns.choose_winner(rule, spec.variants, stats)
+    chosen = {"workspace": row.workspace, "campaign": row.campaign_id, "winner": row.winner}
+    log.info("campaign winner chosen", extra=chosen)

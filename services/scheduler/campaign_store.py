@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf import json_format
@@ -18,10 +19,10 @@ from engage.errors import AlreadyExists
 from engage.outbox import OutboxMessage, outbox_row
 from engage.v1 import campaign_pb2
 from services.scheduler import campaigns, ledger
-from services.scheduler.campaigns import CampaignSpec, Recipient, Stats
+from services.scheduler.campaigns import CampaignSpec, Member, Recipient, Stats
 from services.scheduler.models import CampaignRow, RecipientRow
 
-AWAITING, QUEUED, SENT, FAILED, SKIPPED = "awaiting", "queued", "sent", "failed", "skipped"
+PENDING, QUEUED, SENT, FAILED, SKIPPED = "pending", "queued", "sent", "failed", "skipped"
 
 
 def spec_of(row: CampaignRow) -> CampaignSpec:
@@ -46,7 +47,7 @@ def to_proto(row: CampaignRow) -> campaign_pb2.Campaign:
     progress.targeted, progress.queued = row.targeted, row.queued
     progress.sent, progress.failed = row.sent, row.failed
     progress.audience_done = row.audience_done
-    progress.awaiting_winner = row.awaiting
+    progress.pending = row.pending
     campaign.winner = row.winner
     progress.skipped.update(json.loads(row.skipped))
     return campaign
@@ -138,7 +139,7 @@ async def due_or_sending(session: AsyncSession, now: datetime) -> list[CampaignR
             ),
             sa.and_(
                 col(CampaignRow.state) == campaigns.SENDING,
-                sa.or_(~col(CampaignRow.audience_done), col(CampaignRow.awaiting) > 0),
+                sa.or_(~col(CampaignRow.audience_done), col(CampaignRow.pending) > 0),
             ),
         )
     )
@@ -165,16 +166,18 @@ async def record_chunk(
             "profile_key": r.profile_key,
             "variant": r.variant,
             "send_key": r.send_key,
-            "status": AWAITING if r.awaiting else SKIPPED if r.skipped else QUEUED,
+            "status": _status(r),
             "reason": r.skipped,
+            "due_at": r.due_at,
+            "zone": r.zone,
         }
         for r in recipients
     ]
     new = await _insert_new_recipients(session, rows)
     fresh = [r for r in recipients if r.profile_key in new]
     row.targeted += len(fresh)
-    row.awaiting += sum(1 for r in fresh if r.awaiting)
-    queued = await _queue(session, row, spec, [r for r in fresh if not r.awaiting], now)
+    row.pending += sum(1 for r in fresh if r.pending)
+    queued = await _queue(session, row, spec, [r for r in fresh if not r.pending], now)
     row.cursor, row.audience_done, row.update_time = cursor, done, now
     if done and spec.winner_rule is not None:
         row.test_done_at = now
@@ -184,42 +187,59 @@ async def record_chunk(
     return queued
 
 
-async def awaiting_winner(session: AsyncSession, row: CampaignRow, limit: int) -> list[str]:
-    """Profile keys of members still awaiting the winner of the campaign's test."""
+def _status(recipient: Recipient) -> str:
+    return PENDING if recipient.pending else SKIPPED if recipient.skipped else QUEUED
+
+
+async def ready_pending(
+    session: AsyncSession, row: CampaignRow, now: datetime, limit: int
+) -> list[tuple[Member, str]]:
+    """Pending members whose moment has come (with the variant they were given, if any), and,
+    once the A/B test's winner is chosen, those that waited for it."""
+    due = col(RecipientRow.due_at) <= now
+    ready = sa.or_(due, col(RecipientRow.due_at).is_(None)) if row.winner else due
     statement = (
-        select(RecipientRow.profile_key)
+        select(RecipientRow.profile_key, RecipientRow.variant, RecipientRow.zone)
         .where(
             col(RecipientRow.campaign_id) == row.campaign_id,
             col(RecipientRow.run) == row.runs,
-            col(RecipientRow.status) == AWAITING,
+            col(RecipientRow.status) == PENDING,
+            ready,
         )
         .order_by(col(RecipientRow.profile_key))
         .limit(limit)
     )
-    return list((await session.exec(statement)).all())
+    rows = (await session.exec(statement)).all()
+    return [(Member("", key, zone), variant) for key, variant, zone in rows]
 
 
-async def record_awaiting_decided(
+async def record_released(
     session: AsyncSession,
     row: CampaignRow,
     spec: CampaignSpec,
     recipients: Sequence[Recipient],
     now: datetime,
 ) -> int:
-    """Write what was decided, with the winner, for members that awaited it; returns how many
-    sends were queued."""
-    for r in recipients:
-        await session.exec(
-            sa.update(RecipientRow)
-            .where(
-                col(RecipientRow.campaign_id) == row.campaign_id,
-                col(RecipientRow.run) == row.runs,
-                col(RecipientRow.profile_key) == r.profile_key,
-            )
-            .values(status=SKIPPED if r.skipped else QUEUED, variant=r.variant, reason=r.skipped)
-        )
-    row.awaiting -= len(recipients)
-    queued = await _queue(session, row, spec, recipients, now)
+    """Write what was decided for pending members whose moment came (some may be pending
+    again, until quiet hours end); returns how many sends were queued."""
+    if recipients:
+        params = [
+            {
+                "p_workspace": row.workspace,
+                "p_campaign": row.campaign_id,
+                "p_run": row.runs,
+                "p_profile": r.profile_key,
+                "p_status": _status(r),
+                "p_variant": r.variant,
+                "p_reason": r.skipped,
+                "p_due_at": r.due_at,
+            }
+            for r in recipients
+        ]
+        await session.exec(_RELEASE, params=params)
+    decided = [r for r in recipients if not r.pending]
+    row.pending -= len(decided)
+    queued = await _queue(session, row, spec, decided, now)
     row.update_time = now
     _complete_if_accounted(row, spec, now)
     session.add(row)
@@ -229,7 +249,7 @@ async def record_awaiting_decided(
 
 _RECIPIENTS = db.table_of(RecipientRow)
 # Parameters are named `p_<...>`: SQLAlchemy keeps bare column names for itself.
-_DECIDE_AWAITING = (
+_RELEASE = (
     sa.update(_RECIPIENTS)
     .where(
         _RECIPIENTS.c.workspace == sa.bindparam("p_workspace"),
@@ -241,6 +261,7 @@ _DECIDE_AWAITING = (
         status=sa.bindparam("p_status"),
         variant=sa.bindparam("p_variant"),
         reason=sa.bindparam("p_reason"),
+        due_at=sa.bindparam("p_due_at"),
     )
 )
 
@@ -312,7 +333,7 @@ async def record_engagement(
     )
 
 
-async def _insert_new_recipients(session: AsyncSession, rows: list[dict[str, object]]) -> set[str]:
+async def _insert_new_recipients(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
     if not rows:
         return set()
     table = db.table_of(RecipientRow)
@@ -360,14 +381,16 @@ async def record_outcomes(
 def _complete_if_accounted(row: CampaignRow, spec: CampaignSpec, now: datetime) -> None:
     """Completed only once the whole audience is gone through and every queued send has been
     reported sent or failed: never early. A recurring campaign runs again instead."""
-    accounted = row.audience_done and not row.awaiting and row.sent + row.failed >= row.queued
+    accounted = row.audience_done and not row.pending and row.sent + row.failed >= row.queued
     if row.state == campaigns.SENDING and accounted and not spec.recurrence:
         row.state, row.update_time = campaigns.COMPLETED, now
 
 
 def begin_run(row: CampaignRow, now: datetime) -> None:
-    """A due campaign starts its next run from the first member."""
+    """A due campaign starts its next run from the first member; its send time is the run's
+    start."""
     row.state, row.runs, row.cursor, row.audience_done = campaigns.SENDING, row.runs + 1, "", False
+    row.send_time = row.send_time or now
     row.update_time = now
 
 

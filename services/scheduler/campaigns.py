@@ -14,8 +14,8 @@ from engage import resources, subjects
 from engage.dates import profile_zone
 from engage.errors import FailedPrecondition, InvalidArgument
 from engage.v1 import bus_pb2, campaign_pb2, common_pb2
-from services.scheduler import recurrence
-from services.scheduler.decisions import Decisions, Intended, Sent, in_share
+from services.scheduler import moments, recurrence
+from services.scheduler.decisions import Decisions, Intended, Policy, Sent, in_share, quiet_until
 from services.scheduler.graph import CHANNELS
 
 State = campaign_pb2.Campaign
@@ -37,6 +37,7 @@ UPDATABLE_PATHS = (
     "max_sends_per_minute",
     "recurrence",
     "winner_rule",
+    "local_send_time",
 )
 MAX_VARIANTS = 26
 MAX_WINNER_WAIT = timedelta(days=30)
@@ -76,6 +77,8 @@ class CampaignSpec:
     # A cron expression on the workspace's calendar; empty: one run.
     recurrence: str = ""
     winner_rule: WinnerRule | None = None
+    # (hours, minutes) on each recipient's calendar; None: at once.
+    local_send_time: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ class Member:
 
     profile: str
     user_id: str
+    # The IANA zone of its calendar.
+    zone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,15 @@ class Recipient:
     profile_key: str
     send_key: str
     variant: str
-    # "" when queued (or awaiting the winner); else why it was not sent.
+    # "" when queued (or pending); else why it was not sent.
     skipped: str
     sent: Sent | None = None
-    # Kept for the winner of an A/B test: decided once the winner is known.
-    awaiting: bool = False
+    # Not decided yet: waiting for the winner of an A/B test (no `due_at`), or for its local
+    # send time or the end of quiet hours (`due_at`).
+    pending: bool = False
+    due_at: datetime | None = None
+    # The IANA zone of its calendar, kept for when a pending member is decided.
+    zone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,8 @@ class Broadcast:
     campaign_uid: str
     run: int
     spec: CampaignSpec
+    # When the run began (its send time).
+    started: datetime
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -129,10 +140,21 @@ def parse_campaign(campaign: campaign_pb2.Campaign, workspace: str) -> CampaignS
         max_sends_per_minute=_parse_rate(campaign.max_sends_per_minute),
         recurrence=campaign.recurrence.strip(),
         winner_rule=_parse_winner_rule(campaign) if campaign.HasField("winner_rule") else None,
+        local_send_time=(
+            _parse_local_time(campaign.local_send_time)
+            if campaign.HasField("local_send_time")
+            else None
+        ),
     )
     if spec.recurrence:
         recurrence.parse("campaign.recurrence", spec.recurrence)
     return spec
+
+
+def _parse_local_time(time: common_pb2.LocalTime) -> tuple[int, int]:
+    if not (0 <= time.hours <= 23 and 0 <= time.minutes <= 59):
+        raise InvalidArgument("campaign.local_send_time", "must be a time from 00:00 to 23:59")
+    return time.hours, time.minutes
 
 
 def _parse_winner_rule(campaign: campaign_pb2.Campaign) -> WinnerRule:
@@ -270,6 +292,9 @@ def to_proto(spec: CampaignSpec) -> campaign_pb2.Campaign:
         max_sends_per_minute=spec.max_sends_per_minute,
         recurrence=spec.recurrence,
     )
+    if spec.local_send_time is not None:
+        campaign.local_send_time.SetInParent()
+        campaign.local_send_time.hours, campaign.local_send_time.minutes = spec.local_send_time
     if spec.winner_rule is not None:
         rule = spec.winner_rule
         campaign.winner_rule.metric = cast(campaign_pb2.WinnerRule.Metric, rule.metric)
@@ -320,20 +345,28 @@ def next_run(spec: CampaignSpec, after: datetime, workspace_zone: str) -> dateti
 
 
 def decide_member(
-    broadcast: Broadcast, member: Member, decisions: Decisions, now: datetime, winner: str = ""
+    broadcast: Broadcast,
+    member: Member,
+    decisions: Decisions,
+    now: datetime,
+    variant: str = "",
 ) -> Recipient:
-    """What the broadcast does for one member: its variant (the `winner`'s, once chosen), and
-    whether it is sent; a member outside an A/B test awaits the winner."""
-    key = member.user_id
+    """What the broadcast does for one member: its variant (`variant` once known: the winner,
+    or the one given when it became pending), and whether it is sent now, later (its local send
+    time, the end of quiet hours on its calendar) or once an A/B test's winner is known."""
+    key, zone = member.user_id, member.zone
     if not key:
         return Recipient(f"profile:{member.profile}", "", "", ANONYMOUS)
     spec = broadcast.spec
     send = send_key(broadcast.campaign_id, broadcast.campaign_uid, broadcast.run, key)
     rule = spec.winner_rule
     in_test = rule is None or in_share(f"{broadcast.campaign_uid}/test", key, rule.test_percent)
-    if not winner and not in_test:
-        return Recipient(key, send, "", "", awaiting=True)
-    variant = winner or variant_of(broadcast.campaign_uid, key, spec.variants).id
+    if not variant and not in_test:
+        return Recipient(key, send, "", "", pending=True, zone=zone)
+    variant = variant or variant_of(broadcast.campaign_uid, key, spec.variants).id
+    due = _due(broadcast, member, decisions, now)
+    if due is not None:
+        return Recipient(key, send, variant, "", pending=True, due_at=due, zone=zone)
     intended = Intended(
         workspace=broadcast.workspace,
         profile_key=key,
@@ -344,6 +377,23 @@ def decide_member(
     )
     reason, sent = decisions.decide(intended, now, send)
     return Recipient(key, send, variant, reason, sent)
+
+
+def _due(
+    broadcast: Broadcast, member: Member, decisions: Decisions, now: datetime
+) -> datetime | None:
+    """When the member's send may go, if later than now: its local send time on its calendar,
+    then the end of the quiet hours it falls in."""
+    zone = profile_zone(member.zone)
+    local_time = broadcast.spec.local_send_time
+    if local_time is not None:
+        # The first such moment from the run's start on.
+        since = broadcast.started - timedelta(microseconds=1)
+        due = moments.next_time_of_day(since, zone, *local_time)
+        if due > now:
+            return due
+    quiet = decisions.policies.get(broadcast.workspace, Policy()).quiet_hours
+    return quiet_until(quiet, zone, now) if quiet else None
 
 
 @dataclass(frozen=True)

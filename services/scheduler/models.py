@@ -58,7 +58,7 @@ class EnrollmentRow(SQLModel, table=True):
     __tablename__ = "journey_enrollments"
     __table_args__ = (
         sa.UniqueConstraint(
-            "workspace", "journey_id", "enrollment_id", name="uq_journey_enrollments_id"
+            "workspace", "enrollment_id", name="uq_journey_enrollments_id"
         ),
         # At most one active enrollment per profile and journey: `active_key` is the profile
         # key while active and NULL after (NULLs never collide).
@@ -160,9 +160,9 @@ class CampaignRow(SQLModel, table=True):
     failed: int = 0
     # JSON object: reason -> count.
     skipped: str = "{}"
-    # An A/B test with a winner: members kept for it, when its test's audience was gone
-    # through, and the winning variant once chosen.
-    awaiting: int = 0
+    # Members not decided yet (see campaigns.Recipient.pending); for an A/B test, when its
+    # test's audience was gone through, and the winning variant once chosen.
+    pending: int = 0
     test_done_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     winner: str = ""
     create_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
@@ -178,6 +178,9 @@ class RecipientRow(SQLModel, table=True):
             "workspace", "campaign_id", "run", "profile_key", name="uq_campaign_recipients_profile"
         ),
         sa.Index("ix_campaign_recipients_send", "workspace", "send_key"),
+        sa.Index(
+            "ix_campaign_recipients_pending", "workspace", "campaign_id", "run", "status", "due_at"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -188,8 +191,12 @@ class RecipientRow(SQLModel, table=True):
     variant: str
     # Empty for a member sent nothing.
     send_key: str
-    # awaiting (the winner), queued, sent, failed, or skipped.
+    # pending, queued, sent, failed, or skipped.
     status: str
     reason: str
+    # A pending member's moment (none: it waits for the winner of an A/B test).
+    due_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    # The IANA zone of the member's calendar when the broadcast listed it.
+    zone: str = "UTC"
     opened: bool = False
     clicked: bool = False

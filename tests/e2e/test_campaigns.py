@@ -8,6 +8,8 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -58,12 +60,15 @@ async def stub(bare_suite: Suite, bus: Bus) -> AsyncIterator[campaign_pb2_grpc.C
         yield campaign_pb2_grpc.CampaignServiceStub(channel)
 
 
-async def buyers(suite: Suite, bus: Bus, count: int, anonymous: int = 0) -> None:
-    """`count` identified buyers (and `anonymous` ones), all in the `buyers` segment."""
+async def buyers(
+    suite: Suite, bus: Bus, count: int, anonymous: int = 0, expected: int | None = None
+) -> None:
+    """`count` identified buyers (and `anonymous` ones) and the `buyers` segment, once it holds
+    `expected` profiles (by default those)."""
     events = [_identify(common_pb2.Event(user_id=f"buyer-{n:05}")) for n in range(count)] + [
         _identify(common_pb2.Event(anonymous_id=f"anon-{n}")) for n in range(anonymous)
     ]
-    for start in range(0, len(events), 500):
+    for start in range(0, len(events), 500):  # no batch for none
         batch = bus_pb2.EventBatch(
             id=uuid.uuid4().hex, workspace=WORKSPACE, events=events[start : start + 500]
         )
@@ -79,7 +84,8 @@ async def buyers(suite: Suite, bus: Bus, count: int, anonymous: int = 0) -> None
                 ),
                 metadata=auth(MARKETER_KEY),
             )
-            return bool(preview.member_count == count + anonymous)
+            wanted = count + anonymous if expected is None else expected
+            return bool(preview.member_count == wanted)
 
         await eventually(all_applied, timeout=60)
         await stub.CreateSegment(
@@ -335,7 +341,7 @@ async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
     campaign = await eventually(tested)
     in_test = campaign.progress.queued
     assert 30 < in_test < 90
-    assert campaign.progress.awaiting_winner == 200 - in_test
+    assert campaign.progress.pending == 200 - in_test
     await eventually(lambda: len(tap.seen) == in_test)
     test_sends = requests(tap)
     # Variant b (OTHER_TEMPLATE) is clicked by everyone it reached; a by nobody.
@@ -349,7 +355,7 @@ async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
     rest = [s for s in requests(tap) if s.id not in {t.id for t in test_sends}]
     assert {s.template for s in rest} == {OTHER_TEMPLATE}
     decided = await get(stub, made.name)
-    assert (decided.winner, decided.progress.awaiting_winner) == ("b", 0)
+    assert (decided.winner, decided.progress.pending) == ("b", 0)
     assert decided.state == Campaign.STATE_SENDING
     await report_sent(bus, rest)
 
@@ -374,3 +380,46 @@ async def report(bus: Bus, sends: list[bus_pb2.SendRequested], what: str) -> Non
         )
         subject = subjects.deliveries(WORKSPACE, send.channel)
         await bus.publish(subject, event, event.id, workspace=WORKSPACE)
+
+
+async def test_a_local_send_time_reaches_each_recipient_at_that_hour_in_their_zone(
+    bare_suite: Suite, bus: Bus, stub: campaign_pb2_grpc.CampaignServiceStub
+) -> None:
+    clock_file = with_moving_clock(bare_suite)
+    zones = {"tokyo-buyer": "Asia/Tokyo", "paris-buyer": "Europe/Paris"}
+    for user_id, zone in zones.items():
+        await _identify_in(bus, user_id, zone)
+    await buyers(bare_suite, bus, 0, anonymous=0, expected=2)
+    tap = WireTap()
+    await tap.start(bus)
+    made = await create(stub, "local", a_campaign(local_send_time=common_pb2.LocalTime(hours=9)))
+
+    async def all_pending() -> bool:
+        return (await get(stub, made.name)).progress.pending == 2
+
+    await eventually(all_pending)
+    for user_id, zone in sorted(zones.items(), key=lambda item: _next_nine(clock_file, item[1])):
+        move(clock_file, _next_nine(clock_file, zone) - now_on(clock_file) + MINUTE)
+        await eventually(partial(_sent_to, tap, user_id))
+        [sent] = [s for s in requests(tap) if s.user_id == user_id]
+        local = sent.occurred_at.ToDatetime(tzinfo=UTC).astimezone(ZoneInfo(zone))
+        assert (local.hour, local.minute) == (9, 1), user_id
+    assert len(tap.seen) == 2
+
+
+def _sent_to(tap: WireTap, user_id: str) -> bool:
+    return any(s.user_id == user_id for s in requests(tap))
+
+
+def _next_nine(clock_file: Path, zone: str) -> datetime:
+    local = now_on(clock_file).astimezone(ZoneInfo(zone))
+    nine = local.replace(hour=9, minute=0, second=0, microsecond=0)
+    return nine if nine > local else nine + timedelta(days=1)
+
+
+async def _identify_in(bus: Bus, user_id: str, zone: str) -> None:
+    event = _identify(common_pb2.Event(user_id=user_id))
+    event.traits.update({"timezone": zone})
+    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[event])
+    subject = subjects.events(WORKSPACE, user_id, 8)
+    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)

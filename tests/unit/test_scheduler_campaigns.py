@@ -72,7 +72,7 @@ def spec(**fields: object) -> campaigns.CampaignSpec:
 def test_a_broadcast_decides_each_member_with_a_key_per_run() -> None:
     made = spec(holdout_percent=50)
     decisions = Decisions({WS: Policy()})
-    broadcast = campaigns.Broadcast(WS, "sale", "uid", 1, made)
+    broadcast = campaigns.Broadcast(WS, "sale", "uid", 1, made, NOW)
     first = [
         campaigns.decide_member(broadcast, Member(f"p{n}", f"u{n}"), decisions, NOW)
         for n in range(400)
@@ -94,3 +94,18 @@ def test_only_a_draft_or_scheduled_campaign_changes() -> None:
     with pytest.raises(InvalidArgument) as raised:
         spec(recurrence="every day")
     assert raised.value.field == "campaign.recurrence"
+
+
+def test_a_local_send_time_or_quiet_hours_leave_a_member_pending_until_its_moment() -> None:
+    made = spec(local_send_time=common_pb2.LocalTime(hours=9))
+    broadcast = campaigns.Broadcast(WS, "sale", "uid", 1, made, NOW)
+    decisions = Decisions({WS: Policy(quiet_hours=((21, 0), (8, 0)))})
+    # NOW is 09:00 UTC: 18:00 in Tokyo (09:00 there is tomorrow), 04:00 in New York.
+    tokyo = campaigns.decide_member(broadcast, Member("p1", "u1", "Asia/Tokyo"), decisions, NOW)
+    assert (tokyo.pending, tokyo.due_at) == (True, datetime(2025, 3, 2, 0, 0, tzinfo=UTC))
+    london = campaigns.decide_member(broadcast, Member("p2", "u2", "UTC"), decisions, NOW)
+    assert (london.pending, london.skipped, london.sent is not None) == (False, "", True)
+
+    at_once = campaigns.Broadcast(WS, "sale", "uid", 1, spec(), NOW)
+    quiet = campaigns.decide_member(at_once, Member("p3", "u3", "America/New_York"), decisions, NOW)
+    assert quiet.due_at == datetime(2025, 3, 1, 13, 0, tzinfo=UTC)

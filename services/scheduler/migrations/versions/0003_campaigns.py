@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("sent", sa.Integer, nullable=False),
         sa.Column("failed", sa.Integer, nullable=False),
         sa.Column("skipped", sa.Text, nullable=False),
-        sa.Column("awaiting", sa.Integer, nullable=False),
+        sa.Column("pending", sa.Integer, nullable=False),
         sa.Column("test_done_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("winner", sa.String, nullable=False),
         sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
@@ -53,6 +53,8 @@ def upgrade() -> None:
         sa.Column("send_key", sa.String, nullable=False),
         sa.Column("status", sa.String, nullable=False),
         sa.Column("reason", sa.String, nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("zone", sa.String, nullable=False),
         sa.Column("opened", sa.Boolean, nullable=False),
         sa.Column("clicked", sa.Boolean, nullable=False),
         sa.UniqueConstraint(
