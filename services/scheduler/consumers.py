@@ -30,7 +30,7 @@ from services.scheduler.enrollments import (
 from services.scheduler.policies import WorkspacePolicies
 
 # Reads what a batch works on, in the caller's transaction, and works out what it changes.
-Apply = Callable[[AsyncSession, datetime, Policy], Awaitable[Outcome]]
+Apply = Callable[[AsyncSession, datetime, Callable[[], Awaitable[Policy]]], Awaitable[Outcome]]
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,9 @@ class JourneyBatches:
         self.clock = clock
 
     async def run(self, workspace: str, batch_ids: list[str], apply: Apply) -> None:
-        policy = await self.policies.policy(workspace)
+        def policy() -> Awaitable[Policy]:
+            return self.policies.policy(workspace)
+
         for attempt in range(1, CONFLICT_ATTEMPTS + 1):
             try:
                 now = self.clock()
@@ -129,7 +131,9 @@ class EventConsumer:
         if not tracked:
             return
 
-        async def apply(session: AsyncSession, now: datetime, policy: Policy) -> Outcome:
+        async def apply(
+            session: AsyncSession, now: datetime, policy: Callable[[], Awaitable[Policy]]
+        ) -> Outcome:
             journeys = await store.active_journeys_triggered_by(
                 session, {event.event for event in tracked}
             )
@@ -163,7 +167,9 @@ class MembershipConsumer:
         if not changes:
             return
 
-        async def apply(session: AsyncSession, now: datetime, policy: Policy) -> Outcome:
+        async def apply(
+            session: AsyncSession, now: datetime, policy: Callable[[], Awaitable[Policy]]
+        ) -> Outcome:
             journeys = await store.active_journeys_triggered_by_segments(
                 session, {change.segment for change in changes}
             )

@@ -6,7 +6,7 @@ handled by two replicas at once, take turns, and the second sees what the first 
 the transactions of the one scheduler process take turns anyway.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -118,16 +118,20 @@ async def load_plan(
     entries: Sequence[Entry],
     profile_keys: Iterable[str],
     now: datetime,
-    policy: Policy,
+    policy_of: Callable[[], Awaitable[Policy]],
 ) -> BatchPlan:
     """What a batch works on: the active enrollments of its profiles (locked), when each
     entering profile last entered its journey, which of the enrollments it would make are
-    stored already (a replay), and its profiles' recent marketing sends."""
+    stored already (a replay), and its profiles' recent marketing sends. The workspace's
+    policy is read only when something may send: a batch that moves no journey goes on while
+    the settings cannot be read."""
     keys = set(profile_keys)
+    active = await active_of_profiles(session, keys)
+    policies = {workspace: await policy_of()} if entries or active else {}
     return BatchPlan(
         workspace=workspace,
         journeys=journeys,
-        active=await active_of_profiles(session, keys),
+        active=active,
         last_entered=await _last_entered(session, entries),
         stored_ids=await _stored_ids(
             session,
@@ -138,7 +142,7 @@ async def load_plan(
         ),
         now=now,
         decisions=await ledger.decisions_for(
-            session, {workspace: policy}, {(workspace, key) for key in keys}, now
+            session, policies, {(workspace, key) for key in keys}, now
         ),
     )
 

@@ -57,9 +57,7 @@ class EnrollmentRow(SQLModel, table=True):
 
     __tablename__ = "journey_enrollments"
     __table_args__ = (
-        sa.UniqueConstraint(
-            "workspace", "enrollment_id", name="uq_journey_enrollments_id"
-        ),
+        sa.UniqueConstraint("workspace", "enrollment_id", name="uq_journey_enrollments_id"),
         # At most one active enrollment per profile and journey: `active_key` is the profile
         # key while active and NULL after (NULLs never collide).
         sa.UniqueConstraint(

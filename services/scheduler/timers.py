@@ -95,19 +95,19 @@ class TimerWorker:
         """One claim: fire up to TIMERS_PER_CLAIM due timers; True when more may be due now."""
         now = self.clock()
         fetched = await self._fetch_profiles(now)
+        # Read before the claim: no call to another service while it holds its locks.
+        async with db.reading(self.sessions, db.EVERY_WORKSPACE) as session:
+            policies = await self.policies.of(await _due_workspaces(session, now))
         async with db.transaction(self.sessions, db.EVERY_WORKSPACE) as session:
             due = await _due_timers(session, now)
             if not due:
                 return False
             locked = await enrollment_store.lock_for_timers(
-                session, (timer.enrollment_id for timer in due)
+                session, (t.enrollment_id for t in due if t.workspace in policies)
             )
             await enrollment_store.drop_stale_timers(session, due, locked)
             decisions = await ledger.decisions_for(
-                session,
-                await self.policies.of(e.workspace for e in locked),
-                {(e.workspace, e.profile_key) for e in locked},
-                now,
+                session, policies, {(e.workspace, e.profile_key) for e in locked}, now
             )
             outcome = _fire(locked, due, now, fetched, decisions)
             await enrollment_store.save(session, outcome, now)
@@ -160,6 +160,11 @@ async def _due_timers(session: AsyncSession, now: datetime) -> list[TimerRow]:
         # Replicas claim disjoint timers rather than wait for each other.
         .with_for_update(of=TimerRow, skip_locked=True)
     )
+    return list((await session.exec(statement)).all())
+
+
+async def _due_workspaces(session: AsyncSession, now: datetime) -> list[str]:
+    statement = select(TimerRow.workspace).where(col(TimerRow.due_at) <= now).distinct()
     return list((await session.exec(statement)).all())
 
 

@@ -196,3 +196,30 @@ async def test_updates_version_what_a_journey_does_and_list_pages_through(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.GetJourney(journey_pb2.GetJourneyRequest(name=created.name), metadata=auth())
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_with_segments_away_events_that_move_no_journey_go_on_and_a_trigger_waits(
+    bare_suite: Suite, bus: Bus, stub: journey_pb2_grpc.JourneyServiceStub
+) -> None:
+    await create(stub, "welcome", a_journey())
+    address = bare_suite.address("segments")
+    bare_suite.kill("segments")
+    await track(bus, "viewed_page", user_id="u1")
+    await track(bus, "signed_up", user_id="u2")
+
+    async def only_the_trigger_left() -> bool:
+        info = await bus.js.consumer_info("EVENTS", "scheduler-events")
+        return bool(info.num_pending == 0 and info.num_ack_pending == 1)
+
+    # Without the workspace's policy no send can be decided: the trigger's batch is retried;
+    # the other one is done with.
+    await eventually(only_the_trigger_left)
+    assert await sends_to(bus, "u2") == []
+    # Back where the scheduler knows it (as behind a Kubernetes Service).
+    bare_suite.env["ENGAGE_GRPC_PORT"] = address.rsplit(":", 1)[1]
+    try:
+        await asyncio.to_thread(bare_suite.start, "segments")
+    finally:
+        bare_suite.env["ENGAGE_GRPC_PORT"] = "0"
+    [send] = await eventually(lambda: sends_to(bus, "u2"), timeout=40)
+    assert send.step_id == "welcome-email"

@@ -43,9 +43,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_send_key", sa.String, nullable=False, server_default=""))
         batch.add_column(sa.Column("position", sa.Integer, nullable=False, server_default="1"))
         batch.add_column(sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True))
-        batch.create_unique_constraint(
-            "uq_journey_enrollments_id", ["workspace", "enrollment_id"]
-        )
+        batch.create_unique_constraint("uq_journey_enrollments_id", ["workspace", "enrollment_id"])
         batch.create_unique_constraint(
             "uq_journey_enrollments_active", ["workspace", "journey_id", "active_key"]
         )
