@@ -3,6 +3,7 @@ check that a name belongs to the caller's workspace. The one place names are spl
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engage.errors import InvalidArgument, PermissionDenied
@@ -76,3 +77,15 @@ def _own(named_workspace: str) -> str:
     if named_workspace != workspace():
         raise PermissionDenied(f"API key is not for workspace {named_workspace!r}")
     return named_workspace
+
+
+def update_paths(paths: Sequence[str], updatable: Sequence[str]) -> tuple[str, ...]:
+    """The fields an update's mask names, each one that may be updated; an empty mask names
+    every updatable field (AIP-134). INVALID_ARGUMENT on `update_mask` otherwise."""
+    chosen = tuple(paths) or tuple(updatable)
+    for path in chosen:
+        if path not in updatable:
+            raise InvalidArgument(
+                "update_mask", f"cannot update {path!r}; updatable: {', '.join(updatable)}"
+            )
+    return chosen

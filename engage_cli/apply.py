@@ -19,13 +19,11 @@ from typing import Any
 
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from engage import resources
 from engage.errors import InvalidArgument
 from engage.v1 import segment_pb2, segment_pb2_grpc
-from engage_cli.client import Client
+from engage_cli.client import Client, field_violation
 from engage_cli.definitions import READERS, Definition, is_campaign, is_journey
 from engage_cli.documents import Document, FileError, KeyPath, check_keys, read_documents
 from engage_cli.rule_paths import parse_fields, rule_keys
@@ -259,11 +257,7 @@ async def _current(
 
 def _refused_by_service(error: grpc.aio.AioRpcError, document: Document) -> FileError:
     """The service's INVALID_ARGUMENT, pointed at the key and line of the file."""
-    status = rpc_status.from_call(error)
-    for detail in status.details if status else ():
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request) and bad_request.field_violations:
-            violation = bad_request.field_violations[0]
-            description = violation.description.removeprefix(f"{violation.field}: ")
-            return refused(document, violation.field, description)
-    return document.error((), error.details() or "refused")
+    violation = field_violation(error)
+    if violation is None:
+        return document.error((), error.details() or "refused")
+    return refused(document, *violation)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from engage.auth import API_KEY_HEADER
 
@@ -30,3 +32,14 @@ class Client:
     @property
     def parent(self) -> str:
         return f"workspaces/{self.workspace}"
+
+
+def field_violation(error: grpc.aio.AioRpcError) -> tuple[str, str] | None:
+    """The field path and description of the first violation a refusal names, if any."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request) and bad_request.field_violations:
+            violation = bad_request.field_violations[0]
+            return violation.field, violation.description.removeprefix(f"{violation.field}: ")
+    return None

@@ -23,40 +23,25 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from engage import resources
 from engage.v1 import campaign_pb2, campaign_pb2_grpc, journey_pb2, journey_pb2_grpc
-from engage_cli.client import Client
+from engage_cli.client import Client, field_violation
 from engage_cli.documents import Document, FileError, KeyPath, check_keys
 from engage_cli.rule_paths import parse_fields
 
-JOURNEY_KEYS = (
-    "journey_id",
-    "display_name",
-    "state",
-    "trigger",
-    "steps",
-    "goal",
-    "exit_events",
-    "reentry",
-    "holdout_percent",
-)
-CAMPAIGN_KEYS = (
-    "campaign_id",
-    "display_name",
-    "state",
-    "segment",
-    "channel",
-    "template",
-    "send_time",
-    "holdout_percent",
-    "variants",
-    "max_sends_per_minute",
-    "recurrence",
-    "winner_rule",
-)
+# What the service answers but a file does not decide.
+OUTPUT_ONLY = ("name", "version", "create_time", "update_time", "progress", "runs", "winner")
+
+
+def _written_fields(message: type[Message]) -> tuple[str, ...]:
+    return tuple(f.name for f in message.DESCRIPTOR.fields if f.name not in OUTPUT_ONLY)
+
+
+JOURNEY_FIELDS = _written_fields(journey_pb2.Journey)
+CAMPAIGN_FIELDS = _written_fields(campaign_pb2.Campaign)
+JOURNEY_KEYS = ("journey_id", *JOURNEY_FIELDS)
+CAMPAIGN_KEYS = ("campaign_id", *CAMPAIGN_FIELDS)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
@@ -220,8 +205,8 @@ class AppliedDefinition:
     after: Message
 
 
-_JOURNEY_PATHS = FieldMask(paths=["display_name", "state", *JOURNEY_KEYS[3:]])
-_CAMPAIGN_PATHS = FieldMask(paths=list(CAMPAIGN_KEYS[1:]))
+_JOURNEY_PATHS = FieldMask(paths=list(JOURNEY_FIELDS))
+_CAMPAIGN_PATHS = FieldMask(paths=list(CAMPAIGN_FIELDS))
 
 
 async def apply_definitions(
@@ -318,18 +303,14 @@ def written_form(message: Message) -> dict[str, Any]:
 def _written(message: Message) -> dict[str, Any]:
     kept = type(message)()
     kept.CopyFrom(message)
-    for field in ("create_time", "update_time", "version", "progress", "runs", "winner"):
+    for field in OUTPUT_ONLY[1:]:
         if field in kept.DESCRIPTOR.fields_by_name:
             kept.ClearField(field)
     return json_format.MessageToDict(kept)
 
 
 def _refused_by_service(error: grpc.aio.AioRpcError, definition: Definition) -> FileError:
-    status = rpc_status.from_call(error)
-    for detail in status.details if status else ():
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request) and bad_request.field_violations:
-            violation = bad_request.field_violations[0]
-            description = violation.description.removeprefix(f"{violation.field}: ")
-            return refused(definition, violation.field, description)
-    return definition.document.error((), error.details() or "refused")
+    violation = field_violation(error)
+    if violation is None:
+        return definition.document.error((), error.details() or "refused")
+    return refused(definition, *violation)

@@ -7,6 +7,7 @@ from engage.bus import Bus
 from engage_cli.processes import NatsServer
 from services.channels.sandboxes.smtp_sink import SmtpSink
 from tests.harness import BACKENDS, Databases, Suite, running_nats
+from tests.journeys import with_moving_clock
 
 
 @pytest.fixture
@@ -65,3 +66,10 @@ def bare_suite(
         yield running
     finally:
         running.stop_all()
+
+
+@pytest.fixture
+def clock_file(bare_suite: Suite) -> Path:
+    """A clock the test moves forward (`tests.journeys.move`), read by every service started
+    after: days pass in seconds."""
+    return with_moving_clock(bare_suite)

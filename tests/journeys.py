@@ -4,6 +4,7 @@ ingest would, and reading what the scheduler put on the bus."""
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from engage import clock, subjects
 from engage.bus import Bus
@@ -110,6 +111,36 @@ async def track(
     batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=events)
     subject = subjects.events(WORKSPACE, user_id or anonymous_id, 8)
     await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
+
+
+def identify_event(user_id: str, **traits: Any) -> common_pb2.Event:
+    event = common_pb2.Event(
+        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_IDENTIFY, user_id=user_id
+    )
+    event.traits.update(traits)
+    return event
+
+
+def track_event(user_id: str, name: str) -> common_pb2.Event:
+    return common_pb2.Event(
+        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_TRACK, event=name, user_id=user_id
+    )
+
+
+async def publish(bus: Bus, user_id: str, *events: common_pb2.Event) -> None:
+    """Events of one user in one batch, on the user's partition, as ingest would publish them."""
+    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=list(events))
+    subject = subjects.events(WORKSPACE, user_id, 8)
+    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
+
+
+async def identify(bus: Bus, user_id: str, traits: dict[str, Any], then: str = "") -> None:
+    """An identify with these traits and, when named, an event just after it, in one batch (as
+    a web shop sends them one after the other)."""
+    events = [identify_event(user_id, **traits)]
+    if then:
+        events.append(track_event(user_id, then))
+    await publish(bus, user_id, *events)
 
 
 async def _stream(bus: Bus, stream: str) -> list[bytes]:

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import db, telemetry
 from engage.auth import API_KEY_HEADER, WORKSPACE_HEADER
 from engage.clock import Clock, as_utc
+from engage.polling import poll_forever
 from engage.v1 import segment_pb2, segment_pb2_grpc
 from services.scheduler import campaign_store, campaigns
 from services.scheduler.campaigns import Member
@@ -72,14 +73,7 @@ class BroadcastWorker:
 
     async def run(self) -> None:
         """Start due campaigns and go on with those under way, every poll, until cancelled."""
-        while True:
-            try:
-                await self.go_on()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("broadcasts failed; retrying at the next poll")
-            await asyncio.sleep(self.poll_seconds)
+        await poll_forever(self.go_on, self.poll_seconds, "broadcasts")
 
     async def go_on(self) -> None:
         async with db.reading(self.sessions, db.EVERY_WORKSPACE) as session:

@@ -3,7 +3,7 @@ gets, and what the broadcast does with each member of the audience. Pure."""
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -174,15 +174,9 @@ def _parse_winner_rule(campaign: campaign_pb2.Campaign) -> WinnerRule:
     return WinnerRule(rule.metric, rule.test_percent, after)
 
 
-def update_paths(paths: Iterable[str]) -> tuple[str, ...]:
+def update_paths(paths: Sequence[str]) -> tuple[str, ...]:
     """The fields an update mask names; an empty mask means every updatable field."""
-    chosen = tuple(paths) or UPDATABLE_PATHS
-    for path in chosen:
-        if path not in UPDATABLE_PATHS:
-            raise InvalidArgument(
-                "update_mask", f"cannot update {path!r}; updatable: {', '.join(UPDATABLE_PATHS)}"
-            )
-    return chosen
+    return resources.update_paths(paths, UPDATABLE_PATHS)
 
 
 def apply_update(
@@ -334,8 +328,10 @@ def variant_of(campaign_uid: str, profile_key: str, variants: Sequence[Variant])
 
 def send_key(campaign_id: str, campaign_uid: str, run: int, profile_key: str) -> str:
     """The idempotency key of a campaign's send to one profile in one run: channels sends
-    each once."""
-    return f"campaign:{campaign_id}:{campaign_uid[:12]}:{run}:{profile_key}"
+    each once. The profile appears as a digest: keys travel and are kept everywhere, and hold
+    nothing personal."""
+    profile = hashlib.sha256(f"{campaign_uid}/{profile_key}".encode()).hexdigest()[:24]
+    return f"campaign:{campaign_id}:{campaign_uid[:12]}:{run}:{profile}"
 
 
 def next_run(spec: CampaignSpec, after: datetime, workspace_zone: str) -> datetime | None:

@@ -1,9 +1,10 @@
 """Journeys: what a valid journey is and how an update changes its version. Pure: plain values
 in, plain values out. The graph of steps is in `graph`."""
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from engage import resources
 from engage.errors import InvalidArgument
 from engage.v1 import journey_pb2
 from services.scheduler import graph
@@ -52,15 +53,9 @@ def parse_state(field: str, value: int, allowed: frozenset[int]) -> int:
     return value
 
 
-def update_paths(paths: Iterable[str]) -> tuple[str, ...]:
+def update_paths(paths: Sequence[str]) -> tuple[str, ...]:
     """The fields an update mask names; an empty mask means every updatable field."""
-    chosen = tuple(paths) or UPDATABLE_PATHS
-    for path in chosen:
-        if path not in UPDATABLE_PATHS:
-            raise InvalidArgument(
-                "update_mask", f"cannot update {path!r}; updatable: {', '.join(UPDATABLE_PATHS)}"
-            )
-    return chosen
+    return resources.update_paths(paths, UPDATABLE_PATHS)
 
 
 def apply_update(

@@ -16,7 +16,14 @@ from services.scheduler import enrollments, graph, journeys
 from services.scheduler.enrollments import ActiveJourney
 from services.scheduler.graph import Definition
 from services.scheduler.journeys import JourneySpec
-from services.scheduler.models import EnrollmentRow, JourneyRow, JourneyVersionRow, TimerRow
+from services.scheduler.models import (
+    EnrollmentRow,
+    JourneyRow,
+    JourneyVersionRow,
+    LedgerRow,
+    RecipientRow,
+    TimerRow,
+)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -160,8 +167,10 @@ async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
     from reaching the person again is downstream: it would enroll under the raw user id anew,
     but with the same deterministic enrollment id, so the same send keys, which channels keeps
     (anonymised) and never sends twice. Enrollments still under way leave (exited, `erased`)
-    and their timers go, so nothing more is sent. Matched by user id and by `anon:<id>` keys of
-    the anonymous ids the erased profile had; the scheduler keeps no profile names. Idempotent.
+    and their timers go, so nothing more is sent; the person's campaign sends are forgotten by
+    the frequency ledger and their campaign recipient rows anonymised. Matched by user id and
+    by `anon:<id>` keys of the anonymous ids the erased profile had; the scheduler keeps no
+    profile names. Idempotent.
     """
     keys = [enrollments.profile_key("", anonymous) for anonymous in erasure.anonymous_ids]
     who: list[sa.ColumnElement[bool]] = [col(EnrollmentRow.profile_key).in_(keys)] if keys else []
@@ -174,6 +183,7 @@ async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
         who.append(col(EnrollmentRow.anonymous_id).in_(erasure.anonymous_ids))
     if not who:
         return 0
+    await _erase_from_campaigns(session, [*keys, *([erasure.user_id] if erasure.user_id else [])])
     matched = sa.or_(*who)
     under_way = select(EnrollmentRow.enrollment_id).where(
         matched, EnrollmentRow.status == enrollments.ACTIVE
@@ -196,3 +206,19 @@ async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
     )
     result = await session.exec(statement)
     return int(result.rowcount or 0)
+
+
+async def _erase_from_campaigns(session: AsyncSession, profile_keys: list[str]) -> None:
+    """The person's marketing sends leave the frequency ledger, and their campaign recipient
+    rows keep only a row id (their send keys hold a digest, not the profile key)."""
+    if not profile_keys:
+        return
+    await session.exec(delete(LedgerRow).where(col(LedgerRow.profile_key).in_(profile_keys)))
+    await session.exec(
+        sa.update(RecipientRow)
+        .where(col(RecipientRow.profile_key).in_(profile_keys))
+        .values(
+            profile_key=sa.literal("erased:") + sa.cast(col(RecipientRow.id), sa.String),
+            zone="",
+        )
+    )

@@ -15,7 +15,6 @@ event), outside any transaction; a profile not ready yet sets the timer again a 
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage import db
 from engage.clock import Clock
+from engage.polling import poll_forever
 from engage.profiles import NotAppliedYet, ProfileDirectory, ProfileView
 from services.scheduler import enrollment_store, enrollments, journeys, ledger
 from services.scheduler.decisions import Decisions
@@ -79,17 +79,7 @@ class TimerWorker:
     async def run(self) -> None:
         """Fire due timers until none is left, wait the poll interval (or a wake), repeat until
         cancelled."""
-        while True:
-            self._wake.clear()
-            try:
-                while await self.fire_due():
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("firing timers failed; retrying at the next poll")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        await poll_forever(self.fire_due, self.poll_seconds, "firing timers", self._wake)
 
     async def fire_due(self) -> bool:
         """One claim: fire up to TIMERS_PER_CLAIM due timers; True when more may be due now."""

@@ -301,10 +301,4 @@ def _check_texts(segment: segment_pb2.Segment, paths: Iterable[str]) -> None:
 
 def _mask(request: segment_pb2.UpdateSegmentRequest) -> set[str]:
     """The fields to update: the mask's paths, or every updatable field without one (AIP-134)."""
-    paths = list(request.update_mask.paths) or list(UPDATABLE)
-    for path in paths:
-        if path not in UPDATABLE:
-            raise InvalidArgument(
-                "update_mask", f"cannot update {path!r}; updatable: {', '.join(UPDATABLE)}"
-            )
-    return set(paths)
+    return set(resources.update_paths(request.update_mask.paths, UPDATABLE))

@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import db
 from engage.clock import Clock
 from engage.errors import EngageError, NotFound
+from engage.polling import poll_forever
 from services.segments import batch
 from services.segments.models import SEGMENTS, Segment
 from services.segments.segment_store import SegmentStore
@@ -52,14 +53,7 @@ class TimedSweeper:
 
     async def run(self) -> None:
         """Sweep, wait the interval, repeat until cancelled; a failed sweep is retried next."""
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("time sweep failed; retrying at the next interval")
-            await asyncio.sleep(self.interval_seconds)
+        await poll_forever(self.sweep, self.interval_seconds, "time sweep")
 
     async def sweep(self) -> tuple[int, int]:
         """One pass over every time-dependent segment; returns (entered, exited) in total."""

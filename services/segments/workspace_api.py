@@ -41,12 +41,7 @@ def to_proto(settings: WorkspaceSettings) -> workspace_pb2.WorkspaceSettings:
 
 def parse_changes(settings: workspace_pb2.WorkspaceSettings, paths: list[str]) -> dict[str, object]:
     """The stored columns an update sets, validated; `paths` empty: every settable field."""
-    for path in paths:
-        if path not in UPDATABLE:
-            raise InvalidArgument(
-                "update_mask", f"cannot update {path!r}; updatable: {', '.join(UPDATABLE)}"
-            )
-    chosen = paths or list(UPDATABLE)
+    chosen = resources.update_paths(paths, UPDATABLE)
     changes: dict[str, object] = {}
     if "time_zone" in chosen:
         changes["time_zone"] = check_time_zone("settings.time_zone", settings.time_zone)

@@ -33,7 +33,15 @@ from services.segments.rules_proto import to_proto
 from tests.faults.test_scheduler_timers import WireTap
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
-from tests.journeys import PARENT, TEMPLATE, move, now_on, start_scheduler, with_moving_clock
+from tests.journeys import (
+    PARENT,
+    TEMPLATE,
+    identify,
+    move,
+    now_on,
+    start_scheduler,
+    with_moving_clock,
+)
 from tests.rules import from_yaml
 
 SEGMENT = f"{PARENT}/segments/buyers"
@@ -388,7 +396,7 @@ async def test_a_local_send_time_reaches_each_recipient_at_that_hour_in_their_zo
     clock_file = with_moving_clock(bare_suite)
     zones = {"tokyo-buyer": "Asia/Tokyo", "paris-buyer": "Europe/Paris"}
     for user_id, zone in zones.items():
-        await _identify_in(bus, user_id, zone)
+        await identify(bus, user_id, {"timezone": zone, "plan": "gold"})
     await buyers(bare_suite, bus, 0, anonymous=0, expected=2)
     tap = WireTap()
     await tap.start(bus)
@@ -415,11 +423,3 @@ def _next_nine(clock_file: Path, zone: str) -> datetime:
     local = now_on(clock_file).astimezone(ZoneInfo(zone))
     nine = local.replace(hour=9, minute=0, second=0, microsecond=0)
     return nine if nine > local else nine + timedelta(days=1)
-
-
-async def _identify_in(bus: Bus, user_id: str, zone: str) -> None:
-    event = _identify(common_pb2.Event(user_id=user_id))
-    event.traits.update({"timezone": zone})
-    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[event])
-    subject = subjects.events(WORKSPACE, user_id, 8)
-    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)

@@ -3,7 +3,6 @@ that reads the profile reads it with the triggering event applied, and waits for
 or a time of day in the profile's own zone while days pass in seconds."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -12,31 +11,25 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engage import subjects
 from engage.bus import Bus
-from engage.v1 import bus_pb2, common_pb2, journey_pb2, journey_pb2_grpc
-from tests.harness import WORKSPACE, Suite, eventually
+from engage.v1 import journey_pb2, journey_pb2_grpc
+from tests.harness import Suite, eventually
 from tests.journeys import (
     a_journey,
     create,
     exit_step,
+    identify,
     journey_events,
     move,
     now_on,
     send,
     sends,
     steps_sent,
-    with_moving_clock,
 )
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEW_YORK = ZoneInfo("America/New_York")
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-async def clock_file(bare_suite: Suite) -> Path:
-    return with_moving_clock(bare_suite)
 
 
 @pytest.fixture
@@ -54,20 +47,6 @@ async def bus(bare_suite: Suite, stub: object) -> AsyncIterator[Bus]:
     connection = await Bus.connect(bare_suite.nats.url, "test")
     yield connection
     await connection.close()
-
-
-async def identify_then_track(bus: Bus, user_id: str, traits: dict[str, str], event: str) -> None:
-    """An identify and a track in one batch, as a web shop sends them one after the other."""
-    identify = common_pb2.Event(
-        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_IDENTIFY, user_id=user_id
-    )
-    identify.traits.update(traits)
-    track = common_pb2.Event(
-        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_TRACK, event=event, user_id=user_id
-    )
-    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[identify, track])
-    subject = subjects.events(WORKSPACE, user_id, 8)
-    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
 
 
 def until_trait_date(
@@ -94,8 +73,8 @@ async def test_a_date_trait_set_just_before_the_trigger_times_the_reminder_in_th
     await create(stub, "renewal", a_journey(event="prescribed", graph=steps))
     cancel_day = now_on(clock_file).astimezone(TOKYO).date() + timedelta(days=18)
     traits = {"auto_cancel_at": cancel_day.isoformat(), "timezone": "Asia/Tokyo"}
-    await identify_then_track(bus, "ana", traits, "prescribed")
-    await identify_then_track(bus, "bo", {"timezone": "Asia/Tokyo"}, "prescribed")
+    await identify(bus, "ana", traits, then="prescribed")
+    await identify(bus, "bo", {"timezone": "Asia/Tokyo"}, then="prescribed")
     # Bo has no date: he goes the `no-date` way once his profile is read.
     await eventually(lambda: steps_sent(bus, "bo"), timeout=30)
     assert await steps_sent(bus, "bo") == ["no-date"]
@@ -103,7 +82,7 @@ async def test_a_date_trait_set_just_before_the_trigger_times_the_reminder_in_th
     due = datetime.combine(cancel_day - timedelta(days=7), datetime.min.time(), TOKYO)
     due += timedelta(hours=10)
     move(clock_file, due - now_on(clock_file) - timedelta(minutes=1))
-    await identify_then_track(bus, "marker", {}, "prescribed")
+    await identify(bus, "marker", {}, then="prescribed")
     await eventually(lambda: steps_sent(bus, "marker"), timeout=30)
     assert await steps_sent(bus, "ana") == []
 
@@ -121,8 +100,8 @@ async def test_a_time_of_day_wait_sends_at_that_hour_in_the_profiles_zone(
     morning = journey_pb2.JourneyStep(id="at-nine")
     morning.wait.time_of_day.hours = 9
     await create(stub, "morning", a_journey(event="signed_up", graph=[morning, send("hello")]))
-    await identify_then_track(bus, "ana", {"timezone": "Asia/Tokyo"}, "signed_up")
-    await identify_then_track(bus, "ed", {"timezone": "America/New_York"}, "signed_up")
+    await identify(bus, "ana", {"timezone": "Asia/Tokyo"}, then="signed_up")
+    await identify(bus, "ed", {"timezone": "America/New_York"}, then="signed_up")
     zones = {"ana": TOKYO, "ed": NEW_YORK}
     for user in zones:
         # The wait is entered once the profile (and so its zone) has been read.

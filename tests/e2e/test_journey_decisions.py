@@ -3,7 +3,6 @@ segments' settings and applied by the scheduler to every marketing send of every
 transactional exempt."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 from functools import partial
@@ -13,7 +12,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.protobuf import field_mask_pb2
 
-from engage import subjects
 from engage.bus import Bus
 from engage.v1 import (
     bus_pb2,
@@ -23,11 +21,12 @@ from engage.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
-from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
+from tests.harness import MARKETER_KEY, Suite, auth, eventually
 from tests.journeys import (
     PARENT,
     a_journey,
     create,
+    identify,
     journey_events,
     move,
     now_on,
@@ -35,17 +34,11 @@ from tests.journeys import (
     start_scheduler,
     steps_sent,
     track,
-    with_moving_clock,
 )
 
 WEEK = timedelta(days=7)
 TOKYO = ZoneInfo("Asia/Tokyo")
 Kind = bus_pb2.JourneyEvent
-
-
-@pytest.fixture
-async def clock_file(bare_suite: Suite) -> Path:
-    return with_moving_clock(bare_suite)
 
 
 @pytest.fixture
@@ -144,8 +137,8 @@ async def test_quiet_hours_defer_a_marketing_send_to_their_end_in_the_profiles_z
         ten_pm += timedelta(days=1)
     move(clock_file, ten_pm - tokyo_now)
 
-    await publish_identified(bus, "ana", "Asia/Tokyo", "visited")
-    await publish_identified(bus, "bo", "Asia/Tokyo", "bought")
+    await identify(bus, "ana", {"timezone": "Asia/Tokyo"}, then="visited")
+    await identify(bus, "bo", {"timezone": "Asia/Tokyo"}, then="bought")
     await eventually(partial(steps_sent, bus, "bo"))
 
     async def deferred() -> list[tuple[str, str]]:
@@ -162,18 +155,3 @@ async def test_quiet_hours_defer_a_marketing_send_to_their_end_in_the_profiles_z
     [promo] = [s for s in await sends(bus) if s.user_id == "ana"]
     sent_at = promo.occurred_at.ToDatetime(tzinfo=UTC).astimezone(TOKYO)
     assert (sent_at.hour, sent_at.minute) == (9, 1)
-
-
-async def publish_identified(bus: Bus, user_id: str, zone: str, event: str) -> None:
-    """An identify giving the profile its zone, then the event, in one batch."""
-    identify = common_pb2.Event(
-        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_IDENTIFY, user_id=user_id
-    )
-    identify.traits.update({"timezone": zone})
-    tracked = common_pb2.Event(
-        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_TRACK, event=event, user_id=user_id
-    )
-    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[identify, tracked])
-    await bus.publish(
-        subjects.events(WORKSPACE, user_id, 8), batch, f"{WORKSPACE}:{batch.id}", WORKSPACE
-    )

@@ -3,25 +3,31 @@ branch sends each profile down the path of the segments it is in, read with the 
 event applied."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from functools import partial
 
 import pytest
 
-from engage import subjects
 from engage.bus import Bus
 from engage.v1 import (
-    bus_pb2,
-    common_pb2,
     journey_pb2,
     journey_pb2_grpc,
     segment_pb2,
     segment_pb2_grpc,
 )
 from services.segments.rules_proto import to_proto
-from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
-from tests.journeys import PARENT, a_journey, create, exit_step, send, steps_sent
+from tests.harness import MARKETER_KEY, Suite, auth, eventually
+from tests.journeys import (
+    PARENT,
+    a_journey,
+    create,
+    exit_step,
+    identify_event,
+    publish,
+    send,
+    steps_sent,
+    track_event,
+)
 from tests.rules import from_yaml
 
 GOLD = f"{PARENT}/segments/gold"
@@ -61,26 +67,6 @@ async def gold_segment(segments: segment_pb2_grpc.SegmentServiceStub) -> None:
     )
 
 
-async def publish(bus: Bus, user_id: str, *events: common_pb2.Event) -> None:
-    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=list(events))
-    subject = subjects.events(WORKSPACE, user_id, 8)
-    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
-
-
-def identify(user_id: str, **traits: str) -> common_pb2.Event:
-    event = common_pb2.Event(
-        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_IDENTIFY, user_id=user_id
-    )
-    event.traits.update(traits)
-    return event
-
-
-def track(user_id: str, name: str) -> common_pb2.Event:
-    return common_pb2.Event(
-        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_TRACK, event=name, user_id=user_id
-    )
-
-
 async def test_entering_or_leaving_a_segment_enrolls_the_profile(
     bus: Bus,
     stubs: tuple[journey_pb2_grpc.JourneyServiceStub, segment_pb2_grpc.SegmentServiceStub],
@@ -97,10 +83,10 @@ async def test_entering_or_leaving_a_segment_enrolls_the_profile(
     farewell.trigger.segment.change = journey_pb2.SegmentTrigger.CHANGE_EXITED
     await create(journeys, "gold-farewell", farewell)
 
-    await publish(bus, "ana", identify("ana", plan="gold"))
-    await publish(bus, "bo", identify("bo", plan="free"))
+    await publish(bus, "ana", identify_event("ana", plan="gold"))
+    await publish(bus, "bo", identify_event("bo", plan="free"))
     await eventually(partial(steps_sent, bus, "ana"))
-    await publish(bus, "ana", identify("ana", plan="free"))
+    await publish(bus, "ana", identify_event("ana", plan="free"))
     await eventually(lambda: _has(bus, "ana", 2))
     assert await steps_sent(bus, "ana") == ["welcome-gold", "come-back"]
     assert await steps_sent(bus, "bo") == []
@@ -123,8 +109,8 @@ async def test_a_branch_reads_the_segments_with_the_trigger_applied(
     await create(journeys, "offers", a_journey(event="visited", graph=steps))
 
     # Each identify travels in the same batch as the trigger, just before it.
-    await publish(bus, "ana", identify("ana", plan="gold"), track("ana", "visited"))
-    await publish(bus, "bo", identify("bo", plan="free"), track("bo", "visited"))
+    await publish(bus, "ana", identify_event("ana", plan="gold"), track_event("ana", "visited"))
+    await publish(bus, "bo", identify_event("bo", plan="free"), track_event("bo", "visited"))
     await eventually(partial(steps_sent, bus, "ana"), timeout=30)
     await eventually(partial(steps_sent, bus, "bo"), timeout=30)
     assert await steps_sent(bus, "ana") == ["gold-offer"]

@@ -7,40 +7,34 @@ a reminder goes out by email, push and LINE."""
 import asyncio
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from engage import subjects
 from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler.decisions import in_share
 from tests.harness import MARKETER_KEY, WORKSPACE, Suite, eventually
 from tests.journeys import (
+    identify,
     journey_events,
     move,
     now_on,
+    publish,
     sends,
     start_scheduler,
     steps_sent,
-    with_moving_clock,
+    track_event,
 )
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 TOKYO = ZoneInfo("Asia/Tokyo")
 MINUTE = timedelta(minutes=1)
 Kind = bus_pb2.JourneyEvent
-
-
-@pytest.fixture
-async def clock_file(bare_suite: Suite) -> Path:
-    return with_moving_clock(bare_suite)
 
 
 @pytest.fixture
@@ -75,36 +69,6 @@ async def bus(bare_suite: Suite, clock_file: Path) -> AsyncIterator[Bus]:
     await connection.close()
 
 
-async def publish(bus: Bus, user_id: str, traits: dict[str, Any], event: str = "") -> None:
-    """An identify with these traits and, when named, an event just after it, in one batch."""
-    identify = common_pb2.Event(
-        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_IDENTIFY, user_id=user_id
-    )
-    identify.traits.update(traits)
-    events = [identify]
-    if event:
-        events.append(
-            common_pb2.Event(
-                message_id=uuid.uuid4().hex,
-                type=common_pb2.EVENT_TYPE_TRACK,
-                event=event,
-                user_id=user_id,
-            )
-        )
-    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=events)
-    subject = subjects.events(WORKSPACE, user_id, 8)
-    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
-
-
-async def track(bus: Bus, user_id: str, event: str) -> None:
-    tracked = common_pb2.Event(
-        message_id=uuid.uuid4().hex, type=common_pb2.EVENT_TYPE_TRACK, event=event, user_id=user_id
-    )
-    batch = bus_pb2.EventBatch(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[tracked])
-    subject = subjects.events(WORKSPACE, user_id, 8)
-    await bus.publish(subject, batch, f"{WORKSPACE}:{batch.id}", workspace=WORKSPACE)
-
-
 def held_out(candidates: list[str]) -> tuple[list[str], str]:
     """Patients the 10% control group does not hold, and one it does."""
     group = f"{WORKSPACE}/journeys/prescription-reminders"
@@ -131,7 +95,7 @@ async def test_story_1_reminders_stop_on_payment_skip_the_control_group_and_foll
     visit = now_on(clock_file).astimezone(TOKYO).replace(second=0, microsecond=0)
     prescription = {"prescribed_at": visit.isoformat(), "timezone": "Asia/Tokyo"}
     for patient in (payer, forgetful, control):
-        await publish(bus, patient, prescription, "prescription_confirmed")
+        await identify(bus, patient, prescription, then="prescription_confirmed")
     for patient in (payer, forgetful, control):
         await eventually(partial(waiting_at, bus, patient, "day-after-visit"), timeout=30)
 
@@ -149,7 +113,7 @@ async def test_story_1_reminders_stop_on_payment_skip_the_control_group_and_foll
         assert (local.date(), local.hour) == (day_after.date(), 10)
     assert await eventually(partial(skipped, bus, control)) == [("first-reminder", "holdout")]
 
-    await track(bus, payer, "payment_completed")
+    await publish(bus, payer, track_event(payer, "payment_completed"))
 
     async def converted() -> bool:
         return any(e.kind == Kind.KIND_CONVERTED for e in await journey_events(bus, payer))
@@ -177,8 +141,8 @@ async def test_story_1_month_eleven_reminds_by_email_push_and_line(
         "contract_ends_at": ends.isoformat(),
         "timezone": "Asia/Tokyo",
     }
-    await publish(bus, "mei", plan)
-    await publish(bus, "kai", {**plan, "plan_months": 6})
+    await identify(bus, "mei", plan)
+    await identify(bus, "kai", {**plan, "plan_months": 6})
     await eventually(lambda: _sent(bus, "mei", ["email", "push", "line"]), timeout=30)
     channels = {request.channel for request in await sends(bus) if request.user_id == "mei"}
     assert channels == {

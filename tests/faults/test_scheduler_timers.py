@@ -28,7 +28,6 @@ from tests.journeys import (
     start_scheduler,
     track,
     wait,
-    with_moving_clock,
 )
 
 PROFILES = 1_000
@@ -56,11 +55,6 @@ class WireTap:
 
     def fired_twice(self) -> list[str]:
         return [key for key, copies in self.seen.items() if len(copies) > 1]
-
-
-@pytest.fixture
-async def clock_file(bare_suite: Suite) -> Path:
-    return with_moving_clock(bare_suite)
 
 
 @pytest.fixture

@@ -26,17 +26,11 @@ from tests.journeys import (
     track,
     wait,
     wait_for,
-    with_moving_clock,
 )
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 Mode = journey_pb2.ReentryPolicy
-
-
-@pytest.fixture
-async def clock_file(bare_suite: Suite) -> Path:
-    return with_moving_clock(bare_suite)
 
 
 @pytest.fixture

@@ -80,7 +80,10 @@ def test_a_broadcast_decides_each_member_with_a_key_per_run() -> None:
     held = [r for r in first if r.skipped == "holdout"]
     assert 150 < len(held) < 250
     queued = [r for r in first if not r.skipped]
-    assert queued[0].send_key == f"campaign:sale:uid:1:{queued[0].profile_key}"
+    key = queued[0].send_key
+    assert key.startswith("campaign:sale:uid:1:") and queued[0].profile_key not in key
+    again = campaigns.decide_member(broadcast, Member("p", queued[0].profile_key), decisions, NOW)
+    assert again.send_key == key
     anonymous = campaigns.decide_member(broadcast, Member("p-x", ""), decisions, NOW)
     assert anonymous.skipped == campaigns.ANONYMOUS
 
