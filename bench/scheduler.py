@@ -377,7 +377,7 @@ async def create_journey(
     await journeys.CreateJourney(request, metadata=METADATA)
 
 
-class CpuMeter:
+class CoreShares:
     """The share of a core each service has used since the meter started."""
 
     def __init__(self, pipeline: Pipeline, services: tuple[str, ...] = SERVICES) -> None:
@@ -451,12 +451,12 @@ class Bench:
         if not (await probe(self.sends, engage, WARM_UP_PROBES)).seconds:
             raise RuntimeError(f"no probe was sent; the scheduler's log ends:\n{self.log_tail()}")
         async with BareBus.running(self.pipeline.nats.url, self.bus.client) as bare:
-            meter = CpuMeter(self.pipeline)
+            meter = CoreShares(self.pipeline)
             idle = await probe(self.sends, engage, probes)
             print(f"trigger → send, idle, {probes} probes: {idle.summary()} ", end="")
             print(f"({meter.shares()}) | {await bare.summary(probes)}", flush=True)
             async with loaded(self.ingest, rate) as load:
-                meter = CpuMeter(self.pipeline)
+                meter = CoreShares(self.pipeline)
                 busy = await probe(self.sends, engage, probes)
                 shares = meter.shares()
                 ceiling = await bare.summary(probes)
@@ -472,14 +472,14 @@ class Bench:
         await create_journey(self.journeys, "timers", TIMER_EVENT, steps)
         ceiling = await self.ceiling(scratch_url, count)
         print(ceiling.store, flush=True)
-        meter, published = CpuMeter(self.pipeline), self.published()
+        meter, published = CoreShares(self.pipeline), self.published()
         await self.enter(count)
         entered = await self.sends.until(lambda: self.sends.counts["first"] >= count, TIMEOUT)
         line = self.rate_line("enrolled, first send seen", "first", meter, entered)
         per_enrollment = (self.published() - published) / count
         print(f"{line} | {ceiling.of(ROWS_PER_ENROLLMENT, per_enrollment, 'enrollment')}")
         move_clock(self.clock_file, DAY)
-        meter, published = CpuMeter(self.pipeline), self.published()
+        meter, published = CoreShares(self.pipeline), self.published()
         fired = await self.sends.until(lambda: self.sends.counts["second"] >= count, TIMEOUT)
         line = self.rate_line("timers due at once fired", "second", meter, fired)
         per_timer = (self.published() - published) / count
@@ -499,7 +499,7 @@ class Bench:
             ]
             await self.ingest.Batch(ingest_pb2.BatchRequest(events=events), metadata=METADATA)
 
-    def rate_line(self, what: str, step: str, meter: CpuMeter, complete: bool) -> str:
+    def rate_line(self, what: str, step: str, meter: CoreShares, complete: bool) -> str:
         seen, elapsed = self.sends.counts[step], meter.elapsed()
         short = "" if complete else " (gave up waiting)"
         return (
