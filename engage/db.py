@@ -230,7 +230,10 @@ def as_arrays(rows: list[dict[str, Any]], keys: Iterable[str]) -> dict[str, list
 async def insert_many(session: AsyncSession, insert: sa.Insert, rows: list[dict[str, Any]]) -> None:
     """Run `insert` (plain or ON CONFLICT) for rows that each have the same keys, named after
     its table's columns: an executemany on SQLite, where it is cheap; on PostgreSQL, where an
-    executemany runs once per row, one statement reading the rows from arrays (`unnested`)."""
+    executemany runs once per row, one statement reading the rows from arrays (`unnested`).
+    No rows, no statement."""
+    if not rows:
+        return
     if not is_postgresql(session):
         await session.exec(insert, params=rows)
         return

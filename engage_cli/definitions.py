@@ -4,7 +4,7 @@ The keys are the contract's fields (protos/engage/v1/journey.proto, campaign.pro
 shorthands a person would write:
 - durations as `30s`, `15m`, `1h`, `7d` (`wait.duration`, `wait.event.timeout`,
   `reentry.cooldown`, `winner_rule.after`);
-- times of day as `"09:00"` (`wait.time_of_day`, `wait.trait_date.at`);
+- times of day as `"09:00"` (`wait.time_of_day`, `wait.trait_date.at`, `local_send_time`);
 - lower-case enum words: `channel: email`, `state: active`, `reentry.mode: one_at_a_time`,
   `trigger.segment.change: exited`, `winner_rule.metric: click_rate`;
 - templates and segments by id (`template: welcome`, `segment: buyers`), or by full name;
@@ -46,7 +46,7 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
 _DURATION_KEYS = frozenset({"duration", "timeout", "cooldown", "after"})
-_TIME_KEYS = frozenset({"time_of_day", "at"})
+_TIME_KEYS = frozenset({"time_of_day", "at", "local_send_time"})
 _ENUM_PREFIXES = {
     "channel": "CHANNEL_",
     "state": "STATE_",

@@ -1,6 +1,8 @@
 """Journeys in tests: building them, running the scheduler on real parts, publishing events as
 ingest would, and reading what the scheduler put on the bus."""
 
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import Any
 from engage import clock, subjects
 from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2, journey_pb2, journey_pb2_grpc
-from tests.harness import WORKSPACE, Suite, auth
+from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth
 
 PARENT = f"workspaces/{WORKSPACE}"
 TEMPLATE = f"{PARENT}/templates/welcome"
@@ -168,3 +170,16 @@ async def journey_events(bus: Bus, user_id: str) -> list[bus_pb2.JourneyEvent]:
     """The JOURNEYS stream's events about `user_id`, in order."""
     events = [bus_pb2.JourneyEvent.FromString(data) for data in await _stream(bus, "JOURNEYS")]
     return [event for event in events if event.user_id == user_id]
+
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+
+def engage_apply(suite: Suite, *paths: Path | str) -> subprocess.CompletedProcess[str]:
+    """`engage apply` of these files or folders against the suite, as a marketer runs it.
+    Blocking: call it off the event loop."""
+    command = [sys.executable, "-m", "engage_cli", "apply", *map(str, paths)]
+    command += ["--address", suite.address("segments")]
+    command += ["--scheduler-address", suite.address("scheduler")]
+    command += ["--workspace", WORKSPACE, "--api-key", MARKETER_KEY]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from google.protobuf import json_format
 from nats.aio.msg import Msg
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -123,7 +124,13 @@ class EventConsumer:
 
     async def _handle_events(self, workspace: str, batches: list[bus_pb2.EventBatch]) -> None:
         tracked = [
-            TrackedEvent(event.message_id, event.event, event.user_id, event.anonymous_id)
+            TrackedEvent(
+                event.message_id,
+                event.event,
+                event.user_id,
+                event.anonymous_id,
+                json_format.MessageToJson(event.properties, indent=None),
+            )
             for batch in batches
             for event in batch.events
             if event.type == common_pb2.EVENT_TYPE_TRACK and event.event

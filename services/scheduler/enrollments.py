@@ -4,6 +4,7 @@ bus messages that announce each step. Pure: the enrollments concerned are loaded
 changed here in memory, and written back by the caller in one transaction."""
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +42,8 @@ class TrackedEvent:
     event: str
     user_id: str
     anonymous_id: str
+    # JSON of the event's properties: a trigger's become its enrollment's context.
+    properties: str = "{}"
 
     @property
     def profile_key(self) -> str:
@@ -61,6 +64,8 @@ class Enrollment:
     anonymous_id: str
     enrolled_at: datetime
     trigger_message_id: str = ""
+    # JSON of what templates may read of the trigger: `{"event": {...its properties}}`.
+    context: str = "{}"
     status: int = ACTIVE
     # The step it is at: the wait holding it, or the last step it entered.
     step_id: str = ""
@@ -151,12 +156,17 @@ class Entry:
     # The event its profile is read with applied (empty for a segment change: segments
     # announces it once the profile is applied).
     applied_event: str
+    # What templates may read of the trigger (see Enrollment.context).
+    context: str = "{}"
 
 
 def event_entries(journeys: Sequence[ActiveJourney], event: TrackedEvent) -> list[Entry]:
     key = event.profile_key
+    context = f'{{"event":{event.properties}}}'
     return [
-        Entry(j, key, event.user_id, event.anonymous_id, event.message_id, event.message_id)
+        Entry(
+            j, key, event.user_id, event.anonymous_id, event.message_id, event.message_id, context
+        )
         for j in journeys
         if key and not j.definition.trigger_segment and j.definition.trigger_event == event.event
     ]
@@ -258,6 +268,7 @@ def _enter(plan: BatchPlan, entry: Entry, outcome: Outcome) -> None:
         anonymous_id=entry.anonymous_id,
         enrolled_at=plan.now,
         trigger_message_id=entry.applied_event,
+        context=entry.context,
     )
     outcome.messages.append(_journey_event(enrollment, "enrolled", plan.now))
     run(enrollment, journey.definition.first_step, plan.now, outcome, plan.decisions)
@@ -414,4 +425,6 @@ def _send(enrollment: Enrollment, step: Step, key: str, now: datetime) -> Outgoi
         step_id=step.id,
         transactional=action.transactional,
     )
+    # The trigger's properties, for a template to name what the customer did.
+    request.data.update(json.loads(enrollment.context))
     return OutgoingMessage(subjects.sends(action.channel), key, request)

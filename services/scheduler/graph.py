@@ -345,8 +345,9 @@ def _parse_branch(
 
 
 def _parse_split(field: str, split: journey_pb2.SplitStep, ids: Sequence[str]) -> Split:
-    if len(split.paths) < 2:
-        raise InvalidArgument(f"{field}.paths", "a split needs at least two paths")
+    if not split.paths:
+        # One path of 100% is a split whose winner is kept.
+        raise InvalidArgument(f"{field}.paths", "a split needs at least one path")
     paths = []
     for index, path in enumerate(split.paths):
         if not 1 <= path.percent <= 100:

@@ -77,6 +77,8 @@ class EnrollmentRow(SQLModel, table=True):
     enrolled_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
     # The event that enrolled it: a step that reads the profile reads it with this applied.
     trigger_message_id: str
+    # JSON of what its sends' templates may read of the trigger (its properties).
+    context: str
     status: int
     active_key: str | None = None
     step_id: str

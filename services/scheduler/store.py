@@ -200,6 +200,7 @@ async def erase_person(session: AsyncSession, erasure: Erasure) -> int:
             ),
             active_key=None,
             awaiting_event="",
+            context="{}",
             user_id="",
             anonymous_id="",
         )

@@ -4,24 +4,18 @@ is named by file, line and key."""
 
 import asyncio
 import subprocess
-import sys
 from pathlib import Path
 
 from engage.v1 import journey_pb2, journey_pb2_grpc
 from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth
-from tests.journeys import start_scheduler
+from tests.journeys import EXAMPLES, start_scheduler
+from tests.journeys import engage_apply as apply_files
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 REMINDERS = EXAMPLES / "journeys" / "prescription-reminders.yaml"
 
 
 async def engage_apply(suite: Suite, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "engage_cli", "apply", *args, "--workspace", WORKSPACE]
-    command += ["--address", suite.address("segments"), "--api-key", MARKETER_KEY]
-    command += ["--scheduler-address", suite.address("scheduler")]
-    return await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=60
-    )
+    return await asyncio.to_thread(apply_files, suite, *args)
 
 
 async def test_journeys_apply_once_show_a_dry_run_diff_and_name_a_refused_key(

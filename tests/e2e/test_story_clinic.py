@@ -5,8 +5,6 @@ a payment stops them; a held-out control group is sent nothing; at month 11 of a
 a reminder goes out by email, push and LINE."""
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -18,8 +16,10 @@ import pytest
 from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler.decisions import in_share
-from tests.harness import MARKETER_KEY, WORKSPACE, Suite, eventually
+from tests.harness import WORKSPACE, Suite, eventually
 from tests.journeys import (
+    EXAMPLES,
+    engage_apply,
     identify,
     journey_events,
     move,
@@ -31,7 +31,6 @@ from tests.journeys import (
     track_event,
 )
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 TOKYO = ZoneInfo("Asia/Tokyo")
 MINUTE = timedelta(minutes=1)
 Kind = bus_pb2.JourneyEvent
@@ -41,26 +40,7 @@ Kind = bus_pb2.JourneyEvent
 async def bus(bare_suite: Suite, clock_file: Path) -> AsyncIterator[Bus]:
     await asyncio.to_thread(start_scheduler, bare_suite)
     applied = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "engage_cli",
-            "apply",
-            str(EXAMPLES / "segments"),
-            str(EXAMPLES / "journeys"),
-            "--address",
-            bare_suite.address("segments"),
-            "--scheduler-address",
-            bare_suite.address("scheduler"),
-            "--workspace",
-            WORKSPACE,
-            "--api-key",
-            MARKETER_KEY,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        engage_apply, bare_suite, EXAMPLES / "segments", EXAMPLES / "journeys"
     )
     assert applied.returncode == 0, applied.stderr
     assert "created workspaces/acme/journeys/prescription-reminders" in applied.stdout

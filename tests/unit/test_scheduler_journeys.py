@@ -142,7 +142,7 @@ def test_an_invalid_graph_names_the_step_field_at_fault() -> None:
     assert invalid_field(journey(steps=[split("a", (60, ""), (30, ""))])) == (
         "journey.steps[0].split.paths"
     )
-    assert invalid_field(journey(steps=[split("a", (100, ""))])) == "journey.steps[0].split.paths"
+    assert invalid_field(journey(steps=[split("a")])) == "journey.steps[0].split.paths"
     assert invalid_field(journey(steps=[split("a", (0, ""), (100, ""))])) == (
         "journey.steps[0].split.paths[0].percent"
     )

@@ -37,6 +37,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("trigger_message_id", sa.String, nullable=False, server_default="")
         )
+        batch.add_column(sa.Column("context", sa.Text, nullable=False, server_default="{}"))
         batch.add_column(sa.Column("active_key", sa.String, nullable=True))
         batch.add_column(sa.Column("step_id", sa.String, nullable=False, server_default=""))
         batch.add_column(sa.Column("awaiting_event", sa.String, nullable=False, server_default=""))
