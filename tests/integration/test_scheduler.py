@@ -17,6 +17,7 @@ from tests.journeys import (
     a_journey,
     create,
     journey_events,
+    send,
     sends,
     sends_to,
     start_scheduler,
@@ -223,3 +224,37 @@ async def test_with_segments_away_events_that_move_no_journey_go_on_and_a_trigge
         bare_suite.env["ENGAGE_GRPC_PORT"] = "0"
     [send] = await eventually(lambda: sends_to(bus, "u2"), timeout=40)
     assert send.step_id == "welcome-email"
+
+
+async def test_a_step_that_reads_the_profile_waits_while_segments_is_away(
+    bare_suite: Suite, bus: Bus, stub: journey_pb2_grpc.JourneyServiceStub
+) -> None:
+    at_nine = journey_pb2.JourneyStep(id="at-nine")
+    at_nine.wait.time_of_day.hours = 9
+    await create(stub, "morning", a_journey(graph=[at_nine, send("hello")]))
+    # A first profile read (and the workspace's policy read and kept) while segments is up.
+    await track(bus, "signed_up", user_id="early")
+    await eventually(lambda: _reached(bus, "early", "at-nine"))
+
+    address = bare_suite.address("segments")
+    bare_suite.kill("segments")
+    await track(bus, "signed_up", user_id="ana")
+    await eventually(lambda: _reached(bus, "ana", ""))
+    await asyncio.sleep(1.5)
+    assert not await _reached(bus, "ana", "at-nine")
+    assert "firing timers failed" not in bare_suite.log("scheduler")
+
+    bare_suite.env["ENGAGE_GRPC_PORT"] = address.rsplit(":", 1)[1]
+    try:
+        await asyncio.to_thread(bare_suite.start, "segments")
+    finally:
+        bare_suite.env["ENGAGE_GRPC_PORT"] = "0"
+    await eventually(lambda: _reached(bus, "ana", "at-nine"), timeout=30)
+
+
+async def _reached(bus: Bus, user_id: str, step_id: str) -> bool:
+    """Whether the user's enrollment has entered `step_id` ("": whether it has enrolled)."""
+    events = await journey_events(bus, user_id)
+    if not step_id:
+        return any(e.kind == bus_pb2.JourneyEvent.KIND_ENROLLED for e in events)
+    return any(e.step_id == step_id for e in events)
