@@ -259,3 +259,106 @@ class DeleteJourneyRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class SimulateJourneyRequest(_message.Message):
+    __slots__ = ("parent", "journey_name", "journey", "segment", "users", "start_time", "horizon", "max_profiles")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    JOURNEY_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROFILES_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    journey_name: str
+    journey: Journey
+    segment: str
+    users: UserIds
+    start_time: _timestamp_pb2.Timestamp
+    horizon: _duration_pb2.Duration
+    max_profiles: int
+    def __init__(self, parent: _Optional[str] = ..., journey_name: _Optional[str] = ..., journey: _Optional[_Union[Journey, _Mapping]] = ..., segment: _Optional[str] = ..., users: _Optional[_Union[UserIds, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., horizon: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_profiles: _Optional[int] = ...) -> None: ...
+
+class UserIds(_message.Message):
+    __slots__ = ("user_ids",)
+    USER_IDS_FIELD_NUMBER: _ClassVar[int]
+    user_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SimulateJourneyResponse(_message.Message):
+    __slots__ = ("profiles", "entered_by_step", "sends_by_channel", "skipped_by_reason", "truncated")
+    class EnteredByStepEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class SendsByChannelEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class SkippedByReasonEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_BY_STEP_FIELD_NUMBER: _ClassVar[int]
+    SENDS_BY_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_BY_REASON_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    profiles: _containers.RepeatedCompositeFieldContainer[SimulatedProfile]
+    entered_by_step: _containers.ScalarMap[str, int]
+    sends_by_channel: _containers.ScalarMap[str, int]
+    skipped_by_reason: _containers.ScalarMap[str, int]
+    truncated: bool
+    def __init__(self, profiles: _Optional[_Iterable[_Union[SimulatedProfile, _Mapping]]] = ..., entered_by_step: _Optional[_Mapping[str, int]] = ..., sends_by_channel: _Optional[_Mapping[str, int]] = ..., skipped_by_reason: _Optional[_Mapping[str, int]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class SimulatedProfile(_message.Message):
+    __slots__ = ("user_id", "not_entered", "steps", "outcome")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    NOT_ENTERED_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    not_entered: str
+    steps: _containers.RepeatedCompositeFieldContainer[SimulatedStep]
+    outcome: str
+    def __init__(self, user_id: _Optional[str] = ..., not_entered: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[SimulatedStep, _Mapping]]] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class SimulatedStep(_message.Message):
+    __slots__ = ("step_id", "kind", "time", "channel", "template", "reason")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[SimulatedStep.Kind]
+        KIND_ENTERED: _ClassVar[SimulatedStep.Kind]
+        KIND_SENT: _ClassVar[SimulatedStep.Kind]
+        KIND_SKIPPED: _ClassVar[SimulatedStep.Kind]
+        KIND_DEFERRED: _ClassVar[SimulatedStep.Kind]
+        KIND_ASSUMED_TIMEOUT: _ClassVar[SimulatedStep.Kind]
+    KIND_UNSPECIFIED: SimulatedStep.Kind
+    KIND_ENTERED: SimulatedStep.Kind
+    KIND_SENT: SimulatedStep.Kind
+    KIND_SKIPPED: SimulatedStep.Kind
+    KIND_DEFERRED: SimulatedStep.Kind
+    KIND_ASSUMED_TIMEOUT: SimulatedStep.Kind
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    step_id: str
+    kind: SimulatedStep.Kind
+    time: _timestamp_pb2.Timestamp
+    channel: _common_pb2.Channel
+    template: str
+    reason: str
+    def __init__(self, step_id: _Optional[str] = ..., kind: _Optional[_Union[SimulatedStep.Kind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

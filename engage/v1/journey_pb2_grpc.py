@@ -62,6 +62,11 @@ class JourneyServiceStub:
                 request_serializer=engage_dot_v1_dot_journey__pb2.DeleteJourneyRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.SimulateJourney = channel.unary_unary(
+                '/engage.v1.JourneyService/SimulateJourney',
+                request_serializer=engage_dot_v1_dot_journey__pb2.SimulateJourneyRequest.SerializeToString,
+                response_deserializer=engage_dot_v1_dot_journey__pb2.SimulateJourneyResponse.FromString,
+                _registered_method=True)
 
 
 class JourneyServiceServicer:
@@ -99,6 +104,15 @@ class JourneyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SimulateJourney(self, request, context):
+        """What a journey (saved, or not yet) would do to a whole audience, without sending anything:
+        who would enter, the path each would take, what would be sent when, and why each send
+        would be skipped or deferred.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JourneyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +140,11 @@ def add_JourneyServiceServicer_to_server(servicer, server):
                     servicer.DeleteJourney,
                     request_deserializer=engage_dot_v1_dot_journey__pb2.DeleteJourneyRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SimulateJourney': grpc.unary_unary_rpc_method_handler(
+                    servicer.SimulateJourney,
+                    request_deserializer=engage_dot_v1_dot_journey__pb2.SimulateJourneyRequest.FromString,
+                    response_serializer=engage_dot_v1_dot_journey__pb2.SimulateJourneyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +284,33 @@ class JourneyService:
             '/engage.v1.JourneyService/DeleteJourney',
             engage_dot_v1_dot_journey__pb2.DeleteJourneyRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SimulateJourney(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engage.v1.JourneyService/SimulateJourney',
+            engage_dot_v1_dot_journey__pb2.SimulateJourneyRequest.SerializeToString,
+            engage_dot_v1_dot_journey__pb2.SimulateJourneyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,6 +28,7 @@ from services.scheduler.consumers import (
     MembershipConsumer,
 )
 from services.scheduler.policies import WorkspacePolicies
+from services.scheduler.simulator import JourneySimulator
 from services.scheduler.timers import TimerWorker
 
 
@@ -70,7 +71,9 @@ async def serve(settings: SchedulerSettings) -> None:
                 "engage.v1.CampaignService",
             ),
             GrpcService(
-                JourneyApi(sessions, clock),
+                JourneyApi(
+                    sessions, JourneySimulator(sessions, audience, profiles, policies, clock), clock
+                ),
                 journey_pb2_grpc.add_JourneyServiceServicer_to_server,
                 "engage.v1.JourneyService",
             ),

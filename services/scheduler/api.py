@@ -14,11 +14,18 @@ from engage.errors import InvalidArgument, NotFound
 from engage.v1 import journey_pb2, journey_pb2_grpc
 from services.scheduler import enrollments, graph, journeys, store
 from services.scheduler.models import JourneyRow
+from services.scheduler.simulator import JourneySimulator
 
 
 class JourneyApi(journey_pb2_grpc.JourneyServiceServicer):
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        simulator: JourneySimulator,
+        clock: Clock = utc_now,
+    ) -> None:
         self.sessions = sessions
+        self.simulator = simulator
         self.clock = clock
 
     async def CreateJourney(
@@ -74,6 +81,11 @@ class JourneyApi(journey_pb2_grpc.JourneyServiceServicer):
             if not await store.delete_journey(session, journey_id):
                 raise NotFound(f"journey {journey_id!r} not found")
         return empty_pb2.Empty()
+
+    async def SimulateJourney(
+        self, request: journey_pb2.SimulateJourneyRequest, context: grpc.aio.ServicerContext
+    ) -> journey_pb2.SimulateJourneyResponse:
+        return await self.simulator.simulate(request)
 
 
 async def _existing(session: AsyncSession, journey_id: str, for_update: bool = False) -> JourneyRow:

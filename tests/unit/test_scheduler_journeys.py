@@ -11,7 +11,7 @@ from engage.errors import InvalidArgument
 from engage.profiles import ProfileView
 from engage.v1 import bus_pb2, common_pb2, journey_pb2
 from services.scheduler import decisions as decisions_module
-from services.scheduler import engine, enrollments, graph, journeys, moments
+from services.scheduler import engine, enrollments, graph, journeys, moments, simulation
 from services.scheduler.decisions import Cap, Decisions, Intended, Policy
 from services.scheduler.enrollments import (
     ACTIVE,
@@ -573,3 +573,27 @@ def test_quiet_hours_hold_a_marketing_send_until_they_end_on_the_profiles_calend
     transactional = definition(receipt)
     sent = engine.advance(transactional, "receipt", late, "u1", None, night).sends
     assert [s.id for s in sent] == ["receipt"]
+
+
+def test_a_simulation_assumes_awaited_events_never_come_and_stops_at_the_horizon() -> None:
+    made = definition(
+        wait_for("cart", "bought", timedelta(hours=1), on_timeout="remind", next="done"),
+        send("remind"),
+        wait("a-week", 7 * DAY),
+        send("last"),
+        exit_step("done"),
+    )
+    journey = active_journey(made)
+    followed = simulation.simulate(journey, WS, profile(), Decisions({}), NOW, 3 * DAY)
+    kinds = [(step.step_id, step.kind) for step in followed.steps]
+    assert kinds == [
+        ("cart", simulation.ENTERED),
+        ("cart", simulation.ASSUMED_TIMEOUT),
+        ("remind", simulation.ENTERED),
+        ("remind", simulation.SENT),
+        ("a-week", simulation.ENTERED),
+    ]
+    assert followed.steps[3].time == NOW + timedelta(hours=1)
+    assert followed.outcome == simulation.WAITING
+    whole = simulation.simulate(journey, WS, profile(), Decisions({}), NOW, 30 * DAY)
+    assert (whole.steps[-1].step_id, whole.outcome) == ("done", engine.EXIT_STEP)
