@@ -31,7 +31,16 @@ from engage_cli.documents import Document, FileError, KeyPath, check_keys
 from engage_cli.rule_paths import parse_fields
 
 # What the service answers but a file does not decide.
-OUTPUT_ONLY = ("name", "version", "create_time", "update_time", "progress", "runs", "winner")
+OUTPUT_ONLY = (
+    "name",
+    "version",
+    "create_time",
+    "update_time",
+    "progress",
+    "runs",
+    "winner",
+    "counts",
+)
 
 
 def _written_fields(message: type[Message]) -> tuple[str, ...]:

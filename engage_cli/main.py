@@ -20,7 +20,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
 import typer
@@ -267,6 +267,83 @@ def describe_segment(
         output.segment_view(record)
     else:
         output.records(record, output_format)
+
+
+@get_app.command("journeys")
+def get_journeys(
+    output_format: Output = Format.table,
+    scheduler_address: SchedulerAddress = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """List the workspace's journeys: id, name, state, version, last update."""
+    from engage_cli.show import journey_records
+
+    client = _client(None, api_key, workspace, var_dir, scheduler_address)
+    _show("get", lambda: journey_records(client), output_format, output.definitions_table)
+
+
+@get_app.command("campaigns")
+def get_campaigns(
+    output_format: Output = Format.table,
+    scheduler_address: SchedulerAddress = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """List the workspace's campaigns: id, name, state, last update."""
+    from engage_cli.show import campaign_records
+
+    client = _client(None, api_key, workspace, var_dir, scheduler_address)
+    _show("get", lambda: campaign_records(client), output_format, output.definitions_table)
+
+
+@describe_app.command("journey")
+def describe_journey(
+    journey_id: Annotated[str, typer.Argument(help="The journey's id.")],
+    output_format: Output = Format.table,
+    scheduler_address: SchedulerAddress = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Show a journey: its graph as its file would write it, and its enrollments by step."""
+    from engage_cli import show
+
+    client = _client(None, api_key, workspace, var_dir, scheduler_address)
+    work = lambda: show.describe_journey(client, journey_id)  # noqa: E731
+    _show("describe", work, output_format, output.definition_view)
+
+
+@describe_app.command("campaign")
+def describe_campaign(
+    campaign_id: Annotated[str, typer.Argument(help="The campaign's id.")],
+    output_format: Output = Format.table,
+    scheduler_address: SchedulerAddress = None,
+    api_key: ApiKey = DEVELOPMENT_API_KEY,
+    workspace: Workspace = "demo",
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Show a campaign: its definition and how far its broadcast has come."""
+    from engage_cli import show
+
+    client = _client(None, api_key, workspace, var_dir, scheduler_address)
+    work = lambda: show.describe_campaign(client, campaign_id)  # noqa: E731
+    _show("describe", work, output_format, output.definition_view)
+
+
+def _show(
+    command: str,
+    work: Callable[[], Awaitable[Any]],
+    output_format: Format,
+    table: Callable[[Any], None],
+) -> None:
+    shown = _run(command, work)
+    if output_format is Format.table:
+        table(shown)
+    else:
+        output.records(shown, output_format)
 
 
 def _client(

@@ -124,6 +124,34 @@ def applied(result: Applied, dry_run: bool) -> None:
         print(diff, end="")
 
 
+def definitions_table(rows: Sequence[dict[str, Any]]) -> None:
+    """Journeys or campaigns, one a line."""
+    table = _table("ID", "NAME", "STATE", "VERSION", "UPDATED")
+    for row in rows:
+        table.add_row(
+            *_cells(
+                row["id"],
+                row["display_name"],
+                row["state"],
+                row.get("version", ""),
+                row["update_time"],
+            )
+        )
+    console().print(table)
+
+
+def definition_view(record: dict[str, Any]) -> None:
+    """A journey or campaign: its fields, its definition as YAML, then its counts or progress."""
+    out = console()
+    out.print(_fields(record, ("id", "display_name", "state", "version", "update_time")))
+    out.print(Text("definition:", style="bold"))
+    out.print(_yaml(dump(record["definition"])))
+    for part in ("counts", "progress"):
+        if part in record:
+            out.print(Text(f"{part}:", style="bold"))
+            out.print(_yaml(dump(record[part])))
+
+
 def applied_definition(result: AppliedDefinition, dry_run: bool) -> None:
     """One line per journey or campaign; in a dry run, a change as a unified diff of its
     fields."""

@@ -1,18 +1,30 @@
-"""Reading back what is live: `engage get segments`, `engage describe segment ID` and `engage
-get profile USER_ID`. Each fetches plain records (dicts of JSON values) that `-o json` and
-`-o yaml` print as they are, and that the table view lays out for people.
+"""Reading back what is live: `engage get segments|journeys|campaigns`, `engage describe
+segment|journey|campaign ID` and `engage get profile USER_ID`. Each fetches plain records
+(dicts of JSON values) that `-o json` and `-o yaml` print as they are, and that the table view
+lays out for people.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from engage import resources
-from engage.v1 import common_pb2, profile_pb2, profile_pb2_grpc, segment_pb2, segment_pb2_grpc
+from engage.v1 import (
+    campaign_pb2,
+    campaign_pb2_grpc,
+    common_pb2,
+    journey_pb2,
+    journey_pb2_grpc,
+    profile_pb2,
+    profile_pb2_grpc,
+    segment_pb2,
+    segment_pb2_grpc,
+)
 from engage_cli.client import Client
+from engage_cli.definitions import written_form
 from engage_cli.export import fetch_segments
 from engage_cli.rules_yaml import to_data
 
@@ -124,3 +136,80 @@ def _id(name: str) -> str:
 def compact(values: Sequence[Any] | dict[str, Any]) -> str:
     """A value as one short line of JSON, for a table cell."""
     return json.dumps(values, ensure_ascii=False, separators=(", ", ": "))
+
+
+async def journey_records(client: Client) -> list[dict[str, Any]]:
+    """Every journey of the workspace: id, name, state, version, last update."""
+    async with client.channel("scheduler") as channel:
+        stub = journey_pb2_grpc.JourneyServiceStub(channel)
+        listed = await _all_pages(
+            lambda token: stub.ListJourneys(
+                journey_pb2.ListJourneysRequest(parent=client.parent, page_token=token),
+                **client.call,
+            ),
+            "journeys",
+        )
+    return [_definition_record(journey) for journey in listed]
+
+
+async def describe_journey(client: Client, journey_id: str) -> dict[str, Any]:
+    """A journey as its file would write it, with its enrollments by status and step."""
+    name = resources.name_of("journeys", journey_id, client.workspace)
+    async with client.channel("scheduler") as channel:
+        journey = await journey_pb2_grpc.JourneyServiceStub(channel).GetJourney(
+            journey_pb2.GetJourneyRequest(name=name), **client.call
+        )
+    record = _definition_record(journey)
+    record["definition"] = written_form(journey)
+    record["counts"] = json_format.MessageToDict(journey.counts)
+    return record
+
+
+async def campaign_records(client: Client) -> list[dict[str, Any]]:
+    """Every campaign of the workspace: id, name, state, runs, last update."""
+    async with client.channel("scheduler") as channel:
+        stub = campaign_pb2_grpc.CampaignServiceStub(channel)
+        listed = await _all_pages(
+            lambda token: stub.ListCampaigns(
+                campaign_pb2.ListCampaignsRequest(parent=client.parent, page_token=token),
+                **client.call,
+            ),
+            "campaigns",
+        )
+    return [_definition_record(campaign) for campaign in listed]
+
+
+async def describe_campaign(client: Client, campaign_id: str) -> dict[str, Any]:
+    """A campaign as its file would write it, with its progress."""
+    name = resources.name_of("campaigns", campaign_id, client.workspace)
+    async with client.channel("scheduler") as channel:
+        campaign = await campaign_pb2_grpc.CampaignServiceStub(channel).GetCampaign(
+            campaign_pb2.GetCampaignRequest(name=name), **client.call
+        )
+    record = _definition_record(campaign)
+    record["definition"] = written_form(campaign)
+    record["progress"] = json_format.MessageToDict(campaign.progress)
+    return record
+
+
+async def _all_pages(page: Callable[[str], Awaitable[Any]], field: str) -> list[Any]:
+    found: list[Any] = []
+    token = ""
+    while True:
+        answer = await page(token)
+        found += list(getattr(answer, field))
+        token = answer.next_page_token
+        if not token:
+            return found
+
+
+def _definition_record(message: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": _id(message.name),
+        "display_name": message.display_name,
+        "state": type(message).State.Name(message.state).removeprefix("STATE_").lower(),
+        "update_time": _time(message.update_time),
+    }
+    if "version" in message.DESCRIPTOR.fields_by_name:
+        record["version"] = message.version
+    return record

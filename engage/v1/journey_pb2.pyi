@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Journey(_message.Message):
-    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time", "goal", "exit_events", "reentry", "holdout_percent")
+    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time", "goal", "exit_events", "reentry", "holdout_percent", "counts")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Journey.State]
@@ -40,6 +40,7 @@ class Journey(_message.Message):
     EXIT_EVENTS_FIELD_NUMBER: _ClassVar[int]
     REENTRY_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Journey.State
@@ -52,7 +53,31 @@ class Journey(_message.Message):
     exit_events: _containers.RepeatedScalarFieldContainer[str]
     reentry: ReentryPolicy
     holdout_percent: float
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., goal: _Optional[_Union[JourneyGoal, _Mapping]] = ..., exit_events: _Optional[_Iterable[str]] = ..., reentry: _Optional[_Union[ReentryPolicy, _Mapping]] = ..., holdout_percent: _Optional[float] = ...) -> None: ...
+    counts: JourneyCounts
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., goal: _Optional[_Union[JourneyGoal, _Mapping]] = ..., exit_events: _Optional[_Iterable[str]] = ..., reentry: _Optional[_Union[ReentryPolicy, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., counts: _Optional[_Union[JourneyCounts, _Mapping]] = ...) -> None: ...
+
+class JourneyCounts(_message.Message):
+    __slots__ = ("enrolled", "active", "completed", "exited", "converted", "active_at_step")
+    class ActiveAtStepEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ENROLLED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_AT_STEP_FIELD_NUMBER: _ClassVar[int]
+    enrolled: int
+    active: int
+    completed: int
+    exited: int
+    converted: int
+    active_at_step: _containers.ScalarMap[str, int]
+    def __init__(self, enrolled: _Optional[int] = ..., active: _Optional[int] = ..., completed: _Optional[int] = ..., exited: _Optional[int] = ..., converted: _Optional[int] = ..., active_at_step: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JourneyGoal(_message.Message):
     __slots__ = ("event",)

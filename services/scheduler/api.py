@@ -46,7 +46,9 @@ class JourneyApi(journey_pb2_grpc.JourneyServiceServicer):
         journey_id = resources.parse_name("name", request.name, "journeys")
         async with reading(self.sessions, resources.workspace()) as session:
             row = await _existing(session, journey_id)
-        return journey_to_proto(row)
+            journey = journey_to_proto(row)
+            journey.counts.CopyFrom(await store.counts(session, journey_id))
+        return journey
 
     async def ListJourneys(
         self, request: journey_pb2.ListJourneysRequest, context: grpc.aio.ServicerContext

@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import paging
 from engage.erasure import Erasure
 from engage.errors import AlreadyExists
+from engage.v1 import journey_pb2
 from services.scheduler import enrollments, graph, journeys
 from services.scheduler.enrollments import ActiveJourney
 from services.scheduler.graph import Definition
@@ -222,4 +223,35 @@ async def _erase_from_campaigns(session: AsyncSession, profile_keys: list[str]) 
             profile_key=sa.literal("erased:") + sa.cast(col(RecipientRow.id), sa.String),
             zone="",
         )
+    )
+
+
+async def counts(session: AsyncSession, journey_id: str) -> journey_pb2.JourneyCounts:
+    """The journey's enrollments by status, and where the active ones are."""
+    statuses = dict(
+        (
+            await session.exec(
+                select(EnrollmentRow.status, sa.func.count())
+                .where(col(EnrollmentRow.journey_id) == journey_id)
+                .group_by(col(EnrollmentRow.status))
+            )
+        ).all()
+    )
+    at_step = (
+        await session.exec(
+            select(EnrollmentRow.step_id, sa.func.count())
+            .where(
+                col(EnrollmentRow.journey_id) == journey_id,
+                EnrollmentRow.status == enrollments.ACTIVE,
+            )
+            .group_by(col(EnrollmentRow.step_id))
+        )
+    ).all()
+    return journey_pb2.JourneyCounts(
+        enrolled=sum(statuses.values()),
+        active=statuses.get(enrollments.ACTIVE, 0),
+        completed=statuses.get(enrollments.COMPLETED, 0),
+        exited=statuses.get(enrollments.EXITED, 0),
+        converted=statuses.get(enrollments.CONVERTED, 0),
+        active_at_step=dict(at_step),
     )

@@ -1,14 +1,23 @@
 """`engage apply` with journeys: the examples go live once, an unchanged apply changes nothing,
 a dry run shows the change as a diff and changes nothing, and a journey the scheduler refuses
-is named by file, line and key."""
+is named by file, line and key; `engage get` and `describe` read journeys and campaigns back,
+a journey with its enrollments by step."""
 
 import asyncio
+import json
 import subprocess
+import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from engage.bus import Bus
 from engage.v1 import journey_pb2, journey_pb2_grpc
-from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth
-from tests.journeys import EXAMPLES, start_scheduler
+from engage_cli.apply import read_files
+from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
+from tests.journeys import EXAMPLES, identify, start_scheduler
 from tests.journeys import engage_apply as apply_files
 
 REMINDERS = EXAMPLES / "journeys" / "prescription-reminders.yaml"
@@ -18,17 +27,25 @@ async def engage_apply(suite: Suite, *args: str) -> subprocess.CompletedProcess[
     return await asyncio.to_thread(apply_files, suite, *args)
 
 
-async def test_journeys_apply_once_show_a_dry_run_diff_and_name_a_refused_key(
-    bare_suite: Suite, tmp_path: Path
-) -> None:
+@pytest.fixture
+async def bus_for_reading(bare_suite: Suite) -> AsyncIterator[Bus]:
     await asyncio.to_thread(start_scheduler, bare_suite)
+    connection = await Bus.connect(bare_suite.nats.url, "test")
+    yield connection
+    await connection.close()
+
+
+async def test_journeys_apply_once_show_a_dry_run_diff_and_name_a_refused_key(
+    bare_suite: Suite, bus_for_reading: Bus, tmp_path: Path
+) -> None:
     folders = (str(EXAMPLES / "segments"), str(EXAMPLES / "journeys"))
     first = await engage_apply(bare_suite, *folders)
     assert first.returncode == 0, first.stderr
     again = await engage_apply(bare_suite, *folders)
     assert again.returncode == 0, again.stderr
     journey_lines = [line for line in again.stdout.splitlines() if "/journeys/" in line]
-    assert len(journey_lines) == 2
+    _, written = read_files(sorted((EXAMPLES / "journeys").glob("*.yaml")), WORKSPACE)
+    assert len(journey_lines) == len(written)
     assert all(line.startswith("unchanged ") for line in journey_lines)
 
     edited = tmp_path / REMINDERS.name
@@ -52,3 +69,41 @@ async def test_journeys_apply_once_show_a_dry_run_diff_and_name_a_refused_key(
     assert refused.returncode == 2
     [line] = refused.stderr.splitlines()
     assert line.startswith(f"engage apply: {broken}:17: steps[2].wait.trait_date.months:")
+
+
+async def test_journeys_and_campaigns_read_back_with_their_counts(
+    bare_suite: Suite, bus_for_reading: Bus
+) -> None:
+    folders = [str(EXAMPLES / name) for name in ("segments", "journeys", "campaigns")]
+    applied = await engage_apply(bare_suite, *folders)
+    assert applied.returncode == 0, applied.stderr
+    await identify(bus_for_reading, "ana", {"timezone": "Asia/Tokyo"}, then="added_to_cart")
+    await identify(bus_for_reading, "bo", {}, then="added_to_cart")
+
+    async def counted() -> dict[str, Any] | None:
+        described = await read(bare_suite, "describe", "journey", "cart-abandonment", "-o", "json")
+        record: dict[str, Any] = json.loads(described.stdout)
+        return record if record["counts"].get("active") == "2" else None
+
+    record = await eventually(counted)
+    assert record["counts"]["activeAtStep"] == {"an-hour-to-buy": "2"}
+    assert record["definition"]["trigger"] == {"event": {"event": "added_to_cart"}}
+    listed = await read(bare_suite, "get", "journeys", "-o", "json")
+    ids = sorted(row["id"] for row in json.loads(listed.stdout))
+    assert "cart-abandonment" in ids and "prescription-reminders" in ids
+    campaign = await read(
+        bare_suite, "describe", "campaign", "night-train-new-season", "-o", "yaml"
+    )
+    assert "localSendTime:" in campaign.stdout and "progress:" in campaign.stdout
+    table = await read(bare_suite, "get", "campaigns")
+    assert "night-train-new-season" in table.stdout
+
+
+async def read(suite: Suite, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "engage_cli", *args, "--workspace", WORKSPACE]
+    command += ["--scheduler-address", suite.address("scheduler"), "--api-key", MARKETER_KEY]
+    done = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done
