@@ -1,5 +1,6 @@
-"""The scheduler: trigger → send latency, idle and under load, and durable timers fired per
-second, each beside the raw ceiling of its parts measured in the same run.
+"""The scheduler: trigger → send latency, idle and under load, durable timers fired per second
+and a campaign's broadcast in recipients per second, each beside the raw ceiling of its parts
+measured in the same run.
 
 Starts its own nats-server, segments (whose WorkspaceService gives the scheduler each
 workspace's messaging policy, without which it sends nothing), the scheduler and ingest, as
@@ -24,11 +25,22 @@ wire, by a core NATS subscription on `engage.sends.>` in this process.
    database (SQLite: a file beside); and JetStream's rate of acknowledged publishes, 200 at
    once as the outbox relay makes them, into a scratch stream. Each is divided by the rows a
    step writes (as the code stands) and the messages it published (counted on the wire).
+3. broadcast: --recipients users are identified with the trait `plan: gold` (ingest's Batch,
+   500 a call) until segments has applied them all (PreviewSegment of `{trait: plan, equals:
+   gold}`) and the bus has settled (segments' membership changes relayed, the scheduler's
+   consumers idle); a segment of that rule is created, then a campaign (SCHEDULED, no send time:
+   due at once; email, one template), timed from its CreateCampaign call until its last send is
+   seen on the wire (recipients/s), and until GetCampaign (polled every 0.1 s) answers
+   `progress.audience_done` with every recipient queued. Ceiling: the parts a broadcast uses,
+   each alone: ListSegmentMembers of that segment streamed to this process (members/s); the
+   store's and JetStream's rates above, divided by the rows a recipient writes and the messages
+   it publishes; the lowest is named.
 Figures are noisy on a shared 2-core machine where this process, nats-server and the three
 services run together; each line gives the share of a core each service used meanwhile.
 
     .venv/bin/python -m bench.scheduler [--probes 300] [--background-rate 2000]
-        [--timers 10000] [--only latency,timers] [--postgres URL]
+        [--timers 10000] [--recipients 100000] [--only latency,timers,broadcast]
+        [--postgres URL]
 """
 
 import argparse
@@ -66,18 +78,26 @@ from engage.outbox import RELAY_BATCH
 from engage.settings import DEVELOPMENT_API_KEY
 from engage.v1 import (
     bus_pb2,
+    campaign_pb2,
+    campaign_pb2_grpc,
     common_pb2,
     ingest_pb2,
     ingest_pb2_grpc,
     journey_pb2,
     journey_pb2_grpc,
+    segment_pb2,
+    segment_pb2_grpc,
 )
+from engage_cli.rules_yaml import from_yaml
+from services.scheduler.consumers import EVENTS as SCHEDULER_EVENTS
+from services.scheduler.consumers import MEMBERSHIPS as SCHEDULER_MEMBERSHIPS
 
 WORKSPACE = "demo"
 PARENT = f"workspaces/{WORKSPACE}"
 TEMPLATE = f"{PARENT}/templates/welcome"
 METADATA = (("x-api-key", DEVELOPMENT_API_KEY),)
 TRACK = common_pb2.EVENT_TYPE_TRACK
+IDENTIFY = common_pb2.EVENT_TYPE_IDENTIFY
 DAY = timedelta(days=1)
 PROBE_EVENT, PROBE_STEP = "probe", "email"
 TIMER_EVENT = "timer_start"
@@ -100,6 +120,16 @@ ROWS_PER_ENROLLMENT = 1 + 1 + 1 + 2 * 4
 # Firing: the enrollment updated, its timer deleted, a ledger row, 3 outbox rows (step, send,
 # exited) written and deleted.
 ROWS_PER_TIMER = 1 + 1 + 1 + 2 * 3
+# A recipient queued (campaign_store.record_chunk): its recipient row, its ledger row and its
+# send's outbox row written and deleted (besides the campaign's row, once per 1,000 members).
+ROWS_PER_RECIPIENT = 1 + 1 + 2
+GOLD_RULE = "{trait: plan, equals: gold}"
+SEGMENT_ID = "gold"
+CAMPAIGN_ID = "broadcast"
+# Seconds between looks at what segments has applied, the bus, and the campaign's progress.
+APPLIED_POLL = 1.0
+SETTLED_POLL = 1.0
+PROGRESS_POLL = 0.1
 
 # An enrollment's width (journey_enrollments: 15 columns besides the id).
 SCRATCH = sa.Table(
@@ -172,8 +202,10 @@ class Tap:
 
 
 def send_key(message: Msg) -> tuple[str, str]:
+    """A journey's send by its user and step, a campaign's by its user and campaign."""
     send = bus_pb2.SendRequested.FromString(message.data)
-    return f"{send.user_id}/{send.step_id}", send.step_id
+    kind = send.step_id or send.campaign
+    return f"{send.user_id}/{kind}", kind
 
 
 def by_subject(message: Msg) -> tuple[str, str]:
@@ -348,6 +380,28 @@ async def loaded(ingest: ingest_pb2_grpc.IngestServiceStub, rate: float) -> Asyn
             await sending
 
 
+def timer_entry(number: int) -> common_pb2.Event:
+    """A new user's trigger of the timer journey."""
+    return common_pb2.Event(type=TRACK, event=TIMER_EVENT, user_id=f"timer-{number}")
+
+
+def gold_member(number: int) -> common_pb2.Event:
+    """A new user identified with the trait the broadcast's segment holds."""
+    event = common_pb2.Event(type=IDENTIFY, user_id=f"member-{number:06}")
+    event.traits.update({"plan": "gold"})
+    return event
+
+
+async def polled(check: Callable[[], Awaitable[bool]], pause: float, timeout: float) -> bool:
+    """Whether `check()` holds within `timeout` seconds, looked at every `pause` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() + pause > deadline:
+            return False
+        await asyncio.sleep(pause)
+    return True
+
+
 def send_step(step_id: str) -> journey_pb2.JourneyStep:
     send = journey_pb2.SendStep(channel=common_pb2.CHANNEL_EMAIL, template=TEMPLATE)
     return journey_pb2.JourneyStep(id=step_id, send=send)
@@ -403,13 +457,18 @@ class Ceiling:
     row_writes: float
     publishes: float
 
+    def rates(self, rows: int, publishes: float) -> tuple[float, float]:
+        """What the store alone and JetStream alone allow of a step that writes `rows` rows and
+        publishes `publishes` messages, per second."""
+        return self.row_writes / rows, self.publishes / max(publishes, 1)
+
     def of(self, rows: int, publishes: float, what: str) -> str:
         """The ceiling of a `what` that writes `rows` rows and publishes `publishes` messages."""
+        store, bus = self.rates(rows, publishes)
         return (
-            f"ceiling: the store alone {self.row_writes:,.0f} row writes/s, {rows} per {what}: "
-            f"{self.row_writes / rows:,.0f}/s; JetStream alone {self.publishes:,.0f} publishes/s, "
-            f"{publishes:.1f} messages per {what} on the wire: "
-            f"{self.publishes / max(publishes, 1):,.0f}/s"
+            f"the store alone {self.row_writes:,.0f} row writes/s, {rows} per {what}: "
+            f"{store:,.0f}/s; JetStream alone {self.publishes:,.0f} publishes/s, "
+            f"{publishes:.1f} messages per {what} on the wire: {bus:,.0f}/s"
         )
 
 
@@ -422,12 +481,16 @@ class Bench:
         self.bus = bus
         self.channels = {
             name: grpc.aio.insecure_channel(pipeline.address(name))
-            for name in ("ingest", "scheduler")
+            for name in ("ingest", "scheduler", "segments")
         }
         self.ingest = ingest_pb2_grpc.IngestServiceStub(self.channels["ingest"])
         self.journeys = journey_pb2_grpc.JourneyServiceStub(self.channels["scheduler"])
+        self.campaigns = campaign_pb2_grpc.CampaignServiceStub(self.channels["scheduler"])
+        self.segments = segment_pb2_grpc.SegmentServiceStub(self.channels["segments"])
         self.sends = Tap(send_key)
         self.journey_events = Tap(by_subject)
+        # What `settled` saw last.
+        self._last_bus_state: list[int] = []
 
     async def listen(self) -> None:
         await self.bus.client.subscribe("engage.sends.>", cb=self.sends.on_message)
@@ -467,36 +530,176 @@ class Bench:
             flush=True,
         )
 
-    async def timers(self, count: int, scratch_url: str) -> None:
+    async def timers(self, count: int, ceiling: Ceiling) -> None:
         steps = [send_step("first"), wait_step("wait", DAY), send_step("second")]
         await create_journey(self.journeys, "timers", TIMER_EVENT, steps)
-        ceiling = await self.ceiling(scratch_url, count)
-        print(ceiling.store, flush=True)
         meter, published = CoreShares(self.pipeline), self.published()
-        await self.enter(count)
+        await self.batch_in(count, timer_entry)
         entered = await self.sends.until(lambda: self.sends.counts["first"] >= count, TIMEOUT)
         line = self.rate_line("enrolled, first send seen", "first", meter, entered)
         per_enrollment = (self.published() - published) / count
-        print(f"{line} | {ceiling.of(ROWS_PER_ENROLLMENT, per_enrollment, 'enrollment')}")
+        print(f"{line} | ceiling: {ceiling.of(ROWS_PER_ENROLLMENT, per_enrollment, 'enrollment')}")
         move_clock(self.clock_file, DAY)
         meter, published = CoreShares(self.pipeline), self.published()
         fired = await self.sends.until(lambda: self.sends.counts["second"] >= count, TIMEOUT)
         line = self.rate_line("timers due at once fired", "second", meter, fired)
         per_timer = (self.published() - published) / count
-        print(f"{line} | {ceiling.of(ROWS_PER_TIMER, per_timer, 'timer')}", flush=True)
+        print(f"{line} | ceiling: {ceiling.of(ROWS_PER_TIMER, per_timer, 'timer')}", flush=True)
+
+    async def broadcast(self, recipients: int, ceiling: Ceiling) -> None:
+        segment = await self.gold_segment(recipients)
+        campaign = campaign_pb2.Campaign(
+            display_name="Broadcast",
+            state=campaign_pb2.Campaign.STATE_SCHEDULED,
+            segment=segment,
+            channel=common_pb2.CHANNEL_EMAIL,
+            template=TEMPLATE,
+        )
+        request = campaign_pb2.CreateCampaignRequest(
+            parent=PARENT, campaign_id=CAMPAIGN_ID, campaign=campaign
+        )
+        meter, published = CoreShares(self.pipeline), self.published()
+        started = time.monotonic()
+        made = await self.campaigns.CreateCampaign(request, metadata=METADATA)
+        created = time.monotonic() - started
+        progress = asyncio.create_task(self.progress_done(made.name, recipients, started))
+        queued = await self.sends.until(lambda: self.sends.counts[made.name] >= recipients, TIMEOUT)
+        shares = meter.shares()
+        done, last_progress = await progress
+        seen = sorted(
+            at - started for key, at in self.sends.seen.items() if key.endswith(made.name)
+        )
+        if not seen:
+            raise RuntimeError(
+                f"no send of the campaign was seen; the log ends:\n{self.log_tail()}"
+            )
+        if done is None:
+            progress_line = f"progress not done after {TIMEOUT:.0f} s: {last_progress}"
+        else:
+            by_then = sum(1 for at in seen if at <= done)
+            progress_line = (
+                f"progress.audience_done, queued {last_progress.queued:,} at {done:.2f} s, "
+                f"when {by_then:,} sends had been seen"
+            )
+        short = "" if queued else " (gave up waiting)"
+        per_recipient = (self.published() - published) / len(seen)
+        print(
+            f"broadcast: {len(seen):,} of {recipients:,} recipients queued (every send seen) "
+            f"{seen[-1]:.2f} s after CreateCampaign was called{short}: "
+            f"{len(seen) / seen[-1]:,.0f} recipients/s (CreateCampaign answered in "
+            f"{created * 1000:.0f} ms, first send seen at {seen[0]:.2f} s; {progress_line}) "
+            f"({shares}) | ceiling: "
+            + await self.broadcast_ceiling(segment, ceiling, per_recipient),
+            flush=True,
+        )
+
+    async def broadcast_ceiling(self, segment: str, ceiling: Ceiling, per_recipient: float) -> str:
+        """The parts a broadcast uses, each alone: the segment listed, the rows a recipient
+        writes, the `per_recipient` messages it publishes; which is lowest, and all three one
+        after the other."""
+        meter = CoreShares(self.pipeline, ("segments",))
+        listed, seconds = await self.listing(segment)
+        store, bus = ceiling.rates(ROWS_PER_RECIPIENT, per_recipient)
+        parts = {"ListSegmentMembers": listed / seconds, "the store": store, "JetStream": bus}
+        lowest = min(parts, key=parts.__getitem__)
+        in_series = 1 / sum(1 / rate for rate in parts.values())
+        return (
+            f"ListSegmentMembers alone {listed:,} members in {seconds:.2f} s: "
+            f"{parts['ListSegmentMembers']:,.0f} members/s ({meter.shares()}); "
+            f"{ceiling.of(ROWS_PER_RECIPIENT, per_recipient, 'recipient')}; lowest: {lowest}; "
+            f"the three one after the other: {in_series:,.0f}/s"
+        )
+
+    async def gold_segment(self, count: int) -> str:
+        """`count` new users identified with `plan: gold`, applied by segments, the bus settled,
+        and a segment of them, each step timed; returns the segment's name."""
+        started = time.monotonic()
+        await self.batch_in(count, gold_member)
+        identified = time.monotonic() - started
+        rule = from_yaml(GOLD_RULE)
+        preview = segment_pb2.PreviewSegmentRequest(parent=PARENT, rule=rule)
+
+        async def applied() -> bool:
+            answer = await self.segments.PreviewSegment(preview, metadata=METADATA)
+            return bool(answer.member_count >= count)
+
+        if not await polled(applied, APPLIED_POLL, TIMEOUT):
+            raise RuntimeError(f"segments did not apply {count:,} identifies in {TIMEOUT:.0f} s")
+        applied_at = time.monotonic() - started
+        await self.settle()
+        settled_at = time.monotonic() - started
+        request = segment_pb2.CreateSegmentRequest(
+            parent=PARENT, segment_id=SEGMENT_ID, segment=segment_pb2.Segment(rule=rule)
+        )
+        made = await self.segments.CreateSegment(request, metadata=METADATA)
+        created = time.monotonic() - started - settled_at
+        await self.settle()
+        print(
+            f"broadcast setup: {count:,} users identified through ingest in {identified:.1f} s; "
+            f"all applied by segments at {applied_at:.1f} s, the bus settled at "
+            f"{settled_at:.1f} s; CreateSegment of {made.member_count:,} members took "
+            f"{created:.1f} s, its membership changes relayed and consumed by "
+            f"{time.monotonic() - started:.1f} s",
+            flush=True,
+        )
+        return str(made.name)
+
+    async def settle(self) -> None:
+        """Wait until the streams the scheduler reads (events, memberships) stay as they were
+        for a look (SETTLED_POLL apart) and its consumers of them have nothing pending."""
+        self._last_bus_state = []
+        if not await polled(self.settled, SETTLED_POLL, TIMEOUT):
+            raise RuntimeError(f"the bus did not settle in {TIMEOUT:.0f} s")
+
+    async def settled(self) -> bool:
+        """Whether the bus is as it was at the last look, with nothing pending."""
+        js = self.bus.client.jetstream()
+        state: list[int] = []
+        for spec in (SCHEDULER_EVENTS, SCHEDULER_MEMBERSHIPS):
+            stream = await js.stream_info(spec.stream)
+            consumer = await js.consumer_info(spec.stream, spec.durable)
+            state += [stream.state.last_seq, consumer.num_pending or 0]
+            state.append(consumer.num_ack_pending or 0)
+        quiet = state == self._last_bus_state and not any(state[1::3]) and not any(state[2::3])
+        self._last_bus_state = state
+        return quiet
+
+    async def progress_done(
+        self, name: str, recipients: int, started: float
+    ) -> tuple[float | None, campaign_pb2.CampaignProgress]:
+        """Seconds from `started` until GetCampaign (every 0.1 s) first answers the audience
+        gone through with every recipient queued (None: not within TIMEOUT), and the progress
+        it answered last."""
+        request = campaign_pb2.GetCampaignRequest(name=name)
+        progress = campaign_pb2.CampaignProgress()
+
+        async def done() -> bool:
+            campaign = await self.campaigns.GetCampaign(request, metadata=METADATA)
+            progress.CopyFrom(campaign.progress)
+            return progress.audience_done and progress.queued >= recipients
+
+        if await polled(done, PROGRESS_POLL, TIMEOUT):
+            return time.monotonic() - started, progress
+        return None, progress
+
+    async def listing(self, segment: str) -> tuple[int, float]:
+        """The segment's members streamed by ListSegmentMembers to this process alone: how many
+        and in how many seconds."""
+        request = segment_pb2.ListSegmentMembersRequest(segment=segment)
+        started, members = time.monotonic(), 0
+        async for chunk in self.segments.ListSegmentMembers(request, metadata=METADATA):
+            members += len(chunk.members)
+        return members, time.monotonic() - started
 
     async def ceiling(self, scratch_url: str, count: int) -> Ceiling:
         store, row_writes = await store_ceiling(scratch_url, count)
         publishes = await publish_ceiling(self.pipeline.nats.url, 3 * count)
         return Ceiling(store, row_writes, publishes)
 
-    async def enter(self, count: int) -> None:
-        """`count` new users do the timer journey's trigger, in Batch calls of 500."""
+    async def batch_in(self, count: int, event: Callable[[int], common_pb2.Event]) -> None:
+        """Events 0 to `count` - 1 (`event(number)`), in Batch calls of 500."""
         for start in range(0, count, ENTRY_BATCH):
-            events = [
-                common_pb2.Event(type=TRACK, event=TIMER_EVENT, user_id=f"timer-{number}")
-                for number in range(start, min(count, start + ENTRY_BATCH))
-            ]
+            events = [event(number) for number in range(start, min(count, start + ENTRY_BATCH))]
             await self.ingest.Batch(ingest_pb2.BatchRequest(events=events), metadata=METADATA)
 
     def rate_line(self, what: str, step: str, meter: CoreShares, complete: bool) -> str:
@@ -609,9 +812,14 @@ async def measure(pipeline: Pipeline, clock_file: Path, arguments: argparse.Name
     try:
         if "latency" in only:
             await bench.latency(arguments.probes, arguments.background_rate)
-        if "timers" in only:
+        if only & {"timers", "broadcast"}:
             scratch = await pipeline.databases.url("scratch")
-            await bench.timers(arguments.timers, scratch)
+            ceiling = await bench.ceiling(scratch, arguments.timers)
+            print(ceiling.store, flush=True)
+            if "timers" in only:
+                await bench.timers(arguments.timers, ceiling)
+            if "broadcast" in only:
+                await bench.broadcast(arguments.recipients, ceiling)
     finally:
         await bench.close()
         await bus.close()
@@ -645,7 +853,8 @@ if __name__ == "__main__":
     parser.add_argument("--probes", type=int, default=300)
     parser.add_argument("--background-rate", type=float, default=2000.0, help="events/s")
     parser.add_argument("--timers", type=int, default=10_000)
-    parser.add_argument("--only", default="latency,timers", help="what to measure")
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--only", default="latency,timers,broadcast", help="what to measure")
     parser.add_argument("--postgres", default="", help="e.g. postgresql://postgres@127.0.0.1:5432")
     try:
         asyncio.run(main(parser.parse_args()))
