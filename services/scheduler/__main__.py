@@ -21,7 +21,7 @@ from services.scheduler.consumers import (
     DELIVERIES,
     EVENTS,
     MEMBERSHIPS,
-    CampaignDeliveries,
+    DeliveryConsumer,
     ErasureConsumer,
     EventConsumer,
     JourneyBatches,
@@ -58,7 +58,7 @@ async def serve(settings: SchedulerSettings) -> None:
     broadcasts = BroadcastWorker(
         sessions, relay.notify, audience, policies, clock, settings.timer_poll_seconds
     )
-    deliveries = CampaignDeliveries(sessions, clock)
+    deliveries = DeliveryConsumer(sessions, batches, clock)
     events = EventConsumer(batches)
     memberships = MembershipConsumer(batches)
     erasures = erasure_handler(ErasureConsumer(sessions).erase)

@@ -190,17 +190,48 @@ class MembershipConsumer:
         await self.batches.run(workspace, [batch.id], apply)
 
 
-class CampaignDeliveries:
-    """Counts what became of each campaign's queued sends (and who opened or clicked, which an
-    A/B test's winner is chosen by), and completes a campaign once every recipient is
-    accounted for."""
+class DeliveryConsumer:
+    """What channels reports of the scheduler's sends. Of a journey's send: the event its
+    enrollment may wait for (`opened:<step>`, see `enrollments.delivery_event`). Of a
+    campaign's: what became of each queued send (and who opened or clicked, which an A/B
+    test's winner is chosen by); a campaign completes once every recipient is accounted for."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        batches: JourneyBatches,
+        clock: Clock = utc_now,
+    ) -> None:
         self.sessions = sessions
+        self.batches = batches
         self.clock = clock
 
     async def handle(self, message: Msg) -> None:
         workspace, event = receive(message, bus_pb2.DeliveryEvent)
+        if event.journey:
+            await self._to_journey(workspace, event)
+        else:
+            await self._to_campaign(workspace, event)
+
+    async def _to_journey(self, workspace: str, delivery: bus_pb2.DeliveryEvent) -> None:
+        kind = bus_pb2.DeliveryEvent.Kind.Name(delivery.kind).removeprefix("KIND_").lower()
+        event = enrollments.delivery_event(
+            kind, delivery.idempotency_key, delivery.user_id, delivery.id
+        )
+        if event is None or not event.user_id:
+            return
+
+        async def apply(
+            session: AsyncSession, now: datetime, policy: Callable[[], Awaitable[Policy]]
+        ) -> Outcome:
+            plan = await enrollment_store.load_plan(
+                session, workspace, [], [], [event.profile_key], now, policy
+            )
+            return enrollments.handle_events(plan, [event])
+
+        await self.batches.run(workspace, [delivery.id], apply)
+
+    async def _to_campaign(self, workspace: str, event: bus_pb2.DeliveryEvent) -> None:
         outcome, engagement = _OUTCOMES.get(event.kind), _ENGAGEMENTS.get(event.kind)
         if not event.campaign or (outcome is None and engagement is None):
             return

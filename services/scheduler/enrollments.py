@@ -44,6 +44,9 @@ class TrackedEvent:
     anonymous_id: str
     # JSON of the event's properties: a trigger's become its enrollment's context.
     properties: str = "{}"
+    # Set for what channels reported of one enrollment's send (`opened:<step>`): only that
+    # enrollment hears it, and it enrolls nobody.
+    enrollment_id: str = ""
 
     @property
     def profile_key(self) -> str:
@@ -161,6 +164,8 @@ class Entry:
 
 
 def event_entries(journeys: Sequence[ActiveJourney], event: TrackedEvent) -> list[Entry]:
+    if event.enrollment_id:
+        return []
     key = event.profile_key
     context = f'{{"event":{event.properties}}}'
     return [
@@ -212,7 +217,8 @@ def handle_events(plan: BatchPlan, events: Iterable[TrackedEvent]) -> Outcome:
     outcome = Outcome()
     for event in events:
         for enrollment in plan.by_profile.get(event.profile_key, []):
-            if enrollment.status == ACTIVE:
+            meant = not event.enrollment_id or event.enrollment_id == enrollment.enrollment_id
+            if enrollment.status == ACTIVE and meant:
                 _on_event(enrollment, event, plan, outcome)
         for entry in event_entries(plan.journeys, event):
             _enter(plan, entry, outcome)
@@ -428,3 +434,14 @@ def _send(enrollment: Enrollment, step: Step, key: str, now: datetime) -> Outgoi
     # The trigger's properties, for a template to name what the customer did.
     request.data.update(json.loads(enrollment.context))
     return OutgoingMessage(subjects.sends(action.channel), key, request)
+
+
+def delivery_event(kind: str, send_key: str, user_id: str, delivery_id: str) -> TrackedEvent | None:
+    """What channels reported of a journey's send (`opened`, `clicked`…), as the event its
+    enrollment may wait for: `<kind>:<step id>`, heard by that enrollment only. None for a key
+    that is not a journey's (see `send_key`)."""
+    parts = send_key.split(":")
+    if len(parts) != 4 or not parts[1].startswith("v"):
+        return None
+    _, _, enrollment, step_id = parts
+    return TrackedEvent(delivery_id, f"{kind}:{step_id}", user_id, "", enrollment_id=enrollment)

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.protobuf import json_format
 
+from engage import subjects
 from engage.bus import Bus
 from engage.v1 import (
     bus_pb2,
@@ -21,7 +22,7 @@ from engage.v1 import (
     segment_pb2,
     segment_pb2_grpc,
 )
-from tests.harness import MARKETER_KEY, Suite, auth, eventually
+from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
 from tests.journeys import (
     EXAMPLES,
     PARENT,
@@ -69,15 +70,17 @@ def at_ten(day: datetime) -> datetime:
     return datetime.combine(day.date(), datetime.min.time(), TOKYO) + timedelta(hours=10)
 
 
-async def test_story_2_renewals_on_each_timeline_by_email_or_post_and_abandoned_carts(
+async def test_story_2_renewals_on_each_timeline_by_email_sms_or_post_and_abandoned_carts(
     bus: Bus, clock_file: Path
 ) -> None:
     expires = now_on(clock_file).astimezone(TOKYO) + timedelta(days=400)
     licence = {"licence_expires_at": expires.isoformat(), "timezone": "Asia/Tokyo"}
-    await identify(bus, "online", {**licence, "email": "o@example.com"}, then="licence_activated")
+    for online in ("online", "reader"):
+        await identify(bus, online, {**licence, "email": f"{online}@example.com"})
+        await publish(bus, online, track_event(online, "licence_activated"))
     offline = {**licence, "postal_address": "1-1 Chiyoda, Tokyo 100-0001"}
     await identify(bus, "offline", offline, then="licence_activated")
-    for customer in ("online", "offline"):
+    for customer in ("online", "reader", "offline"):
         await eventually(partial(at_step, bus, customer, "thirty-days-before"), timeout=30)
     await publish(bus, "browser", track_event("browser", "added_to_cart"))
     await publish(bus, "buyer", track_event("buyer", "added_to_cart"))
@@ -90,13 +93,42 @@ async def test_story_2_renewals_on_each_timeline_by_email_or_post_and_abandoned_
 
     thirty_before = at_ten(expires - timedelta(days=30))
     move(clock_file, thirty_before - now_on(clock_file) + MINUTE)
-    await eventually(partial(have_sent, bus, "online", ["renewal-email"]), timeout=30)
+    for online in ("online", "reader"):
+        await eventually(partial(have_sent, bus, online, ["renewal-email"]), timeout=30)
     await eventually(partial(have_sent, bus, "offline", ["renewal-letter"]), timeout=30)
     [letter] = await sent_to(bus, "offline")
     assert letter.channel == common_pb2.CHANNEL_DIRECT_MAIL
-    move(clock_file, timedelta(days=23))
-    await eventually(partial(have_sent, bus, "online", ["renewal-email", "last-call"]))
+    # The reader opens the email (as channels reports it); the other never does.
+    [email] = await sent_to(bus, "reader")
+    await report_opened(bus, email)
+    await eventually(partial(at_step, bus, "reader", "seven-days-before"))
+    move(clock_file, timedelta(days=2))
+    await eventually(partial(have_sent, bus, "online", ["renewal-email", "renewal-sms"]))
+    [_, sms] = await sent_to(bus, "online")
+    assert sms.channel == common_pb2.CHANNEL_SMS
+    move(clock_file, timedelta(days=21))
+    await eventually(
+        partial(have_sent, bus, "online", ["renewal-email", "renewal-sms", "last-call"])
+    )
+    await eventually(partial(have_sent, bus, "reader", ["renewal-email", "last-call"]))
     assert await steps_sent(bus, "offline") == ["renewal-letter"]
+
+
+async def report_opened(bus: Bus, send: bus_pb2.SendRequested) -> None:
+    """What channels publishes when the recipient opens the message."""
+    opened = bus_pb2.DeliveryEvent(
+        id=f"{send.id}:opened",
+        workspace=WORKSPACE,
+        kind=bus_pb2.DeliveryEvent.KIND_OPENED,
+        channel=send.channel,
+        idempotency_key=send.id,
+        user_id=send.user_id,
+        journey=send.journey,
+        journey_version=send.journey_version,
+        step_id=send.step_id,
+    )
+    subject = subjects.deliveries(WORKSPACE, send.channel)
+    await bus.publish(subject, opened, opened.id, workspace=WORKSPACE)
 
 
 async def test_story_3_a_route_searched_and_not_booked_is_named_in_the_message(
