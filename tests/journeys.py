@@ -145,6 +145,28 @@ async def identify(bus: Bus, user_id: str, traits: dict[str, Any], then: str = "
     await publish(bus, user_id, *events)
 
 
+async def report(
+    bus: Bus, sends: list[bus_pb2.SendRequested], kind: "bus_pb2.DeliveryEvent.Kind"
+) -> None:
+    """What channels publishes of these sends: sent, opened, clicked…"""
+    name = bus_pb2.DeliveryEvent.Kind.Name(kind).removeprefix("KIND_").lower()
+    for send in sends:
+        event = bus_pb2.DeliveryEvent(
+            id=f"{send.id}:{name}",
+            workspace=WORKSPACE,
+            kind=kind,
+            channel=send.channel,
+            idempotency_key=send.id,
+            user_id=send.user_id,
+            journey=send.journey,
+            journey_version=send.journey_version,
+            step_id=send.step_id,
+            campaign=send.campaign,
+        )
+        subject = subjects.deliveries(WORKSPACE, send.channel)
+        await bus.publish(subject, event, event.id, workspace=WORKSPACE)
+
+
 async def _stream(bus: Bus, stream: str) -> list[bytes]:
     state = (await bus.js.stream_info(stream)).state
     found = []

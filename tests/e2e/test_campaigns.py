@@ -39,6 +39,7 @@ from tests.journeys import (
     identify,
     move,
     now_on,
+    report,
     start_scheduler,
     with_moving_clock,
 )
@@ -48,6 +49,7 @@ SEGMENT = f"{PARENT}/segments/buyers"
 OTHER_TEMPLATE = f"{PARENT}/templates/welcome-b"
 GOLD_RULE = "{trait: plan, equals: gold}"
 Campaign = campaign_pb2.Campaign
+SENT, CLICKED = bus_pb2.DeliveryEvent.KIND_SENT, bus_pb2.DeliveryEvent.KIND_CLICKED
 TOKYO = ZoneInfo("Asia/Tokyo")
 MINUTE = timedelta(minutes=1)
 
@@ -153,22 +155,6 @@ async def get(stub: campaign_pb2_grpc.CampaignServiceStub, name: str) -> campaig
     return got
 
 
-async def report_sent(bus: Bus, sends: list[bus_pb2.SendRequested]) -> None:
-    """What channels publishes once it has sent each of these."""
-    for send in sends:
-        event = bus_pb2.DeliveryEvent(
-            id=f"{send.id}:sent",
-            workspace=WORKSPACE,
-            kind=bus_pb2.DeliveryEvent.KIND_SENT,
-            channel=send.channel,
-            idempotency_key=send.id,
-            user_id=send.user_id,
-            campaign=send.campaign,
-        )
-        subject = subjects.deliveries(WORKSPACE, send.channel)
-        await bus.publish(subject, event, event.id, workspace=WORKSPACE)
-
-
 def requests(tap: WireTap) -> list[bus_pb2.SendRequested]:
     return [bus_pb2.SendRequested.FromString(next(iter(c))) for c in tap.seen.values()]
 
@@ -200,10 +186,10 @@ async def test_a_broadcast_sends_each_member_once_and_completes_only_when_all_ar
     assert set(by_variant) == {TEMPLATE, OTHER_TEMPLATE}
     assert min(by_variant.values()) > progress.queued * 0.35
 
-    await report_sent(bus, sent[:-1])
+    await report(bus, sent[:-1], SENT)
     await eventually(lambda: _sent_count(stub, made.name, len(sent) - 1))
     assert (await get(stub, made.name)).state == Campaign.STATE_SENDING
-    await report_sent(bus, sent[-1:])
+    await report(bus, sent[-1:], SENT)
 
     async def completed() -> bool:
         return (await get(stub, made.name)).state == Campaign.STATE_COMPLETED
@@ -353,8 +339,8 @@ async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
     await eventually(lambda: len(tap.seen) == in_test)
     test_sends = requests(tap)
     # Variant b (OTHER_TEMPLATE) is clicked by everyone it reached; a by nobody.
-    await report_sent(bus, test_sends)
-    await report(bus, [s for s in test_sends if s.template == OTHER_TEMPLATE], "clicked")
+    await report(bus, test_sends, SENT)
+    await report(bus, [s for s in test_sends if s.template == OTHER_TEMPLATE], CLICKED)
     await eventually(lambda: _sent_count(stub, made.name, in_test))
     assert len(tap.seen) == in_test
 
@@ -365,29 +351,12 @@ async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
     decided = await get(stub, made.name)
     assert (decided.winner, decided.progress.pending) == ("b", 0)
     assert decided.state == Campaign.STATE_SENDING
-    await report_sent(bus, rest)
+    await report(bus, rest, SENT)
 
     async def completed() -> bool:
         return (await get(stub, made.name)).state == Campaign.STATE_COMPLETED
 
     await eventually(completed)
-
-
-async def report(bus: Bus, sends: list[bus_pb2.SendRequested], what: str) -> None:
-    """What channels publishes when these recipients open or click."""
-    kind = {"clicked": bus_pb2.DeliveryEvent.KIND_CLICKED}[what]
-    for send in sends:
-        event = bus_pb2.DeliveryEvent(
-            id=f"{send.id}:{what}",
-            workspace=WORKSPACE,
-            kind=kind,
-            channel=send.channel,
-            idempotency_key=send.id,
-            user_id=send.user_id,
-            campaign=send.campaign,
-        )
-        subject = subjects.deliveries(WORKSPACE, send.channel)
-        await bus.publish(subject, event, event.id, workspace=WORKSPACE)
 
 
 async def test_a_local_send_time_reaches_each_recipient_at_that_hour_in_their_zone(

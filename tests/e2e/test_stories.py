@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from google.protobuf import json_format
 
-from engage import subjects
 from engage.bus import Bus
 from engage.v1 import (
     bus_pb2,
@@ -22,7 +21,7 @@ from engage.v1 import (
     segment_pb2,
     segment_pb2_grpc,
 )
-from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
+from tests.harness import MARKETER_KEY, Suite, auth, eventually
 from tests.journeys import (
     EXAMPLES,
     PARENT,
@@ -32,6 +31,7 @@ from tests.journeys import (
     move,
     now_on,
     publish,
+    report,
     sends,
     start_scheduler,
     steps_sent,
@@ -100,7 +100,7 @@ async def test_story_2_renewals_on_each_timeline_by_email_sms_or_post_and_abando
     assert letter.channel == common_pb2.CHANNEL_DIRECT_MAIL
     # The reader opens the email (as channels reports it); the other never does.
     [email] = await sent_to(bus, "reader")
-    await report_opened(bus, email)
+    await report(bus, [email], bus_pb2.DeliveryEvent.KIND_OPENED)
     await eventually(partial(at_step, bus, "reader", "seven-days-before"))
     move(clock_file, timedelta(days=2))
     await eventually(partial(have_sent, bus, "online", ["renewal-email", "renewal-sms"]))
@@ -112,23 +112,6 @@ async def test_story_2_renewals_on_each_timeline_by_email_sms_or_post_and_abando
     )
     await eventually(partial(have_sent, bus, "reader", ["renewal-email", "last-call"]))
     assert await steps_sent(bus, "offline") == ["renewal-letter"]
-
-
-async def report_opened(bus: Bus, send: bus_pb2.SendRequested) -> None:
-    """What channels publishes when the recipient opens the message."""
-    opened = bus_pb2.DeliveryEvent(
-        id=f"{send.id}:opened",
-        workspace=WORKSPACE,
-        kind=bus_pb2.DeliveryEvent.KIND_OPENED,
-        channel=send.channel,
-        idempotency_key=send.id,
-        user_id=send.user_id,
-        journey=send.journey,
-        journey_version=send.journey_version,
-        step_id=send.step_id,
-    )
-    subject = subjects.deliveries(WORKSPACE, send.channel)
-    await bus.publish(subject, opened, opened.id, workspace=WORKSPACE)
 
 
 async def test_story_3_a_route_searched_and_not_booked_is_named_in_the_message(
