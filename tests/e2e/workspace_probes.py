@@ -8,6 +8,7 @@ holding none of B's data. REFUSED: a reference to B's resource inside A's reques
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 import grpc
 from google.protobuf import field_mask_pb2
@@ -375,6 +376,12 @@ def journey_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
             journey=journey, update_mask=field_mask_pb2.FieldMask(paths=["display_name"])
         )
 
+    def simulate(parent: str, **subject: Any) -> journey_pb2.SimulateJourneyRequest:
+        request = journey_pb2.SimulateJourneyRequest(parent=parent, **subject)
+        if not request.segment:
+            request.users.user_ids.append("acme-probe-user")
+        return request
+
     create = journey_pb2.CreateJourneyRequest
     our_template = name_of("templates", h.template_id, A)
     return {
@@ -393,6 +400,22 @@ def journey_probes(h: Held) -> dict[str, tuple[Phase, list[Probe]]]:
         "DeleteJourney": (
             Phase.CHANGE,
             named(journey_pb2.DeleteJourneyRequest, theirs, ours),
+        ),
+        "SimulateJourney": (
+            Phase.READ,
+            [
+                Probe(simulate(f"workspaces/{B}", journey_name=theirs), DENIED),
+                Probe(simulate(f"workspaces/{A}", journey_name=theirs), DENIED),
+                Probe(simulate(f"workspaces/{A}", journey_name=ours), HIDDEN),
+                Probe(
+                    simulate(
+                        f"workspaces/{A}",
+                        journey=draft(our_template),
+                        segment=name_of("segments", h.segment_id, B),
+                    ),
+                    REFUSED,
+                ),
+            ],
         ),
         "CreateJourney": (
             Phase.CREATE,
