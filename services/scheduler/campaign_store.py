@@ -173,7 +173,7 @@ async def record_chunk(
         }
         for r in recipients
     ]
-    new = await _insert_new_recipients(session, rows)
+    new = await _insert_new_recipients(session, row, rows)
     fresh = [r for r in recipients if r.profile_key in new]
     row.targeted += len(fresh)
     row.pending += sum(1 for r in fresh if r.pending)
@@ -333,17 +333,29 @@ async def record_engagement(
     )
 
 
-async def _insert_new_recipients(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+async def _insert_new_recipients(
+    session: AsyncSession, row: CampaignRow, rows: list[dict[str, Any]]
+) -> set[str]:
+    """Insert the recipients this run has not recorded yet; returns their profile keys. The
+    caller holds the campaign's row lock, so nothing else writes its recipients meanwhile. One
+    cached statement a chunk: a multi-row VALUES of a thousand recipients was compiled anew
+    for every chunk, half of a broadcast's time."""
     if not rows:
         return set()
-    table = db.table_of(RecipientRow)
-    statement = (
-        db.upsert_into(session, RecipientRow)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(table.c.profile_key)
+    known = set(
+        (
+            await session.exec(
+                select(RecipientRow.profile_key).where(
+                    col(RecipientRow.campaign_id) == row.campaign_id,
+                    col(RecipientRow.run) == row.runs,
+                    col(RecipientRow.profile_key).in_([r["profile_key"] for r in rows]),
+                )
+            )
+        ).all()
     )
-    return set((await session.exec(statement)).scalars().all())
+    fresh = [r for r in rows if r["profile_key"] not in known]
+    await db.insert_many(session, sa.insert(db.table_of(RecipientRow)), fresh)
+    return {r["profile_key"] for r in fresh}
 
 
 async def record_outcomes(
