@@ -20,6 +20,7 @@ from services.scheduler.decisions import QUIET_HOURS, Decisions, Intended, Polic
 from services.scheduler.engine import Waiting
 from services.scheduler.graph import AFTER_COOLDOWN, ONCE, Definition, Send, Step
 
+# How an enrollment stands: in the journey, through to its end, left early, converted.
 ACTIVE = 1
 COMPLETED = 2
 EXITED = 3
@@ -317,7 +318,9 @@ def run(
             )
         )
     if progress.ended:
-        finish(enrollment, EXITED, progress.ended, now, outcome)
+        # Announced as `exited` either way, with its reason; kept apart for the counts.
+        status = COMPLETED if progress.ended == engine.COMPLETED else EXITED
+        finish(enrollment, status, progress.ended, now, outcome)
 
 
 def retry_later(enrollment: Enrollment, waiting: Waiting, outcome: Outcome) -> None:

@@ -15,6 +15,7 @@ from services.scheduler import engine, enrollments, graph, journeys, moments, si
 from services.scheduler.decisions import Cap, Decisions, Intended, Policy
 from services.scheduler.enrollments import (
     ACTIVE,
+    COMPLETED,
     CONVERTED,
     EXITED,
     ActiveJourney,
@@ -305,7 +306,7 @@ def test_a_trigger_enrolls_each_profile_once_and_announces_every_step() -> None:
         ],
     )
     [enrollment] = outcome.enrollments
-    assert (enrollment.profile_key, enrollment.status) == ("u1", EXITED)
+    assert (enrollment.profile_key, enrollment.status) == ("u1", COMPLETED)
     kinds = [
         (m.payload.kind, m.payload.step_id)
         if isinstance(m.payload, bus_pb2.JourneyEvent)
