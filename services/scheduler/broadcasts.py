@@ -164,11 +164,8 @@ class BroadcastWorker:
             queued = await campaign_store.record_chunk(
                 session, row, spec, recipients, last, done, now
             )
-            if done and spec.recurrence:
-                ran_at = campaign_store.send_time_of(row) or now
-                at = campaigns.next_run(spec, max(ran_at, now), policy.time_zone)
-                campaign_store.schedule_next_run(row, at, now)
-                session.add(row)
+            _next_run_when_done(row, spec, policy.time_zone, now)
+            session.add(row)
         if queued:
             self.published()
         return queued
@@ -200,6 +197,8 @@ class BroadcastWorker:
                     for member, variant in ready
                 ]
                 queued = await campaign_store.record_released(session, row, spec, decided, now)
+                _next_run_when_done(row, spec, policy.time_zone, now)
+                session.add(row)
             if queued:
                 self.published()
 
@@ -223,3 +222,17 @@ async def _choose_winner_when_due(
     row.winner = campaigns.choose_winner(rule, spec.variants, stats)
     chosen = {"workspace": row.workspace, "campaign": row.campaign_id, "winner": row.winner}
     log.info("campaign winner chosen", extra=chosen)
+
+
+def _next_run_when_done(
+    row: CampaignRow, spec: campaigns.CampaignSpec, workspace_zone: str, now: datetime
+) -> None:
+    """A recurring campaign whose run has gone through its audience, with no member pending,
+    is scheduled for its next run."""
+    if not spec.recurrence or row.state != campaigns.SENDING:
+        return
+    if not row.audience_done or row.pending:
+        return
+    ran_at = campaign_store.send_time_of(row) or now
+    at = campaigns.next_run(spec, max(ran_at, now), workspace_zone)
+    campaign_store.schedule_next_run(row, at, now)
