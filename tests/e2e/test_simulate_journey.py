@@ -56,7 +56,9 @@ def reminders(holdout: float) -> journey_pb2.Journey:
 async def test_a_saved_journey_is_simulated_over_a_segment_without_sending(
     bare_suite: Suite, bus: Bus
 ) -> None:
-    visit = datetime(2026, 3, 1, 15, 0, tzinfo=TOKYO)
+    # A visit ten days ahead: the patient who enters for real waits (sends nothing meanwhile).
+    ahead = datetime.now(TOKYO) + timedelta(days=10)
+    visit = ahead.replace(hour=15, minute=0, second=0, microsecond=0)
     patients = [f"patient-{n}" for n in range(12)]
     traits = {"prescribed_at": visit.isoformat(), "timezone": "Asia/Tokyo", "plan": "pill"}
     for patient in patients:
@@ -92,7 +94,7 @@ async def test_a_saved_journey_is_simulated_over_a_segment_without_sending(
     assert by_user[patients[0]].not_entered == "already_in_journey"
     held = {p for p in patients[1:] if in_share("acme/journeys/reminders", p, 30)}
     assert held and held != set(patients[1:])
-    ten_am = datetime(2026, 3, 2, 10, 0, tzinfo=TOKYO)
+    ten_am = (visit + timedelta(days=1)).replace(hour=10)
     for patient in patients[1:]:
         profile = by_user[patient]
         last = profile.steps[-1]

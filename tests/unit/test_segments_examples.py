@@ -1,5 +1,5 @@
-"""Every segment in examples/segments reads, round-trips, and sorts crafted customers of
-stories 1 (online clinic) and 3 (airline) as the marketer meant."""
+"""Every segment in examples/segments reads, round-trips, and sorts crafted customers of the
+stories (online clinic, security software, airline, video streaming) as the marketer meant."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,10 @@ def paid(days_ago: float) -> dict[str, Any]:
 
 def route(name: str, days_ago: float, code: str) -> dict[str, Any]:
     return {name: [(NOW - days_ago * DAY, {"route": code})]}
+
+
+def watched(days_ago: float, programme: str) -> dict[str, Any]:
+    return {"episode_watched": [(NOW - days_ago * DAY, {"programme": programme})]}
 
 
 # Example file -> customers (name, facts, whether in the segment).
@@ -131,6 +135,17 @@ CASES: dict[str, list[tuple[str, Facts, bool]]] = {
         ),
         ("searched 9 days ago", Facts(events=route("flight_searched", 9, "NRT-HNL")), False),
         ("searched another route", Facts(events=route("flight_searched", 2, "KIX-HNL")), False),
+    ],
+    "offline-only": [
+        ("postal address only", Facts({"postal_address": "1-1 Chiyoda, Tokyo"}), True),
+        ("address and email", Facts({"postal_address": "1-1", "email": "a@example.com"}), False),
+        ("address and phone", Facts({"postal_address": "1-1", "phone": "+81312345678"}), False),
+        ("no address", Facts({"email": "a@example.com"}), False),
+    ],
+    "night-train-viewers": [
+        ("watched last month", Facts(events=watched(30, "Night Train")), True),
+        ("watched half a year ago", Facts(events=watched(180, "Night Train")), False),
+        ("watched another programme", Facts(events=watched(3, "Cooking Hour")), False),
     ],
 }
 
