@@ -166,7 +166,7 @@ async def describe_journey(client: Client, journey_id: str) -> dict[str, Any]:
 
 
 async def campaign_records(client: Client) -> list[dict[str, Any]]:
-    """Every campaign of the workspace: id, name, state, runs, last update."""
+    """Every campaign of the workspace: id, name, state, last update."""
     async with client.channel("scheduler") as channel:
         stub = campaign_pb2_grpc.CampaignServiceStub(channel)
         listed = await _all_pages(

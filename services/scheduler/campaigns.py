@@ -22,9 +22,9 @@ State = campaign_pb2.Campaign
 DRAFT, SCHEDULED, SENDING = State.STATE_DRAFT, State.STATE_SCHEDULED, State.STATE_SENDING
 COMPLETED, CANCELLED = State.STATE_COMPLETED, State.STATE_CANCELLED
 CREATABLE_STATES = frozenset({DRAFT, SCHEDULED})
-# What an update may set `state` to: a campaign under way is stopped by CancelCampaign only.
-UPDATABLE_STATES = CREATABLE_STATES
-EDITABLE_STATES = frozenset({DRAFT, SCHEDULED})
+# The states a campaign may be changed in, and set to by an update: one under way is stopped
+# by CancelCampaign only.
+EDITABLE_STATES = CREATABLE_STATES
 UPDATABLE_PATHS = (
     "display_name",
     "state",
