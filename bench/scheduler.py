@@ -6,11 +6,11 @@ Starts its own nats-server, segments (whose WorkspaceService gives the scheduler
 workspace's messaging policy, without which it sends nothing), the scheduler and ingest, as
 bench/pipeline.py does, on SQLite or, with --postgres, on PostgreSQL databases of their own
 (dropped at the end); the services read a clock this bench moves (ENGAGE_CLOCK_OFFSET_FILE) and
-the scheduler looks for due timers every 0.1 s. Every SendRequested is seen as it crosses the
+the scheduler looks for due timers every 0.1 s. Every send request is seen as it crosses the
 wire, by a core NATS subscription on `engage.sends.>` in this process.
 1. latency: an active journey sends one email on `probe`; --probes new users each send `probe`
    in a gRPC Track call, one after the other (the next 20 ms after the last one's send was
-   seen), each timed from Track's answer to its SendRequested on the wire. First idle, then
+   seen), each timed from Track's answer to its send request on the wire. First idle, then
    beside --background-rate events/s of other TRACK events (Batch calls of 100 among 50,000
    users), whose accepted rate is printed. Ceiling, measured beside each: the bare bus, a core
    NATS publish to a subscriber, and the two hops Engage makes without gRPC or a database: a
@@ -47,6 +47,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import random
 import signal
@@ -115,14 +116,15 @@ SERVICES = ("scheduler", "segments", "ingest")
 TIMEOUT = 600.0
 # Rows a step of the timer journey writes, as the scheduler's code stands (enrollment_store.save,
 # ledger.record_sends, the outbox relay). Entering: the enrollment, its timer, the send's ledger
-# row and 4 outbox rows (enrolled, step, send, step), each written and deleted once published.
-ROWS_PER_ENROLLMENT = 1 + 1 + 1 + 2 * 4
-# Firing: the enrollment updated, its timer deleted, a ledger row, 3 outbox rows (step, send,
-# exited) written and deleted.
-ROWS_PER_TIMER = 1 + 1 + 1 + 2 * 3
-# A recipient queued (campaign_store.record_chunk): its recipient row, its ledger row and its
-# send's outbox row written and deleted (besides the campaign's row, once per 1,000 members).
-ROWS_PER_RECIPIENT = 1 + 1 + 2
+# row and 3 outbox rows (enrolled, step, step), each written and deleted once published; sends
+# share an outbox row, up to 500 of them (outgoing.SENDS_PER_MESSAGE), so theirs is left out.
+ROWS_PER_ENROLLMENT = 1 + 1 + 1 + 2 * 3
+# Firing: the enrollment updated, its timer deleted, a ledger row, 2 outbox rows (step, exited)
+# written and deleted.
+ROWS_PER_TIMER = 1 + 1 + 1 + 2 * 2
+# A recipient queued (campaign_store.record_chunk): its recipient row and its ledger row
+# (besides the campaign's row, once per 1,000 members, and the bundled sends' outbox rows).
+ROWS_PER_RECIPIENT = 1 + 1
 GOLD_RULE = "{trait: plan, equals: gold}"
 SEGMENT_ID = "gold"
 CAMPAIGN_ID = "broadcast"
@@ -163,10 +165,10 @@ def cpu_of(pipeline: Pipeline, service: str) -> float:
 
 
 class Tap:
-    """Messages as they cross the wire (a core NATS subscription): when each key was first
-    seen, and how many keys of each kind."""
+    """Messages as they cross the wire (a core NATS subscription): when each key (a message
+    holds one or more) was first seen, and how many keys of each kind."""
 
-    def __init__(self, read: Callable[[Msg], tuple[str, str]]) -> None:
+    def __init__(self, read: Callable[[Msg], list[tuple[str, str]]]) -> None:
         self.read = read
         self.seen: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
@@ -177,10 +179,10 @@ class Tap:
     async def on_message(self, message: Msg) -> None:
         at = time.monotonic()
         self.messages += 1
-        key, kind = self.read(message)
-        if key not in self.seen:
-            self.seen[key] = at
-            self.counts[kind] += 1
+        for key, kind in self.read(message):
+            if key not in self.seen:
+                self.seen[key] = at
+                self.counts[kind] += 1
         self._arrived.set()
 
     async def until(self, done: Callable[[], bool], timeout: float) -> bool:
@@ -201,19 +203,21 @@ class Tap:
         return self.seen[key] if found else None
 
 
-def send_key(message: Msg) -> tuple[str, str]:
-    """A journey's send by its user and step, a campaign's by its user and campaign."""
-    send = bus_pb2.SendRequested.FromString(message.data)
-    kind = send.step_id or send.campaign
-    return f"{send.user_id}/{kind}", kind
+def send_keys(message: Msg) -> list[tuple[str, str]]:
+    """A journey's sends by user and step, a campaign's by user and campaign."""
+    sends = bus_pb2.SendRequests.FromString(message.data).sends
+    return [
+        (f"{send.user_id}/{send.step_id or send.campaign}", send.step_id or send.campaign)
+        for send in sends
+    ]
 
 
-def by_subject(message: Msg) -> tuple[str, str]:
-    return message.subject, message.subject
+def by_subject(message: Msg) -> list[tuple[str, str]]:
+    return [(message.subject, message.subject)]
 
 
-def last_token(message: Msg) -> tuple[str, str]:
-    return message.subject.rsplit(".", 1)[1], "hop"
+def last_token(message: Msg) -> list[tuple[str, str]]:
+    return [(message.subject.rsplit(".", 1)[1], "hop")]
 
 
 @dataclass(frozen=True)
@@ -460,7 +464,7 @@ class Ceiling:
     def rates(self, rows: int, publishes: float) -> tuple[float, float]:
         """What the store alone and JetStream alone allow of a step that writes `rows` rows and
         publishes `publishes` messages, per second."""
-        return self.row_writes / rows, self.publishes / max(publishes, 1)
+        return self.row_writes / rows, self.publishes / publishes if publishes else math.inf
 
     def of(self, rows: int, publishes: float, what: str) -> str:
         """The ceiling of a `what` that writes `rows` rows and publishes `publishes` messages."""
@@ -468,7 +472,7 @@ class Ceiling:
         return (
             f"the store alone {self.row_writes:,.0f} row writes/s, {rows} per {what}: "
             f"{store:,.0f}/s; JetStream alone {self.publishes:,.0f} publishes/s, "
-            f"{publishes:.1f} messages per {what} on the wire: {bus:,.0f}/s"
+            f"{publishes:.3f} messages per {what} on the wire: {bus:,.0f}/s"
         )
 
 
@@ -487,7 +491,7 @@ class Bench:
         self.journeys = journey_pb2_grpc.JourneyServiceStub(self.channels["scheduler"])
         self.campaigns = campaign_pb2_grpc.CampaignServiceStub(self.channels["scheduler"])
         self.segments = segment_pb2_grpc.SegmentServiceStub(self.channels["segments"])
-        self.sends = Tap(send_key)
+        self.sends = Tap(send_keys)
         self.journey_events = Tap(by_subject)
         # What `settled` saw last.
         self._last_bus_state: list[int] = []

@@ -186,6 +186,13 @@ async def stored_events(suite: Suite) -> list[common_pb2.Event]:
         await bus.close()
 
 
+async def publish_sends(bus: Bus, *sends: bus_pb2.SendRequested, msg_id: str = "") -> None:
+    """Publish sends as the scheduler does, in one SendRequests (on the first one's channel);
+    a `msg_id` other than the first key's gets a repeat past JetStream's dedupe."""
+    requests = bus_pb2.SendRequests(id=msg_id or sends[0].id, workspace=WORKSPACE, sends=sends)
+    await bus.publish(subjects.sends(sends[0].channel), requests, requests.id, WORKSPACE)
+
+
 async def dead_letters(bus: Bus, durable: str = "") -> list[api.RawStreamMsg]:
     """What the DEADLETTER stream holds (for consumer `durable`, or all), read from the stream
     as it is now: no waiting for silence."""

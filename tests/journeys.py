@@ -4,9 +4,12 @@ ingest would, and reading what the scheduler put on the bus."""
 import subprocess
 import sys
 import uuid
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from nats.aio.msg import Msg
 
 from engage import clock, subjects
 from engage.bus import Bus
@@ -167,6 +170,39 @@ async def report(
         await bus.publish(subject, event, event.id, workspace=WORKSPACE)
 
 
+class WireTap:
+    """Every send published, as it crossed the wire, where JetStream's deduplication has not yet
+    hidden anything: a step fired twice shows as two different requests under one idempotency
+    key (each firing stamps its own time, and bundles its sends anew). The relay publishing the
+    same committed message again after a crash is the bus's at-least-once and shows as the same
+    message with the same bytes."""
+
+    def __init__(self) -> None:
+        # Each key's first request, in the order first seen.
+        self.seen: dict[str, bus_pb2.SendRequested] = {}
+        self._copies: dict[str, set[tuple[str, bytes]]] = defaultdict(set)
+
+    async def start(self, bus: Bus) -> None:
+        async def heard(message: Msg) -> None:
+            requests = bus_pb2.SendRequests.FromString(message.data)
+            for send in requests.sends:
+                self.seen.setdefault(send.id, send)
+                copy = (requests.id, send.SerializeToString(deterministic=True))
+                self._copies[send.id].add(copy)
+
+        await bus.client.subscribe(subjects.SENDS, cb=heard)
+
+    def requests(self) -> list[bus_pb2.SendRequested]:
+        return list(self.seen.values())
+
+    def steps(self) -> dict[str, int]:
+        """How many distinct keys each step was requested under."""
+        return dict(Counter(send.step_id for send in self.seen.values()))
+
+    def fired_twice(self) -> list[str]:
+        return [key for key, copies in self._copies.items() if len(copies) > 1]
+
+
 async def _stream(bus: Bus, stream: str) -> list[bytes]:
     state = (await bus.js.stream_info(stream)).state
     found = []
@@ -176,8 +212,9 @@ async def _stream(bus: Bus, stream: str) -> list[bytes]:
 
 
 async def sends(bus: Bus) -> list[bus_pb2.SendRequested]:
-    """Every SendRequested on the SENDS stream (read without consuming)."""
-    return [bus_pb2.SendRequested.FromString(data) for data in await _stream(bus, "SENDS")]
+    """Every send on the SENDS stream, in order (read without consuming)."""
+    stored = await _stream(bus, "SENDS")
+    return [send for data in stored for send in bus_pb2.SendRequests.FromString(data).sends]
 
 
 async def sends_to(bus: Bus, user_id: str) -> list[bus_pb2.SendRequested]:

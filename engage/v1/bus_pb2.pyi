@@ -111,6 +111,18 @@ class MembershipChanged(_message.Message):
     change: MembershipChanged.Change
     def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., segment: _Optional[str] = ..., segment_version: _Optional[int] = ..., profile: _Optional[str] = ..., user_id: _Optional[str] = ..., change: _Optional[_Union[MembershipChanged.Change, str]] = ...) -> None: ...
 
+class SendRequests(_message.Message):
+    __slots__ = ("id", "occurred_at", "workspace", "sends")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    SENDS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    workspace: str
+    sends: _containers.RepeatedCompositeFieldContainer[SendRequested]
+    def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., sends: _Optional[_Iterable[_Union[SendRequested, _Mapping]]] = ...) -> None: ...
+
 class SendRequested(_message.Message):
     __slots__ = ("id", "occurred_at", "workspace", "channel", "template", "user_id", "anonymous_id", "journey", "journey_version", "enrollment_id", "step_id", "campaign", "transactional", "data")
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -16,11 +16,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import db, paging
 from engage.clock import as_utc, timestamp
 from engage.errors import AlreadyExists
-from engage.outbox import OutboxMessage, outbox_row
+from engage.outbox import OutboxMessage
 from engage.v1 import campaign_pb2
 from services.scheduler import campaigns, ledger
 from services.scheduler.campaigns import CampaignSpec, Member, Recipient, Stats
 from services.scheduler.models import CampaignRow, RecipientRow
+from services.scheduler.outgoing import outbox_rows
 
 PENDING, QUEUED, SENT, FAILED, SKIPPED = "pending", "queued", "sent", "failed", "skipped"
 
@@ -276,16 +277,8 @@ async def _queue(
     """Publish (through the outbox) the sends of the decided recipients not skipped, count
     them in the ledger, and count the skipped by reason."""
     queued = [r for r in decided if not r.skipped]
-    messages = [
-        outbox_row(
-            campaigns.send_subject(spec),
-            row.workspace,
-            campaigns.send_request(row.workspace, row.campaign_id, spec, r, now),
-            r.send_key,
-            now,
-        )
-        for r in queued
-    ]
+    sends = campaigns.send_messages(row.workspace, row.campaign_id, spec, queued, now)
+    messages = outbox_rows(sends, now)
     if messages:
         await db.insert_many(session, sa.insert(db.table_of(OutboxMessage)), messages)
     await ledger.record_sends(session, [r.sent for r in queued if r.sent is not None])

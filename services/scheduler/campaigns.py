@@ -17,6 +17,7 @@ from engage.v1 import bus_pb2, campaign_pb2, common_pb2
 from services.scheduler import moments, recurrence
 from services.scheduler.decisions import Decisions, Intended, Policy, Sent, in_share, quiet_until
 from services.scheduler.graph import CHANNELS
+from services.scheduler.outgoing import OutgoingMessage
 
 State = campaign_pb2.Campaign
 DRAFT, SCHEDULED, SENDING = State.STATE_DRAFT, State.STATE_SCHEDULED, State.STATE_SENDING
@@ -412,25 +413,36 @@ def choose_winner(rule: WinnerRule, variants: Sequence[Variant], stats: dict[str
     return max(variants, key=rate).id
 
 
-def send_request(
-    workspace: str, campaign_id: str, spec: CampaignSpec, recipient: Recipient, now: datetime
-) -> bus_pb2.SendRequested:
-    variant = next(v for v in spec.variants if v.id == recipient.variant)
+def send_messages(
+    workspace: str,
+    campaign_id: str,
+    spec: CampaignSpec,
+    recipients: Sequence[Recipient],
+    now: datetime,
+) -> list[OutgoingMessage]:
+    """The sends of queued recipients, as the bus carries them."""
     occurred_at = Timestamp()
     occurred_at.FromDatetime(now)
-    return bus_pb2.SendRequested(
-        id=recipient.send_key,
-        occurred_at=occurred_at,
-        workspace=workspace,
-        channel=cast(common_pb2.Channel, spec.channel),
-        template=variant.template,
-        user_id=recipient.profile_key,
-        campaign=campaign_name(workspace, campaign_id),
-    )
-
-
-def send_subject(spec: CampaignSpec) -> str:
-    return subjects.sends(spec.channel)
+    templates = {variant.id: variant.template for variant in spec.variants}
+    subject = subjects.sends(spec.channel)
+    campaign = campaign_name(workspace, campaign_id)
+    channel = cast(common_pb2.Channel, spec.channel)
+    return [
+        OutgoingMessage(
+            subject,
+            r.send_key,
+            bus_pb2.SendRequested(
+                id=r.send_key,
+                occurred_at=occurred_at,
+                workspace=workspace,
+                channel=channel,
+                template=templates[r.variant],
+                user_id=r.profile_key,
+                campaign=campaign,
+            ),
+        )
+        for r in recipients
+    ]
 
 
 def campaign_name(workspace: str, campaign_id: str) -> str:

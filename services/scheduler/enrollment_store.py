@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import db
 from engage.clock import as_utc
 from engage.errors import EngageError
-from engage.outbox import OutboxMessage, outbox_row
+from engage.outbox import OutboxMessage
 from services.scheduler import enrollments, ledger
 from services.scheduler.decisions import Policy
 from services.scheduler.enrollments import (
@@ -29,6 +29,7 @@ from services.scheduler.enrollments import (
     Outcome,
 )
 from services.scheduler.models import EnrollmentRow, JourneyVersionRow, TimerRow
+from services.scheduler.outgoing import outbox_rows
 from services.scheduler.store import definition_of
 
 
@@ -197,10 +198,7 @@ async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
     if timers:
         await db.insert_many(session, sa.insert(db.table_of(TimerRow)), timers)
     await ledger.record_sends(session, outcome.sent)
-    messages = [
-        outbox_row(m.subject, m.payload.workspace, m.payload, m.msg_id, now)
-        for m in outcome.messages
-    ]
+    messages = outbox_rows(outcome.messages, now)
     await db.insert_many(session, sa.insert(db.table_of(OutboxMessage)), messages)
     for enrollment in changed:
         enrollment.is_new, enrollment.changed = False, False

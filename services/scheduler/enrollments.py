@@ -19,6 +19,7 @@ from services.scheduler import engine
 from services.scheduler.decisions import QUIET_HOURS, Decisions, Intended, Policy, Sent
 from services.scheduler.engine import Waiting
 from services.scheduler.graph import AFTER_COOLDOWN, ONCE, Definition, Send, Step
+from services.scheduler.outgoing import OutgoingMessage
 
 # How an enrollment stands: in the journey, through to its end, left early, converted.
 ACTIVE = 1
@@ -84,13 +85,6 @@ class Enrollment:
     # A timer to set (the previous one, if any, is dropped with any change).
     timer: Waiting | None = None
     changed: bool = False
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    subject: str
-    msg_id: str
-    payload: bus_pb2.SendRequested | bus_pb2.JourneyEvent
 
 
 @dataclass

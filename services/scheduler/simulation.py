@@ -11,6 +11,7 @@ from engage.v1 import bus_pb2
 from services.scheduler import enrollments
 from services.scheduler.decisions import Decisions
 from services.scheduler.enrollments import ACTIVE, ActiveJourney, Enrollment, Outcome
+from services.scheduler.outgoing import OutgoingMessage
 
 ENTERED, SENT, SKIPPED, DEFERRED, ASSUMED_TIMEOUT = (
     "entered",
@@ -79,7 +80,7 @@ def simulate(
         now, step_id = timer.due_at, timer.resume_at
 
 
-def _translated(messages: list[enrollments.OutgoingMessage], now: datetime) -> list[SimulatedStep]:
+def _translated(messages: list[OutgoingMessage], now: datetime) -> list[SimulatedStep]:
     steps = []
     for message in messages:
         payload = message.payload

@@ -30,12 +30,12 @@ from engage.v1 import (
     workspace_pb2_grpc,
 )
 from services.segments.rules_proto import to_proto
-from tests.faults.test_scheduler_timers import WireTap
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
 from tests.journeys import (
     PARENT,
     TEMPLATE,
+    WireTap,
     identify,
     move,
     now_on,
@@ -155,10 +155,6 @@ async def get(stub: campaign_pb2_grpc.CampaignServiceStub, name: str) -> campaig
     return got
 
 
-def requests(tap: WireTap) -> list[bus_pb2.SendRequested]:
-    return [bus_pb2.SendRequested.FromString(next(iter(c))) for c in tap.seen.values()]
-
-
 async def test_a_broadcast_sends_each_member_once_and_completes_only_when_all_are_reported(
     bare_suite: Suite, bus: Bus, stub: campaign_pb2_grpc.CampaignServiceStub
 ) -> None:
@@ -180,7 +176,7 @@ async def test_a_broadcast_sends_each_member_once_and_completes_only_when_all_ar
     assert campaign.state == Campaign.STATE_SENDING
     # The outbox relay publishes what the broadcast committed.
     await eventually(lambda: len(tap.seen) == progress.queued)
-    sent = requests(tap)
+    sent = tap.requests()
     assert tap.fired_twice() == []
     by_variant = Counter(s.template for s in sent)
     assert set(by_variant) == {TEMPLATE, OTHER_TEMPLATE}
@@ -288,7 +284,7 @@ async def test_a_recurring_campaign_runs_at_its_hour_on_the_workspaces_calendar(
 
     move(clock_file, timedelta(days=1))
     await eventually(lambda: len(tap.seen) == 6)
-    sends = requests(tap)
+    sends = tap.requests()
     assert len({s.user_id for s in sends}) == 3 and tap.fired_twice() == []
     hours = {s.occurred_at.ToDatetime(tzinfo=UTC).astimezone(TOKYO).hour for s in sends}
     assert hours == {9}
@@ -337,7 +333,7 @@ async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
     assert 30 < in_test < 90
     assert campaign.progress.pending == 200 - in_test
     await eventually(lambda: len(tap.seen) == in_test)
-    test_sends = requests(tap)
+    test_sends = tap.requests()
     # Variant b (OTHER_TEMPLATE) is clicked by everyone it reached; a by nobody.
     await report(bus, test_sends, SENT)
     await report(bus, [s for s in test_sends if s.template == OTHER_TEMPLATE], CLICKED)
@@ -346,7 +342,7 @@ async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
 
     move(clock_file, timedelta(hours=4, minutes=1))
     await eventually(lambda: len(tap.seen) == 200)
-    rest = [s for s in requests(tap) if s.id not in {t.id for t in test_sends}]
+    rest = [s for s in tap.requests() if s.id not in {t.id for t in test_sends}]
     assert {s.template for s in rest} == {OTHER_TEMPLATE}
     decided = await get(stub, made.name)
     assert (decided.winner, decided.progress.pending) == ("b", 0)
@@ -378,14 +374,14 @@ async def test_a_local_send_time_reaches_each_recipient_at_that_hour_in_their_zo
     for user_id, zone in sorted(zones.items(), key=lambda item: _next_nine(clock_file, item[1])):
         move(clock_file, _next_nine(clock_file, zone) - now_on(clock_file) + MINUTE)
         await eventually(partial(_sent_to, tap, user_id))
-        [sent] = [s for s in requests(tap) if s.user_id == user_id]
+        [sent] = [s for s in tap.requests() if s.user_id == user_id]
         local = sent.occurred_at.ToDatetime(tzinfo=UTC).astimezone(ZoneInfo(zone))
         assert (local.hour, local.minute) == (9, 1), user_id
     assert len(tap.seen) == 2
 
 
 def _sent_to(tap: WireTap, user_id: str) -> bool:
-    return any(s.user_id == user_id for s in requests(tap))
+    return any(s.user_id == user_id for s in tap.requests())
 
 
 def _next_nine(clock_file: Path, zone: str) -> datetime:

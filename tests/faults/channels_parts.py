@@ -27,7 +27,6 @@ from services.channels.sandboxes.smtp_sink import SmtpSink
 from tests.harness import WORKSPACE, Suite, auth, eventually
 
 PARENT = f"workspaces/{WORKSPACE}"
-SENDS = subjects.sends(common_pb2.CHANNEL_EMAIL)
 TEMPLATE = "greeting"
 
 
@@ -88,11 +87,6 @@ def send_request(key: str, user_id: str) -> bus_pb2.SendRequested:
         user_id=user_id,
         campaign=f"{PARENT}/campaigns/spring",
     )
-
-
-async def publish(bus: Bus, send: bus_pb2.SendRequested, msg_id: str = "") -> None:
-    """Publish a send; a `msg_id` other than its key gets a repeat past JetStream's dedupe."""
-    await bus.publish(SENDS, send, msg_id or send.id, WORKSPACE)
 
 
 def copies_at(sink: SmtpSink, address: str) -> int:

@@ -22,12 +22,11 @@ from tests.faults.channels_parts import (
     greeting_template,
     logged,
     outcome_of,
-    publish,
     send_request,
     sends_settled,
     start,
 )
-from tests.harness import Suite, auth, eventually
+from tests.harness import Suite, auth, eventually, publish_sends
 
 # Small, so that redeliveries come within seconds; the SMTP timeout bounds how long a claim
 # can be a handoff still under way (plus a margin), so the interrupted one is settled soon.
@@ -63,7 +62,7 @@ async def later_send_arrives(suite: Suite, bus: Bus, sink: SmtpSink) -> None:
     """The positive signal that channels has moved on: a later, different send is delivered."""
     await customer(suite, bus, "grace", "grace@example.com", "Grace")
     later = send_request("spring:grace:greeting", "grace")
-    await publish(bus, later)
+    await publish_sends(bus, later)
     assert (await outcome_of(bus, later.id)).kind == SENT
     await mail_in(sink, "grace@example.com")
     await eventually(lambda: sends_settled(bus))
@@ -75,7 +74,7 @@ async def test_killed_while_the_provider_holds_its_reply_the_send_is_not_sent_ag
     send = await ada_ready_for_a_greeting(bare_suite, bus)
     smtp_sink.hold()
 
-    await publish(bus, send)
+    await publish_sends(bus, send)
     await mail_in(smtp_sink, "ada@example.com")
     bare_suite.kill("channels")  # the sink has the mail; channels never heard its 250
     smtp_sink.release()
@@ -96,11 +95,11 @@ async def test_a_sent_send_published_again_is_not_sent_again(
     bare_suite: Suite, bus: Bus, smtp_sink: SmtpSink
 ) -> None:
     send = await ada_ready_for_a_greeting(bare_suite, bus)
-    await publish(bus, send)
+    await publish_sends(bus, send)
     assert (await outcome_of(bus, send.id)).kind == SENT
 
     # The same send again, past JetStream's dedupe: a replay, or a publisher that retried.
-    await publish(bus, send, msg_id=f"{send.id}:again")
+    await publish_sends(bus, send, msg_id=f"{send.id}:again")
 
     await eventually(lambda: logged(bare_suite, "duplicate send ignored", send.id) == 1)
     await later_send_arrives(bare_suite, bus, smtp_sink)
@@ -113,7 +112,7 @@ async def test_killed_after_recording_sent_before_the_ack_the_redelivery_sends_n
 ) -> None:
     send = await ada_ready_for_a_greeting(bare_suite, bus)
     smtp_sink.hold()
-    await publish(bus, send)
+    await publish_sends(bus, send)
     await mail_in(smtp_sink, "ada@example.com")
 
     # NATS goes away while the provider holds its reply, so the ack that follows the SENT

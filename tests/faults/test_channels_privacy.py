@@ -1,7 +1,6 @@
 """Failed sends leave no personal data in channels' logs or in dead-letter headers, even when
 the provider's refusal quotes the address and the subject (as real SMTP servers do)."""
 
-from engage import subjects
 from engage.bus import Bus
 from engage.v1 import bus_pb2, common_pb2
 from services.channels.sandboxes.smtp_sink import SmtpSink
@@ -12,11 +11,10 @@ from tests.faults.channels_parts import (
     greeting_template,
     logged,
     outcome_of,
-    publish,
     send_request,
     start,
 )
-from tests.harness import WORKSPACE, Suite, dead_letters, eventually
+from tests.harness import Suite, dead_letters, eventually, publish_sends
 
 # user id → (address, first name). The sink refuses each address in its own way.
 PEOPLE = {
@@ -54,8 +52,8 @@ async def test_failed_sends_leave_no_address_or_name_in_logs_or_dead_letters(
     sends = {user_id: send_request(f"spring:{user_id}:greeting", user_id) for user_id in PEOPLE}
 
     for send in sends.values():
-        await publish(bus, send)
-    await bus.publish(subjects.sends(common_pb2.CHANNEL_EMAIL), poison_send(), "poison", WORKSPACE)
+        await publish_sends(bus, send)
+    await publish_sends(bus, poison_send(), msg_id="poison")
 
     refused = await outcome_of(bus, sends["u-refused"].id)
     assert (refused.kind, refused.reason) == (

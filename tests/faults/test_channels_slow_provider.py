@@ -12,13 +12,12 @@ from tests.faults.channels_parts import (
     greeting_template,
     logged,
     outcome_of,
-    publish,
     second_channels,
     send_request,
     sends_settled,
     start,
 )
-from tests.harness import Suite, eventually
+from tests.harness import Suite, eventually, publish_sends
 
 ACK_WAIT_SECONDS = 1.0
 # Three ack waits: without in-progress heartbeats JetStream would deliver the send again twice.
@@ -35,7 +34,7 @@ async def test_a_send_slower_than_the_ack_wait_is_delivered_and_handed_over_once
     slow = send_request("spring:ada:greeting", "ada")
 
     async with second_channels(bare_suite):
-        await publish(bus, slow)
+        await publish_sends(bus, slow)
         outcome = await outcome_of(bus, slow.id)
         assert outcome.kind == bus_pb2.DeliveryEvent.KIND_SENT
         # A later send, handled after the slow one finished: any further delivery of the slow
@@ -43,7 +42,7 @@ async def test_a_send_slower_than_the_ack_wait_is_delivered_and_handed_over_once
         smtp_sink.delay_replies(0)
         await customer(bare_suite, bus, "grace", "grace@example.com", "Grace")
         later = send_request("spring:grace:greeting", "grace")
-        await publish(bus, later)
+        await publish_sends(bus, later)
         await outcome_of(bus, later.id)
         await eventually(lambda: sends_settled(bus))
 

@@ -1,26 +1,23 @@
 """Durable time under crashes and replicas: a scheduler killed with a thousand enrollments
 waiting resumes every one, and two schedulers sharing PostgreSQL never fire a step twice.
 
-Every publish on `engage.sends.>` is watched on the wire, where JetStream's deduplication has
-not yet hidden anything: a step fired twice shows as two different requests under one
-idempotency key (each firing stamps its own time). The relay publishing the same committed
-request again after a crash is the bus's at-least-once and shows as the same bytes.
+Every publish on `engage.sends.>` is watched on the wire (`WireTap`), where JetStream's
+deduplication has not yet hidden anything.
 """
 
 import asyncio
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from nats.aio.msg import Msg
 
-from engage.bus import MSG_ID_HEADER, Bus
-from engage.v1 import bus_pb2, journey_pb2_grpc
+from engage.bus import Bus
+from engage.v1 import journey_pb2_grpc
 from engage_cli.processes import ServiceProcess
 from tests.harness import POSTGRES_URL, Suite, eventually
 from tests.journeys import (
+    WireTap,
     a_journey,
     create,
     move,
@@ -32,29 +29,6 @@ from tests.journeys import (
 
 PROFILES = 1_000
 DAY = timedelta(days=1)
-
-
-class WireTap:
-    """Every send request published, as it crossed the wire."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, set[bytes]] = defaultdict(set)
-
-    async def start(self, bus: Bus) -> None:
-        async def heard(message: Msg) -> None:
-            self.seen[(message.headers or {})[MSG_ID_HEADER]].add(message.data)
-
-        await bus.client.subscribe("engage.sends.>", cb=heard)
-
-    def steps(self) -> dict[str, int]:
-        """How many distinct keys each step was requested under."""
-        counted: dict[str, int] = defaultdict(int)
-        for copies in self.seen.values():
-            counted[bus_pb2.SendRequested.FromString(next(iter(copies))).step_id] += 1
-        return dict(counted)
-
-    def fired_twice(self) -> list[str]:
-        return [key for key, copies in self.seen.items() if len(copies) > 1]
 
 
 @pytest.fixture

@@ -27,12 +27,11 @@ from engage.v1 import (
     template_pb2_grpc,
 )
 from services.channels.sandboxes.smtp_sink import SmtpSink
-from tests.harness import SUPPORT_KEY, Suite, auth, eventually
+from tests.harness import SUPPORT_KEY, Suite, auth, dead_letters, eventually, publish_sends
 
 WORKSPACE = "acme"
 PARENT = f"workspaces/{WORKSPACE}"
 DELIVERIES = subjects.deliveries(WORKSPACE, common_pb2.CHANNEL_EMAIL)
-SENDS = subjects.sends(common_pb2.CHANNEL_EMAIL)
 
 
 @dataclass
@@ -169,7 +168,7 @@ async def test_send_reaches_the_profile_once_and_is_recorded(
     deliveries = await running.bus.js.subscribe(DELIVERIES, ordered_consumer=True)
     send = send_request("spring:enrollment-1:welcome:u1", "welcome")
 
-    await running.bus.publish(SENDS, send, send.id, WORKSPACE)
+    await publish_sends(running.bus, send)
 
     await eventually(lambda: len(smtp_sink.received) == 1)
     mail = smtp_sink.received[0]
@@ -186,7 +185,7 @@ async def test_send_reaches_the_profile_once_and_is_recorded(
     assert event.message == message_name(send.id)
 
     # The same send again, past JetStream's dedupe: the record makes it a no-op.
-    await running.bus.publish(SENDS, send, f"{send.id}-again", WORKSPACE)
+    await publish_sends(running.bus, send, msg_id=f"{send.id}-again")
     await eventually(lambda: sends_settled(running.bus))
     assert len(smtp_sink.received) == 1
 
@@ -209,6 +208,32 @@ async def test_send_reaches_the_profile_once_and_is_recorded(
     await deliveries.unsubscribe()
 
 
+async def test_a_bad_send_in_a_bundle_is_dead_lettered_alone_and_the_others_go(
+    channels_with_profiles: Channels, bare_suite: Suite, smtp_sink: SmtpSink
+) -> None:
+    running = channels_with_profiles
+    for user_id, address in (("u7", "grace@example.com"), ("u8", "alan@example.com")):
+        await identify(running.bus, user_id, email=address, first_name=user_id)
+        await profile_known(bare_suite, user_id)
+    await create_template(running, "welcome")
+    good = [send_request(f"spring:{u}:welcome", "welcome", user_id=u) for u in ("u7", "u8")]
+    # Names another workspace than the message it came in: it can never be handled.
+    stray = send_request("spring:u9:welcome", "welcome", user_id="u9")
+    stray.workspace = "globex"
+
+    await publish_sends(running.bus, good[0], stray, good[1])
+
+    await eventually(lambda: len(smtp_sink.received) == 2)
+    assert sorted(r for mail in smtp_sink.received for r in mail.recipients) == [
+        "alan@example.com",
+        "grace@example.com",
+    ]
+    [parked] = await eventually(lambda: dead_letters(running.bus, "channels-sends"))
+    assert bus_pb2.SendRequested.FromString(parked.data or b"").id == stray.id
+    assert "globex" in (parked.headers or {})["Engage-Error"]
+    await eventually(lambda: sends_settled(running.bus))
+
+
 async def test_refused_recipient_fails_the_send_for_good(
     channels_with_profiles: Channels, bare_suite: Suite, smtp_sink: SmtpSink
 ) -> None:
@@ -219,7 +244,7 @@ async def test_refused_recipient_fails_the_send_for_good(
     deliveries = await running.bus.js.subscribe(DELIVERIES, ordered_consumer=True)
     send = send_request("spring:enrollment-3:welcome:u3", "welcome", user_id="u3")
 
-    await running.bus.publish(SENDS, send, send.id, WORKSPACE)
+    await publish_sends(running.bus, send)
 
     event = await next_delivery(deliveries)
     assert event.kind == bus_pb2.DeliveryEvent.KIND_FAILED
@@ -238,7 +263,7 @@ async def test_send_with_unknown_template_is_skipped_with_reason(
     deliveries = await channels.bus.js.subscribe(DELIVERIES, ordered_consumer=True)
     send = send_request("spring:enrollment-2:welcome:u2", "no-such-template", user_id="u2")
 
-    await channels.bus.publish(SENDS, send, send.id, WORKSPACE)
+    await publish_sends(channels.bus, send)
 
     event = await next_delivery(deliveries)
     assert event.kind == bus_pb2.DeliveryEvent.KIND_SKIPPED
@@ -328,7 +353,7 @@ async def test_messages_are_listed_a_page_at_a_time(channels: Channels) -> None:
     keys = [f"spring:enrollment-{n}:welcome:u{n}" for n in (4, 5)]
     for key in keys:
         send = send_request(key, "no-such-template", user_id=key.rsplit(":", 1)[1])
-        await channels.bus.publish(SENDS, send, send.id, WORKSPACE)
+        await publish_sends(channels.bus, send)
     await eventually(lambda: sends_settled(channels.bus))
 
     first = await channels.messages.ListMessages(

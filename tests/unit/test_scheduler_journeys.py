@@ -24,6 +24,7 @@ from services.scheduler.enrollments import (
     TrackedEvent,
 )
 from services.scheduler.graph import Split
+from services.scheduler.outgoing import OutgoingMessage
 
 WS = "acme"
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -286,7 +287,7 @@ def plan(
     )
 
 
-def reason_of(message: enrollments.OutgoingMessage) -> str:
+def reason_of(message: OutgoingMessage) -> str:
     assert isinstance(message.payload, bus_pb2.JourneyEvent)
     return message.payload.reason
 
