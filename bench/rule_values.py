@@ -23,8 +23,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 import services.segments
 from engage import db
+from engage.rules.proto import from_proto
 from engage_cli import rules_yaml
-from services.segments.rules_proto import from_proto
 from services.segments.rules_sql import count_members
 
 WORKSPACE = "bench"

@@ -1,9 +1,9 @@
 """Segment rules written as YAML in tests: the CLI's YAML form, read into the segments domain
-model the way the service reads a request (`rules_proto.from_proto`, which validates)."""
+model the way the service reads a request (`engage.rules.proto.from_proto`, which validates)."""
 
+from engage.rules.language import Rule
+from engage.rules.proto import from_proto, to_proto
 from engage_cli import rules_yaml
-from services.segments.rules import Rule
-from services.segments.rules_proto import from_proto, to_proto
 
 
 def from_yaml(text: str) -> Rule:

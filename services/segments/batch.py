@@ -11,9 +11,11 @@ from datetime import datetime
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.errors import FailedPrecondition, InvalidArgument
+from engage.rules import language
+from engage.rules.evaluate import Test, compile_rule
+from engage.rules.proto import from_proto, to_proto
 from engage.v1 import segment_pb2
-from services.segments import rules, rules_proto, rules_sql
-from services.segments.evaluate import Test, compile_rule
+from services.segments import rules_sql
 from services.segments.models import Segment
 from services.segments.segment_store import SegmentStore
 
@@ -28,7 +30,7 @@ MAX_REFERENCE_DEPTH = 8
 class Compiled:
     """A segment version's rule and what it reads."""
 
-    rule: rules.Rule
+    rule: language.Rule
     # The rule as a function, for real time.
     test: Test
     traits: frozenset[str]
@@ -39,16 +41,16 @@ class Compiled:
     sampled: bool
 
     @classmethod
-    def of(cls, rule: rules.Rule) -> "Compiled":
-        reads = rules.dependencies(rule)
+    def of(cls, rule: language.Rule) -> "Compiled":
+        reads = language.dependencies(rule)
         return cls(
             rule,
             compile_rule(rule),
             reads.traits,
             reads.events,
             reads.segments,
-            rules.is_time_dependent(rule),
-            any(isinstance(leaf, rules.Sample) for leaf in rules.conditions(rule)),
+            language.is_time_dependent(rule),
+            any(isinstance(leaf, language.Sample) for leaf in language.conditions(rule)),
         )
 
 
@@ -63,17 +65,19 @@ def compiled(segment: Segment) -> Compiled:
     if found is None:
         if len(_compiled) >= _COMPILED_LIMIT:
             _compiled.clear()
-        found = Compiled.of(rules_proto.from_proto(segment_pb2.Rule.FromString(segment.rule)))
+        found = Compiled.of(from_proto(segment_pb2.Rule.FromString(segment.rule)))
         _compiled[key] = found
     return found
 
 
-def parse_rule(message: segment_pb2.Rule, field: str, workspace: str) -> tuple[rules.Rule, bytes]:
+def parse_rule(
+    message: segment_pb2.Rule, field: str, workspace: str
+) -> tuple[language.Rule, bytes]:
     """The validated rule of a request in `workspace` and its canonical stored form."""
     if message.WhichOneof("kind") is None:
         raise InvalidArgument(field, "is required")
-    rule = rules_proto.from_proto(message, field, workspace)
-    return rule, rules_proto.to_proto(rule).SerializeToString(deterministic=True)
+    rule = from_proto(message, field, workspace)
+    return rule, to_proto(rule).SerializeToString(deterministic=True)
 
 
 class SegmentGraph:

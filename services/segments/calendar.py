@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.dates import profile_zone
+from engage.rules.language import CalendarDay, EventCondition, Rule, TraitCondition, conditions
 from services.segments.models import PROFILES, WORKSPACE_SETTINGS
-from services.segments.rules import CalendarDay, EventCondition, Rule, TraitCondition, conditions
 
 # CASE branches: `value -> the profiles' raw time_zone texts that give it`, and the value of
 # every other profile (no zone, an invalid one, or one the workspace's zone agrees with).

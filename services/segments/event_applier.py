@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage.clock import Clock, as_utc, utc_now
 from engage.db import as_arrays, is_postgresql, table_of, unnested, upsert_into
 from engage.outbox import OutboxMessage
+from engage.rules.language import TIME_ZONE_KEY
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.calendar import workspace_time_zone
@@ -39,7 +40,6 @@ from services.segments.models import (
 from services.segments.profile_changes import outbox_rows, profile_change
 from services.segments.traits import (
     LOCALE_KEY,
-    TIME_ZONE_KEY,
     SummedProperties,
     TraitState,
     summed_amounts,

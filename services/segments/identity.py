@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.clock import as_utc
 from engage.db import insert_many, table_of
+from engage.rules.language import TIME_ZONE_KEY, stable_bucket
 from engage.v1 import bus_pb2, common_pb2
 from services.segments.aggregates import upsert_counters, upsert_sums
 from services.segments.models import (
@@ -35,8 +36,7 @@ from services.segments.models import (
     document_text,
 )
 from services.segments.profile_changes import announce, profile_name
-from services.segments.rules import stable_bucket
-from services.segments.traits import LOCALE_KEY, TIME_ZONE_KEY, TraitState
+from services.segments.traits import LOCALE_KEY, TraitState
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from sqlmodel import Field, SQLModel
 
 from engage.dates import profile_zone, zone_named
 from engage.db import INSTANT, table_of
-from services.segments import paths
-from services.segments.rules import date_index, stable_bucket
+from engage.rules import paths
+from engage.rules.language import date_index, stable_bucket
 
 # Rows per multi-row statement on these tables, well under SQLite's and PostgreSQL's limits on
 # bound parameters.

@@ -6,7 +6,7 @@ FIELD is one of
 - `user_id = "u1"`                                   the profile's user id
 - `email = "a@example.com"`                          the profile's email trait
 - `traits.<key> = "gold"` / `= 3` / `= 2.5` / `= true` the trait, compared as `equals` in
-  segment rules (`rules.py`: `3` and `"3"` are equal, `"03"` and `"3"` are not)
+  segment rules (`engage/rules/language.py`: `3` and `"3"` are equal, `"03"` and `"3"` are not)
 - `segment = "workspaces/{w}/segments/{s}"`          members of that segment now
 
 String literals are double-quoted (`\\"` and `\\\\` escape). Anything else (OR, NOT, other
@@ -22,8 +22,8 @@ from sqlmodel import col
 
 from engage.errors import InvalidArgument
 from engage.resources import is_valid_id, read_name
+from engage.rules.language import InSegment, Operator, TraitCondition
 from services.segments.models import Profile
-from services.segments.rules import InSegment, Operator, TraitCondition
 from services.segments.rules_sql import compile_rule
 
 FIELD = "filter"

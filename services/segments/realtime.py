@@ -24,20 +24,20 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.dates import profile_zone
-from services.segments.batch import Compiled, SegmentGraph, compiled
-from services.segments.calendar import workspace_time_zone
-from services.segments.evaluate import Evaluation, Facts, Test, compile_trait, where_test
-from services.segments.event_applier import EventApplier
-from services.segments.models import CHUNK, EVENTS, PROFILES, SEGMENTS, Segment
-from services.segments.rules import (
+from engage.rules.evaluate import Evaluation, Facts, Test, compile_trait, where_test
+from engage.rules.language import (
+    TIME_ZONE_KEY,
     EventCondition,
     Rule,
     TraitCondition,
     conditions,
     dependencies,
 )
+from services.segments.batch import Compiled, SegmentGraph, compiled
+from services.segments.calendar import workspace_time_zone
+from services.segments.event_applier import EventApplier
+from services.segments.models import CHUNK, EVENTS, PROFILES, SEGMENTS, Segment
 from services.segments.segment_store import ENTERED, EXITED, SegmentStore, Transition
-from services.segments.traits import TIME_ZONE_KEY
 
 
 @dataclass(frozen=True, slots=True)

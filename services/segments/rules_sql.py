@@ -2,7 +2,7 @@
 
 The expression is evaluated per row of `profiles` (event and membership conditions are
 correlated subqueries), so a segment is counted or listed in one query and no profile is
-loaded into Python. It agrees with `evaluate.py` on every profile:
+loaded into Python. It agrees with `engage/rules/evaluate.py` on every profile:
 
 - every trait condition is COALESCEd to false, so a missing trait (SQL NULL) is false and NOT
   of it is true, as in Python (the other conditions are never NULL);
@@ -31,10 +31,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from engage import dates
 from engage.dates import DAY
 from engage.errors import FailedPrecondition
-from services.segments import data_errors
-from services.segments.calendar import Calendar, load_calendar, per_zone
-from services.segments.models import EVENTS, MEMBERSHIPS, PROFILES
-from services.segments.rules import (
+from engage.rules.language import (
     BUCKETS,
     All,
     AnyOf,
@@ -56,6 +53,9 @@ from services.segments.rules import (
     sample_threshold,
     stable_bucket,
 )
+from services.segments import data_errors
+from services.segments.calendar import Calendar, load_calendar, per_zone
+from services.segments.models import EVENTS, MEMBERSHIPS, PROFILES
 from services.segments.values_sql import json_reader, value_matches
 
 Bool = ColumnElement[bool]

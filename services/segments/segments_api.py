@@ -18,8 +18,9 @@ from engage import db, paging, resources
 from engage.clock import Clock, timestamp, utc_now
 from engage.dates import zone_name
 from engage.errors import InvalidArgument
+from engage.rules import language
 from engage.v1 import segment_pb2, segment_pb2_grpc
-from services.segments import batch, rules, rules_sql
+from services.segments import batch, rules_sql
 from services.segments.batch import SegmentGraph
 from services.segments.calendar import workspace_time_zone
 from services.segments.models import Segment
@@ -247,7 +248,7 @@ def _changes(
     segment: Segment,
     requested: segment_pb2.Segment,
     paths: set[str],
-    new_rule: tuple[rules.Rule, bytes] | None,
+    new_rule: tuple[language.Rule, bytes] | None,
 ) -> dict[str, object]:
     """The stored fields an update would change, with their new values."""
     changes: dict[str, object] = {
@@ -264,7 +265,7 @@ async def _as_updated(
     session: AsyncSession,
     segment: Segment,
     changes: dict[str, object],
-    new_rule: tuple[rules.Rule, bytes] | None,
+    new_rule: tuple[language.Rule, bytes] | None,
     now: datetime,
 ) -> segment_pb2.Segment:
     """The segment as an update would leave it, computed without touching the stored row."""
@@ -285,7 +286,7 @@ async def _as_updated(
 
 
 async def _would_have(
-    session: AsyncSession, workspace: str, rule: rules.Rule, now: datetime
+    session: AsyncSession, workspace: str, rule: language.Rule, now: datetime
 ) -> int:
     """How many profiles `rule` holds now, as PreviewSegment counts them."""
     with rules_sql.stored_values_read("segment.rule"):

@@ -9,7 +9,6 @@ from typing import Any
 from engage.clock import as_utc
 
 # Pseudo-keys in the per-key times, for the profile fields that are not traits.
-TIME_ZONE_KEY = "$time_zone"
 LOCALE_KEY = "$locale"
 
 

@@ -1,6 +1,6 @@
-"""The value rules of `rules.py` in SQL: typed reads of a path in a JSON document and the value
-operators over them, on SQLite (JSON1) and PostgreSQL (jsonb), agreeing with
-`evaluate.value_matches`.
+"""The value rules of `engage/rules/language.py` in SQL: typed reads of a path in a JSON
+document and the value operators over them, on SQLite (JSON1) and PostgreSQL (jsonb), agreeing
+with `evaluate.value_matches`.
 
 A value is read by its JSON type first (`json_type` / `jsonb_typeof`) and only then cast, inside
 a CASE, so a text never reaches a numeric cast unless it is a plain decimal. A read that finds
@@ -15,8 +15,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
-from services.segments import paths
-from services.segments.rules import (
+from engage.rules import paths
+from engage.rules.language import (
     DECIMAL,
     MAX_DECIMAL,
     Operand,

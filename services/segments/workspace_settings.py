@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.dates import zone_named
+from engage.rules.language import TIME_ZONE_KEY
 from services.segments import batch
 from services.segments.models import (
     CHUNK,
@@ -18,7 +19,6 @@ from services.segments.models import (
     derived_date_columns,
 )
 from services.segments.segment_store import SegmentStore
-from services.segments.traits import TIME_ZONE_KEY
 
 
 async def read(session: AsyncSession, workspace: str) -> WorkspaceSettings:

@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 
 from engage import subjects
 from engage.bus import Bus
+from engage.rules.proto import to_proto
 from engage.v1 import (
     bus_pb2,
     campaign_pb2,
@@ -29,7 +30,6 @@ from engage.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
-from services.segments.rules_proto import to_proto
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, WORKSPACE, Suite, auth, eventually
 from tests.journeys import (

@@ -9,13 +9,13 @@ from functools import partial
 import pytest
 
 from engage.bus import Bus
+from engage.rules.proto import to_proto
 from engage.v1 import (
     journey_pb2,
     journey_pb2_grpc,
     segment_pb2,
     segment_pb2_grpc,
 )
-from services.segments.rules_proto import to_proto
 from tests.harness import MARKETER_KEY, Suite, auth, eventually
 from tests.journeys import (
     PARENT,

@@ -12,9 +12,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engage.bus import Bus
+from engage.rules.proto import to_proto
 from engage.v1 import journey_pb2, journey_pb2_grpc, segment_pb2, segment_pb2_grpc
 from services.scheduler.decisions import in_share
-from services.segments.rules_proto import to_proto
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, Suite, auth, eventually
 from tests.journeys import (

@@ -11,8 +11,8 @@ import pytest
 
 from engage import subjects
 from engage.bus import Bus
+from engage.rules.proto import to_proto
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
-from services.segments.rules_proto import to_proto
 from tests.harness import MARKETER_KEY, MembershipFeed, Suite, auth
 from tests.rules import from_yaml
 

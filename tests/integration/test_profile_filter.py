@@ -11,6 +11,7 @@ import pytest
 
 from engage import subjects
 from engage.bus import Bus
+from engage.rules.proto import to_proto
 from engage.v1 import (
     bus_pb2,
     common_pb2,
@@ -19,7 +20,6 @@ from engage.v1 import (
     segment_pb2,
     segment_pb2_grpc,
 )
-from services.segments.rules_proto import to_proto
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, OTHER_WORKSPACE_KEY, Suite, auth, eventually
 from tests.rules import from_yaml

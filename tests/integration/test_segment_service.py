@@ -16,8 +16,8 @@ from google.protobuf import field_mask_pb2
 
 from engage import subjects
 from engage.bus import Bus
+from engage.rules.proto import to_proto
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
-from services.segments.rules_proto import to_proto
 from tests.grpc_errors import violated_fields
 from tests.harness import MARKETER_KEY, SUPPORT_KEY, MembershipFeed, Suite, auth, eventually
 from tests.rules import from_yaml

@@ -19,6 +19,7 @@ from engage import db, subjects
 from engage.bus import WORKSPACE_HEADER, Bus
 from engage.outbox import OutboxRelay
 from engage.principal import Principal, current_principal
+from engage.rules.proto import to_proto
 from engage.v1 import bus_pb2, common_pb2, segment_pb2
 from engage_cli.processes import NatsServer
 from services.segments.consumers import (
@@ -28,7 +29,6 @@ from services.segments.consumers import (
     partition_consumer,
 )
 from services.segments.models import MEMBERSHIPS, PROFILES
-from services.segments.rules_proto import to_proto
 from services.segments.segments_api import SegmentApi
 from tests.harness import Databases, dead_letters, eventually
 from tests.rules import from_yaml

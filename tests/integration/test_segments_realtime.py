@@ -21,12 +21,12 @@ from engage import db, subjects
 from engage.bus import Bus
 from engage.outbox import OutboxRelay
 from engage.principal import Principal, current_principal
+from engage.rules.proto import to_proto
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
 from engage_cli.processes import NatsServer
 from services.segments.consumers import EventsConsumer
 from services.segments.models import MEMBERSHIPS, PROFILES
 from services.segments.profiles import ProfileStore
-from services.segments.rules_proto import to_proto
 from services.segments.segment_store import SegmentStore
 from services.segments.segments_api import SegmentApi
 from services.segments.timed import TimedSweeper

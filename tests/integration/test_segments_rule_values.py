@@ -23,10 +23,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import services.segments
 from engage import db, subjects
 from engage.bus import Bus
+from engage.rules.evaluate import Facts, evaluate
+from engage.rules.proto import to_proto
 from engage.v1 import bus_pb2, common_pb2, segment_pb2, segment_pb2_grpc
-from services.segments.evaluate import Facts, evaluate
 from services.segments.models import Profile, ProfileEvent, document_text
-from services.segments.rules_proto import to_proto
 from services.segments.rules_sql import member_ids
 from tests.harness import MARKETER_KEY, Databases, Suite, auth, eventually
 from tests.rules import from_yaml

@@ -26,9 +26,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 import services.segments
 from engage import dates as calendar_dates
 from engage import db
-from services.segments.evaluate import Facts, evaluate
-from services.segments.models import Profile, ProfileEvent, WorkspaceSettings, document_text
-from services.segments.rules import (
+from engage.rules.evaluate import Facts, evaluate
+from engage.rules.language import (
     NUMBER_OPERATORS,
     All,
     AnyOf,
@@ -48,7 +47,8 @@ from services.segments.rules import (
     micros,
     validate,
 )
-from services.segments.rules_proto import from_proto, to_proto
+from engage.rules.proto import from_proto, to_proto
+from services.segments.models import Profile, ProfileEvent, WorkspaceSettings, document_text
 from services.segments.rules_sql import count_members, member_ids
 from tests.harness import Databases
 from tests.rules import from_yaml, to_yaml

@@ -16,6 +16,7 @@ from google.protobuf import field_mask_pb2
 
 from engage import subjects
 from engage.bus import Bus
+from engage.rules.proto import to_proto
 from engage.v1 import (
     bus_pb2,
     common_pb2,
@@ -24,7 +25,6 @@ from engage.v1 import (
     workspace_pb2,
     workspace_pb2_grpc,
 )
-from services.segments.rules_proto import to_proto
 from tests.grpc_errors import violated_fields
 from tests.harness import (
     INGEST_KEY,

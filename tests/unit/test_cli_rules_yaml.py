@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from engage.rules.proto import from_proto, to_proto
 from engage_cli import rules_yaml
 from engage_cli.apply import referenced_segments, segment_from_file
-from services.segments.rules_proto import from_proto, to_proto
 from tests.unit.test_segments_rules import STORY_1
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples" / "segments").glob("*.yaml"))

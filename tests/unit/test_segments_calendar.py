@@ -9,9 +9,8 @@ import pytest
 
 from engage.dates import DAY, date_value, day_start, local_day, profile_zone
 from engage.errors import InvalidArgument
-from engage.v1 import segment_pb2
-from services.segments.evaluate import EventFacts, Facts, evaluate
-from services.segments.rules import (
+from engage.rules.evaluate import EventFacts, Facts, evaluate
+from engage.rules.language import (
     At,
     CalendarDay,
     Day,
@@ -27,7 +26,8 @@ from services.segments.rules import (
     micros,
     validate,
 )
-from services.segments.rules_proto import from_proto, to_proto
+from engage.rules.proto import from_proto, to_proto
+from engage.v1 import segment_pb2
 from tests.rules import from_yaml, to_yaml
 
 TOKYO = ZoneInfo("Asia/Tokyo")

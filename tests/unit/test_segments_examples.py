@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from engage.rules.evaluate import Facts, evaluate
+from engage.rules.language import Rule
+from engage.rules.proto import from_proto, to_proto
 from engage_cli import rules_yaml
-from services.segments.evaluate import Facts, evaluate
-from services.segments.rules import Rule
-from services.segments.rules_proto import from_proto, to_proto
 from tests.rules import from_data
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "segments"

@@ -7,8 +7,7 @@ from google.protobuf import struct_pb2
 
 from engage.durations import format_duration, parse_duration
 from engage.errors import InvalidArgument
-from engage.v1 import segment_pb2
-from services.segments.rules import (
+from engage.rules.language import (
     All,
     AnyOf,
     Day,
@@ -26,7 +25,8 @@ from services.segments.rules import (
     micros,
     validate,
 )
-from services.segments.rules_proto import from_proto, to_proto
+from engage.rules.proto import from_proto, to_proto
+from engage.v1 import segment_pb2
 from tests.rules import from_yaml, to_yaml
 
 DAY = timedelta(days=1)

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.segments.evaluate import Facts, evaluate
-from services.segments.rules import Sample
+from engage.rules.evaluate import Facts, evaluate
+from engage.rules.language import Sample
 from tests.rules import from_yaml
 
 NOW = datetime(2025, 3, 20, 12, tzinfo=UTC)

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from google.protobuf import json_format
 
+from engage.rules.language import date_index, stable_bucket
 from engage.v1 import common_pb2
-from services.segments.rules import date_index, stable_bucket
 
 revision = "0002"
 down_revision = "0001"

@@ -2,7 +2,8 @@
 
 A rule is a tree of groups (`All`, `AnyOf`, `Not`) over conditions on traits, events, other
 segments' memberships and a stable sample. The same model is evaluated in Python
-(`evaluate.py`) and compiled to SQL (`rules_sql.py`); the value rules both follow live here:
+(`evaluate.py`) and compiled to SQL (segments' `rules_sql.py`); the value rules both follow
+live here:
 
 - a trait (or an event property) is named by a path (`paths.py`): `address.city` reads the
   member `city` of the object `address`; `"utm.source"` is one key holding a dot;
@@ -50,8 +51,7 @@ from engage import dates
 from engage.dates import LocalDate
 from engage.errors import InvalidArgument
 from engage.resources import is_valid_id
-from services.segments import paths
-from services.segments.traits import TIME_ZONE_KEY
+from engage.rules import paths
 
 MAX_DEPTH = 10
 MAX_CONDITIONS = 100
@@ -282,6 +282,11 @@ def in_sample(bucket: int, sample: Sample) -> bool:
 
 
 # --- what a rule reads -----------------------------------------------------------------------
+
+
+# The pseudo-key a profile's time zone is known under among its traits' keys: a rule that reads
+# the calendar depends on it.
+TIME_ZONE_KEY = "$time_zone"
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ from engage.dates import parse
 from engage.durations import format_duration, parse_duration
 from engage.errors import InvalidArgument
 from engage.resources import read_name
-from engage.v1 import segment_pb2
-from services.segments.rules import (
+from engage.rules.language import (
     DATE_OPERATORS,
     NUMBER_OPERATORS,
     SCALAR_OPERATORS,
@@ -41,6 +40,7 @@ from services.segments.rules import (
     date_micros,
     validate,
 )
+from engage.v1 import segment_pb2
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

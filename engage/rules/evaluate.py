@@ -1,6 +1,6 @@
 """A rule evaluated on one profile's facts in Python: for real-time re-evaluation after an
 event. It must agree with the SQL compiler (`rules_sql.py`) on every profile; the value rules
-both follow are in `rules.py`, and a property test holds the two together.
+both follow are in `language.py`, and a property test holds the two together.
 """
 
 import functools
@@ -11,8 +11,7 @@ from typing import Any, TypeGuard
 
 from engage import dates
 from engage.dates import DAY
-from services.segments.paths import lookup, lookup_keys, parse
-from services.segments.rules import (
+from engage.rules.language import (
     All,
     AnyOf,
     At,
@@ -39,6 +38,7 @@ from services.segments.rules import (
     text_boolean,
     value_kind,
 )
+from engage.rules.paths import lookup, lookup_keys, parse
 
 _MICRO = timedelta(microseconds=1)
 
@@ -277,7 +277,7 @@ def _in_texts(texts: frozenset[str], value: object) -> bool:
 
 def value_matches(value: object, operator: Operator, operand: Operand) -> bool:
     """A non-date operator applied to a JSON value (None: missing or null), by the value rules
-    of `rules.py`."""
+    of `language.py`."""
     if operator is Operator.EXISTS:
         return value is not None
     if operator is Operator.NOT_EQUALS:
