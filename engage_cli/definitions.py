@@ -9,7 +9,9 @@ shorthands a person would write:
   `trigger.segment.change: exited`, `winner_rule.metric: click_rate`;
 - templates and segments by id (`template: welcome`, `segment: buyers`), or by full name;
 - `goal: payment_completed` for `goal: {event: payment_completed}`; `trigger: {event: name}`
-  and `trigger: {segment: id, change: exited}` (`change` defaults to entered).
+  and `trigger: {segment: id, change: exited}` (`change` defaults to entered);
+- `trigger: {event: name, where: [{property: route, equals: NRT-HNL}]}`: conditions on the
+  event's properties as segment rules write them (engage_cli/rules_yaml.py).
 A mistake is named by file, line and key; so is one the service finds (it answers with the
 field's path, which mirrors the keys).
 """
@@ -25,10 +27,12 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 
 from engage import resources
+from engage.errors import InvalidArgument
 from engage.v1 import campaign_pb2, campaign_pb2_grpc, journey_pb2, journey_pb2_grpc
 from engage_cli.client import Client, field_violation
 from engage_cli.documents import Document, FileError, KeyPath, check_keys
 from engage_cli.rule_paths import parse_fields
+from engage_cli.rules_yaml import property_condition
 
 # What the service answers but a file does not decide.
 OUTPUT_ONLY = (
@@ -89,7 +93,7 @@ def journey_from_document(document: Document, workspace: str) -> Definition:
     body = {k: v for k, v in data.items() if k != "journey_id"}
     if isinstance(body.get("goal"), str):
         body["goal"] = {"event": body["goal"]}
-    body["trigger"] = _trigger(body.get("trigger"))
+    body["trigger"] = _trigger(document, body.get("trigger"))
     journey = journey_pb2.Journey()
     _parse_into(document, body, journey, workspace)
     journey.name = resources.name_of("journeys", data["journey_id"], workspace)
@@ -105,18 +109,38 @@ def campaign_from_document(document: Document, workspace: str) -> Definition:
     return Definition("campaign", data["campaign_id"], campaign, document)
 
 
-def _trigger(trigger: Any) -> Any:
-    """`{event: name}` and `{segment: id, change: exited}` as the contract writes them."""
+def _trigger(document: Document, trigger: Any) -> Any:
+    """`{event: name, where: [...]}` and `{segment: id, change: exited}` as the contract writes
+    them."""
     if not isinstance(trigger, dict):
         return trigger
     if isinstance(trigger.get("event"), str):
-        return {**trigger, "event": {"event": trigger["event"]}}
+        event = {"event": trigger["event"]}
+        if "where" in trigger:
+            event["where"] = _where(document, trigger["where"])
+        rest = {key: value for key, value in trigger.items() if key != "where"}
+        return {**rest, "event": event}
     if isinstance(trigger.get("segment"), str):
         segment = {"segment": trigger["segment"]}
         if "change" in trigger:
             segment["change"] = trigger["change"]
         return {"segment": segment}
     return trigger
+
+
+def _where(document: Document, conditions: Any) -> list[dict[str, Any]]:
+    if not isinstance(conditions, list):
+        raise document.error(("trigger", "where"), "must be a list")
+    try:
+        return [
+            json_format.MessageToDict(
+                property_condition(condition, f"trigger.where[{index}]"),
+                preserving_proto_field_name=True,
+            )
+            for index, condition in enumerate(conditions)
+        ]
+    except InvalidArgument as error:
+        raise _file_error(document, error.field, error.description) from None
 
 
 def _mapping(document: Document, keys: tuple[str, ...], id_key: str) -> dict[str, Any]:
@@ -172,14 +196,18 @@ def _time_of_day(document: Document, path: KeyPath, text: str) -> dict[str, int]
 
 def refused(definition: Definition, field: str, description: str) -> FileError:
     """The service's field path (`journey.steps[1].wait.duration`) as the file's key."""
-    fields = parse_fields(field.removeprefix(f"{definition.kind}."))
+    return _file_error(definition.document, field.removeprefix(f"{definition.kind}."), description)
+
+
+def _file_error(document: Document, field: str, description: str) -> FileError:
+    """A field path (`steps[1].wait.duration`) as the file's key, or as much of it as the
+    file writes."""
     keys: list[str | int] = []
-    for name, index in fields:
+    for name, index in parse_fields(field):
         keys.append(name)
         if index is not None:
             keys.append(index)
-    path = _existing_prefix(definition.document.data, tuple(keys))
-    return definition.document.error(path, description)
+    return document.error(_existing_prefix(document.data, tuple(keys)), description)
 
 
 def _existing_prefix(data: Any, path: KeyPath) -> KeyPath:

@@ -257,7 +257,9 @@ def _event(data: dict[Any, Any], path: str) -> segment_pb2.EventCondition:
         # Set only when leaving it out would mean another count: the service's own form.
         if at_least != _implied_at_least(event):
             event.at_least = at_least
-    event.where.extend(_property(item, f"{path}.where[{i}]") for i, item in enumerate(where))
+    event.where.extend(
+        property_condition(item, f"{path}.where[{i}]") for i, item in enumerate(where)
+    )
     if "within" in data:
         event.within.FromTimedelta(_duration(data["within"], f"{path}.within"))
     if "since" in data:
@@ -268,7 +270,8 @@ def _event(data: dict[Any, Any], path: str) -> segment_pb2.EventCondition:
     return event
 
 
-def _property(data: object, path: str) -> segment_pb2.PropertyCondition:
+def property_condition(data: object, path: str) -> segment_pb2.PropertyCondition:
+    """`{property: route, equals: NRT-HNL}`: a condition on an event's properties."""
     if not isinstance(data, dict) or "property" not in data:
         raise InvalidArgument(path, "must be {property: name, <operator>: value}")
     operator = _operator(data, "property", path)

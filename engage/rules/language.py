@@ -42,6 +42,7 @@ Time points, and how a date trait compares with each:
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
@@ -399,14 +400,19 @@ def _validate(rule: Rule, path: str, depth: int) -> None:
         raise InvalidArgument(f"{path}.sample.percent", "must be between 0 and 100")
 
 
+def validate_where(where: Sequence[PropertyCondition], path: str) -> None:
+    """Check the conditions on an event's properties at `path` (`….where`)."""
+    for index, condition in enumerate(where):
+        at = f"{path}[{index}]"
+        _check_path(condition.property, f"{at}.property")
+        if condition.operator not in PROPERTY_OPERATORS:
+            raise InvalidArgument(f"{at}.operator", f"{condition.operator} is not for properties")
+        _check_operand(condition.operator, condition.operand, at, dates=False)
+
+
 def _validate_event(rule: EventCondition, path: str) -> None:
     _check_key(rule.event, f"{path}.event")
-    for index, where in enumerate(rule.where):
-        at = f"{path}.where[{index}]"
-        _check_path(where.property, f"{at}.property")
-        if where.operator not in PROPERTY_OPERATORS:
-            raise InvalidArgument(f"{at}.operator", f"{where.operator} is not for properties")
-        _check_operand(where.operator, where.operand, at, dates=False)
+    validate_where(rule.where, f"{path}.where")
     if rule.at_least < 0:
         raise InvalidArgument(f"{path}.at_least", "must not be negative")
     if rule.at_most is not None and rule.at_most < rule.at_least:

@@ -7,10 +7,12 @@ offset an instant) or a `relative_to` point; BETWEEN takes two numbers, two ISO 
 or, when the anchor sets `days`, two numbers of calendar days added to its days.
 """
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from engage.dates import parse
 from engage.durations import format_duration, parse_duration
@@ -113,18 +115,35 @@ def _segment_id(reference: str, field: str, workspace: str) -> str:
     return name.id
 
 
-def _event(event: segment_pb2.EventCondition, path: str) -> EventCondition:
-    where = []
-    for index, condition in enumerate(event.where):
-        at = f"{path}.where[{index}]"
+def where_from_proto(
+    where: Sequence[segment_pb2.PropertyCondition], path: str
+) -> tuple[PropertyCondition, ...]:
+    """Conditions on an event's properties, read (not yet validated) at `path` (`….where`)."""
+    conditions = []
+    for index, condition in enumerate(where):
+        at = f"{path}[{index}]"
         operator = _operator(condition.operator, f"{at}.operator")
         value = condition.value if condition.HasField("value") else None
-        where.append(
-            PropertyCondition(condition.property, operator, _operand(operator, value, None, at))
-        )
+        operand = _operand(operator, value, None, at)
+        conditions.append(PropertyCondition(condition.property, operator, operand))
+    return tuple(conditions)
+
+
+def where_to_proto(
+    where: Sequence[PropertyCondition],
+    into: RepeatedCompositeFieldContainer[segment_pb2.PropertyCondition],
+) -> None:
+    """Add conditions on an event's properties to a `where` field."""
+    for condition in where:
+        message = into.add(property=condition.property)
+        message.operator = _proto_operator(condition.operator)
+        _put_operand(message, condition.operand)
+
+
+def _event(event: segment_pb2.EventCondition, path: str) -> EventCondition:
     return EventCondition(
         event=event.event,
-        where=tuple(where),
+        where=where_from_proto(event.where, f"{path}.where"),
         at_least=_at_least(event),
         at_most=event.at_most if event.HasField("at_most") else None,
         within=_duration(event.within, f"{path}.within") if event.HasField("within") else None,
@@ -144,10 +163,7 @@ def _event_to_proto(rule: EventCondition) -> segment_pb2.EventCondition:
     message = segment_pb2.EventCondition(event=rule.event, at_most=rule.at_most)
     if rule.at_least != _at_least(message):  # set only when unset would mean another count
         message.at_least = rule.at_least
-    for where in rule.where:
-        condition = message.where.add(property=where.property)
-        condition.operator = _proto_operator(where.operator)
-        _put_operand(condition, where.operand)
+    where_to_proto(rule.where, message.where)
     if rule.within is not None:
         message.within.FromTimedelta(rule.within)
     if rule.since is not None:

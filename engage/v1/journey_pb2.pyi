@@ -1,6 +1,7 @@
 import datetime
 
 from engage.v1 import common_pb2 as _common_pb2
+from engage.v1 import segment_pb2 as _segment_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
@@ -128,10 +129,12 @@ class SegmentTrigger(_message.Message):
     def __init__(self, segment: _Optional[str] = ..., change: _Optional[_Union[SegmentTrigger.Change, str]] = ...) -> None: ...
 
 class EventTrigger(_message.Message):
-    __slots__ = ("event",)
+    __slots__ = ("event", "where")
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
     event: str
-    def __init__(self, event: _Optional[str] = ...) -> None: ...
+    where: _containers.RepeatedCompositeFieldContainer[_segment_pb2.PropertyCondition]
+    def __init__(self, event: _Optional[str] = ..., where: _Optional[_Iterable[_Union[_segment_pb2.PropertyCondition, _Mapping]]] = ...) -> None: ...
 
 class JourneyStep(_message.Message):
     __slots__ = ("id", "send", "exit", "wait", "split", "branch", "next")

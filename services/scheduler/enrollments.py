@@ -8,12 +8,14 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engage import resources, subjects
 from engage.profiles import ProfileView
+from engage.rules.evaluate import where_test
+from engage.rules.language import PropertyCondition
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import engine
 from services.scheduler.decisions import QUIET_HOURS, Decisions, Intended, Policy, Sent
@@ -162,14 +164,28 @@ def event_entries(journeys: Sequence[ActiveJourney], event: TrackedEvent) -> lis
     if event.enrollment_id:
         return []
     key = event.profile_key
+    if not key:
+        return []
+    triggered = [
+        j
+        for j in journeys
+        if not j.definition.trigger_segment and j.definition.trigger_event == event.event
+    ]
+    if any(j.definition.trigger_where for j in triggered):
+        properties = json.loads(event.properties)
+        triggered = [j for j in triggered if _passes(j.definition.trigger_where, properties)]
     context = f'{{"event":{event.properties}}}'
     return [
         Entry(
             j, key, event.user_id, event.anonymous_id, event.message_id, event.message_id, context
         )
-        for j in journeys
-        if key and not j.definition.trigger_segment and j.definition.trigger_event == event.event
+        for j in triggered
     ]
+
+
+def _passes(where: Sequence[PropertyCondition], properties: dict[str, Any]) -> bool:
+    test = where_test(where)
+    return test is None or test(properties)
 
 
 def membership_entries(journeys: Sequence[ActiveJourney], change: MembershipChange) -> list[Entry]:

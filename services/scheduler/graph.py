@@ -12,7 +12,9 @@ from google.protobuf.duration_pb2 import Duration
 
 from engage import resources
 from engage.errors import InvalidArgument
-from engage.v1 import common_pb2, journey_pb2
+from engage.rules.language import PropertyCondition, validate_where
+from engage.rules.proto import where_from_proto, where_to_proto
+from engage.v1 import common_pb2, journey_pb2, segment_pb2
 
 # The scheduler decides on every channel; channels delivers what it has an adapter for and
 # records the rest as skipped.
@@ -120,6 +122,8 @@ class Definition:
     reentry: Reentry = Reentry()
     trigger_segment: str = ""
     trigger_on_exit: bool = False
+    # Conditions on the trigger event's properties, every one to pass.
+    trigger_where: tuple[PropertyCondition, ...] = ()
     holdout_percent: float = 0.0
 
     @property
@@ -149,6 +153,7 @@ def parse_definition(journey: journey_pb2.Journey, field: str, workspace: str) -
             else ""
         ),
         trigger_on_exit=by_segment and segment.change == segment.CHANGE_EXITED,
+        trigger_where=_parse_where(f"{field}.trigger.event.where", trigger.event.where),
         steps=parse_steps(f"{field}.steps", journey.steps, workspace),
         goal_event=_parse_event_name(f"{field}.goal.event", journey.goal.event, required=False),
         exit_events=_parse_exit_events(f"{field}.exit_events", journey.exit_events),
@@ -167,6 +172,14 @@ def _parse_trigger_event(field: str, trigger: journey_pb2.JourneyTrigger) -> str
     if trigger.WhichOneof("kind") != "event":
         raise InvalidArgument(f"{field}.event.event", "an event name (or a segment) is required")
     return _parse_event_name(f"{field}.event.event", trigger.event.event)
+
+
+def _parse_where(
+    field: str, where: Sequence[segment_pb2.PropertyCondition]
+) -> tuple[PropertyCondition, ...]:
+    conditions = where_from_proto(where, field)
+    validate_where(conditions, field)
+    return conditions
 
 
 def _parse_segment(field: str, name: str, workspace: str) -> str:
@@ -423,6 +436,7 @@ def to_proto(definition: Definition) -> journey_pb2.Journey:
 def _trigger_to_proto(definition: Definition) -> journey_pb2.JourneyTrigger:
     if not definition.trigger_segment:
         event = journey_pb2.EventTrigger(event=definition.trigger_event)
+        where_to_proto(definition.trigger_where, event.where)
         return journey_pb2.JourneyTrigger(event=event)
     change = journey_pb2.SegmentTrigger.CHANGE_ENTERED
     if definition.trigger_on_exit:

@@ -117,9 +117,9 @@ async def test_story_2_renewals_on_each_timeline_by_email_sms_or_post_and_abando
 async def test_story_3_a_route_searched_and_not_booked_is_named_in_the_message(
     bus: Bus, clock_file: Path
 ) -> None:
-    for customer in ("ana", "bo"):
+    for customer, on_sale in (("ana", True), ("bo", True), ("cy", False)):
         search = track_event(customer, "flight_searched")
-        search.properties.update({"route": "NRT-HNL", "on_sale": True})
+        search.properties.update({"route": "NRT-HNL", "on_sale": on_sale})
         await publish(bus, customer, search)
     await publish(bus, "bo", track_event("bo", "order_completed"))
     await eventually(partial(at_step, bus, "ana", "a-day-to-book"))
@@ -128,6 +128,8 @@ async def test_story_3_a_route_searched_and_not_booked_is_named_in_the_message(
     [reminder] = await sent_to(bus, "ana")
     assert json_format.MessageToDict(reminder.data)["event"]["route"] == "NRT-HNL"
     assert await steps_sent(bus, "bo") == []
+    # Not on sale: never enrolled.
+    assert await journey_events(bus, "cy") == []
 
 
 async def test_story_4_viewers_of_a_programme_get_its_push_at_19_00_in_their_zone(

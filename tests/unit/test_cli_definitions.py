@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engage.v1 import common_pb2, journey_pb2
+from engage.v1 import common_pb2, journey_pb2, segment_pb2
 from engage_cli.apply import read_files
 from engage_cli.definitions import refused
 from engage_cli.documents import FileError
@@ -63,12 +63,34 @@ def test_shorthands_become_the_contracts_fields(tmp_path: Path) -> None:
     assert campaign.message.winner_rule.after.ToSeconds() == 4 * 3600  # type: ignore[attr-defined]
 
 
+def test_a_trigger_where_is_written_as_segment_rules_write_it(tmp_path: Path) -> None:
+    text = JOURNEY.replace(
+        "trigger: {event: added_to_cart}",
+        "trigger: {event: added_to_cart, where: [{property: price, greater_than: 100}]}",
+    )
+    _, (journey, _) = read_files([written(tmp_path, text)], "acme")
+    assert isinstance(journey.message, journey_pb2.Journey)
+    [condition] = journey.message.trigger.event.where
+    assert (condition.property, condition.operator, condition.value.number_value) == (
+        "price",
+        segment_pb2.OPERATOR_GREATER_THAN,
+        100,
+    )
+
+
 @pytest.mark.parametrize(
     ("broken", "where"),
     [
         ("cooldown: 7d", ("cooldown: 7 days", ":6: reentry.cooldown: must be a duration")),
         ("display_name: Cart abandonment", ("colour: red", ":2: colour:")),
         ("journey_id: cart", ("journey_id: Cart!", ":1: journey_id: must be")),
+        (
+            "trigger: {event: added_to_cart}",
+            (
+                "trigger: {event: added_to_cart, where: [{property: price, above: 100}]}",
+                ":4: trigger.where[0].above: is not a field here",
+            ),
+        ),
     ],
 )
 def test_a_mistake_in_a_file_is_named_by_line_and_key(

@@ -2,14 +2,16 @@
 an enrollment, and what a batch of events does to enrollments."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.duration_pb2 import Duration
 
 from engage.errors import InvalidArgument
 from engage.profiles import ProfileView
-from engage.v1 import bus_pb2, common_pb2, journey_pb2
+from engage.v1 import bus_pb2, common_pb2, journey_pb2, segment_pb2
 from services.scheduler import decisions as decisions_module
 from services.scheduler import engine, enrollments, graph, journeys, moments, simulation
 from services.scheduler.decisions import Cap, Decisions, Intended, Policy
@@ -267,6 +269,48 @@ def test_a_split_is_stable_per_profile_and_near_its_percentages() -> None:
     assert other != paths
 
 
+def on_sale_trigger(*conditions: segment_pb2.PropertyCondition) -> journey_pb2.JourneyTrigger:
+    return journey_pb2.JourneyTrigger(
+        event=journey_pb2.EventTrigger(event="flight_searched", where=conditions)
+    )
+
+
+def condition(
+    path: str, operator: "segment_pb2.Operator", value: Any = None
+) -> segment_pb2.PropertyCondition:
+    made = segment_pb2.PropertyCondition(property=path, operator=operator)
+    if value is not None:
+        made.value.CopyFrom(json_format.ParseDict(value, struct_pb2.Value()))
+    return made
+
+
+def test_a_trigger_where_names_its_faulty_condition() -> None:
+    no_operator = condition("on_sale", segment_pb2.OPERATOR_UNSPECIFIED, True)
+    assert invalid_field(journey(trigger=on_sale_trigger(no_operator))) == (
+        "journey.trigger.event.where[0].operator"
+    )
+    bad_path = condition("route..from", segment_pb2.OPERATOR_EQUALS, "NRT")
+    fine = condition("on_sale", segment_pb2.OPERATOR_EQUALS, True)
+    assert invalid_field(journey(trigger=on_sale_trigger(fine, bad_path))) == (
+        "journey.trigger.event.where[1].property"
+    )
+    no_bounds = condition("price", segment_pb2.OPERATOR_BETWEEN, [1])
+    assert invalid_field(journey(trigger=on_sale_trigger(no_bounds))).startswith(
+        "journey.trigger.event.where[0]"
+    )
+
+
+def test_a_trigger_where_survives_storage_and_reads_back_as_written() -> None:
+    conditions = (
+        condition("on_sale", segment_pb2.OPERATOR_EQUALS, True),
+        condition("route", segment_pb2.OPERATOR_IN, ["NRT-HNL", "HND-HNL"]),
+    )
+    made = journey(trigger=on_sale_trigger(*conditions))
+    definition = journeys.parse_journey(made, WS).definition
+    assert graph.from_json(graph.to_json(definition), WS) == definition
+    assert list(graph.to_proto(definition).trigger.event.where) == list(conditions)
+
+
 # --- what events do to enrollments ----------------------------------------------------------------
 
 
@@ -324,6 +368,28 @@ def test_a_trigger_enrolls_each_profile_once_and_announces_every_step() -> None:
         (bus_pb2.JourneyEvent.KIND_EXITED, ""),
     ]
     assert reason_of(outcome.messages[-1]) == "completed"
+
+
+def test_only_an_event_whose_properties_pass_the_where_enrolls() -> None:
+    on_sale = condition("on_sale", segment_pb2.OPERATOR_EQUALS, True)
+    short_haul = condition("flight.hours", segment_pb2.OPERATOR_LESS_THAN, 4)
+    made = definition(send("route-reminder"), trigger=on_sale_trigger(on_sale, short_haul))
+    sale = active_journey(made)
+    searches = {
+        "u1": '{"on_sale": true, "flight": {"hours": 3}}',
+        "u2": '{"on_sale": "true", "flight": {"hours": "2.5"}}',
+        "u3": '{"on_sale": false, "flight": {"hours": 3}}',
+        "u4": '{"on_sale": true, "flight": {"hours": 9}}',
+        "u5": '{"flight": {"hours": 3}}',
+    }
+    events = [
+        TrackedEvent(f"m-{user}", "flight_searched", user, "", properties)
+        for user, properties in searches.items()
+    ]
+
+    outcome = enrollments.handle_events(plan(sale), events)
+
+    assert sorted(e.profile_key for e in outcome.enrollments) == ["u1", "u2"]
 
 
 def test_the_goal_converts_with_the_last_send_and_stops_the_rest() -> None:
