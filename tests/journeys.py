@@ -227,7 +227,8 @@ async def steps_sent(bus: Bus, user_id: str) -> list[str]:
 
 async def journey_events(bus: Bus, user_id: str) -> list[bus_pb2.JourneyEvent]:
     """The JOURNEYS stream's events about `user_id`, in order."""
-    events = [bus_pb2.JourneyEvent.FromString(data) for data in await _stream(bus, "JOURNEYS")]
+    stored = await _stream(bus, "JOURNEYS")
+    events = [event for data in stored for event in bus_pb2.JourneyEvents.FromString(data).events]
     return [event for event in events if event.user_id == user_id]
 
 

@@ -207,6 +207,18 @@ class DeliveryEvent(_message.Message):
     reason: str
     def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., kind: _Optional[_Union[DeliveryEvent.Kind, str]] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., message: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., user_id: _Optional[str] = ..., journey: _Optional[str] = ..., journey_version: _Optional[int] = ..., step_id: _Optional[str] = ..., campaign: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class JourneyEvents(_message.Message):
+    __slots__ = ("id", "occurred_at", "workspace", "events")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    occurred_at: _timestamp_pb2.Timestamp
+    workspace: str
+    events: _containers.RepeatedCompositeFieldContainer[JourneyEvent]
+    def __init__(self, id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., workspace: _Optional[str] = ..., events: _Optional[_Iterable[_Union[JourneyEvent, _Mapping]]] = ...) -> None: ...
+
 class JourneyEvent(_message.Message):
     __slots__ = ("id", "occurred_at", "workspace", "kind", "journey", "journey_version", "enrollment_id", "user_id", "step_id", "reason", "attributed_send", "time_to_convert")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

@@ -42,21 +42,25 @@ class FactConsumer:
             "idempotency_key": event.idempotency_key,
             "occurred_at": _time(event.occurred_at),
         }
-        await self._record(DeliveryFact, row)
+        await self._record(DeliveryFact, workspace, [row])
 
     async def handle_journey(self, message: Msg) -> None:
-        workspace, event = receive(message, bus_pb2.JourneyEvent)
-        row = {
-            "workspace": workspace,
-            "event_id": event.id,
-            "kind": int(event.kind),
-            "journey": event.journey,
-            "journey_version": event.journey_version,
-            "enrollment_id": event.enrollment_id,
-            "step_id": event.step_id,
-            "occurred_at": _time(event.occurred_at),
-        }
-        await self._record(JourneyFact, row)
+        """Every event of a `JourneyEvents`, in one transaction."""
+        workspace, bundle = receive(message, bus_pb2.JourneyEvents)
+        rows = [
+            {
+                "workspace": workspace,
+                "event_id": event.id,
+                "kind": int(event.kind),
+                "journey": event.journey,
+                "journey_version": event.journey_version,
+                "enrollment_id": event.enrollment_id,
+                "step_id": event.step_id,
+                "occurred_at": _time(event.occurred_at),
+            }
+            for event in bundle.events
+        ]
+        await self._record(JourneyFact, workspace, rows)
 
     async def erase(self, erasure: Erasure) -> int:
         """GDPR erasure: nothing to change. Facts are counted by journey, campaign and kind and
@@ -66,14 +70,17 @@ class FactConsumer:
         (a per-customer timeline) is erased here, keyed by `erasure.user_id`."""
         return 0
 
-    async def _record(self, model: type[SQLModel], row: dict[str, Any]) -> None:
-        async with transaction(self.sessions, row["workspace"]) as session:
-            new = await store.insert_fact(session, model, row)
-        if not new:
-            log.info(
-                "duplicate fact ignored",
-                extra={"workspace": row["workspace"], "event_id": row["event_id"]},
-            )
+    async def _record(
+        self, model: type[SQLModel], workspace: str, rows: list[dict[str, Any]]
+    ) -> None:
+        async with transaction(self.sessions, workspace) as session:
+            new = [await store.insert_fact(session, model, row) for row in rows]
+        for row, inserted in zip(rows, new, strict=True):
+            if not inserted:
+                log.info(
+                    "duplicate fact ignored",
+                    extra={"workspace": workspace, "event_id": row["event_id"]},
+                )
 
 
 def _time(timestamp: Timestamp) -> datetime:

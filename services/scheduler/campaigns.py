@@ -430,7 +430,6 @@ def send_messages(
     return [
         OutgoingMessage(
             subject,
-            r.send_key,
             bus_pb2.SendRequested(
                 id=r.send_key,
                 occurred_at=occurred_at,

@@ -383,10 +383,10 @@ def _journey_event(
     prefix = f"{enrollment.journey_id}:v{enrollment.version}:{enrollment.enrollment_id}"
     # One of each kind per enrollment (and per step: journeys do not loop), so ids repeat only
     # when the same change is replayed.
-    msg_id = f"{prefix}:{step_id}:{kind}" if step_id else f"{prefix}:{kind}"
+    event_id = f"{prefix}:{step_id}:{kind}" if step_id else f"{prefix}:{kind}"
     workspace = enrollment.workspace
     event = bus_pb2.JourneyEvent(
-        id=msg_id,
+        id=event_id,
         occurred_at=_stamp(now),
         workspace=workspace,
         kind=_KINDS[kind],
@@ -400,7 +400,7 @@ def _journey_event(
     if kind == "converted":
         event.attributed_send = enrollment.last_send_key
         event.time_to_convert.FromTimedelta(max(now - enrollment.enrolled_at, timedelta()))
-    return OutgoingMessage(subjects.journeys(workspace), msg_id, event)
+    return OutgoingMessage(subjects.journeys(workspace), event)
 
 
 def _send_or_skip(
@@ -446,7 +446,7 @@ def _send(enrollment: Enrollment, step: Step, key: str, now: datetime) -> Outgoi
     )
     # The trigger's properties, for a template to name what the customer did.
     request.data.update(json.loads(enrollment.context))
-    return OutgoingMessage(subjects.sends(action.channel), key, request)
+    return OutgoingMessage(subjects.sends(action.channel), request)
 
 
 def delivery_event(kind: str, send_key: str, user_id: str, delivery_id: str) -> TrackedEvent | None:

@@ -1,16 +1,19 @@
-"""What the scheduler publishes, as outbox rows: journey events one a message, sends bundled.
+"""What the scheduler publishes, as outbox rows: sends and journey events, bundled.
 
-Sends go out as `SendRequests`, one message per channel for up to SENDS_PER_MESSAGE sends (and
-SEND_BYTES_PER_MESSAGE, under the bus's payload limit): a broadcast decides thousands of sends a
-second, which one message each would cap at JetStream's per-message rate. Each send keeps its
-own id, the idempotency key channels records it under.
+A transaction's sends go out as `SendRequests`, one message per channel and workspace for up to
+SENDS_PER_MESSAGE of them, and its journey events as `JourneyEvents`, one message per workspace
+for up to EVENTS_PER_MESSAGE; a bundle also closes before BYTES_PER_MESSAGE, under the bus's
+payload limit. A broadcast decides thousands of sends a second and 10,000 timers firing at once
+make tens of thousands of journey events, which one message each would cap at JetStream's
+per-message rate. Each send and each event keeps its own id: a send's is the idempotency key
+channels records it under.
 """
 
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -18,63 +21,75 @@ from engage.outbox import outbox_row
 from engage.v1 import bus_pb2
 
 SENDS_PER_MESSAGE = 500
+EVENTS_PER_MESSAGE = 1_000
 # Well under NATS's default 1 MB max_payload; a send carries at most one event's properties
 # (32 KiB at ingest), so a bundle that reaches this closes with room to spare.
-SEND_BYTES_PER_MESSAGE = 256 * 1024
+BYTES_PER_MESSAGE = 256 * 1024
+
+Payload = TypeVar("Payload", bus_pb2.SendRequested, bus_pb2.JourneyEvent)
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
     subject: str
-    msg_id: str
     payload: bus_pb2.SendRequested | bus_pb2.JourneyEvent
 
 
 def outbox_rows(messages: Sequence[OutgoingMessage], now: datetime) -> list[dict[str, Any]]:
-    """The rows to write for `messages`, in their order within each subject."""
-    rows = []
+    """The rows to write for `messages`, keeping their order within each subject."""
     sends: dict[tuple[str, str], list[bus_pb2.SendRequested]] = {}
+    events: dict[tuple[str, str], list[bus_pb2.JourneyEvent]] = {}
     for message in messages:
-        if isinstance(message.payload, bus_pb2.SendRequested):
-            key = (message.subject, message.payload.workspace)
-            sends.setdefault(key, []).append(message.payload)
+        payload = message.payload
+        key = (message.subject, payload.workspace)
+        if isinstance(payload, bus_pb2.SendRequested):
+            sends.setdefault(key, []).append(payload)
         else:
-            payload = message.payload
-            rows.append(
-                outbox_row(message.subject, payload.workspace, payload, message.msg_id, now)
-            )
+            events.setdefault(key, []).append(payload)
+    occurred_at = Timestamp()
+    occurred_at.FromDatetime(now)
+    rows = []
     for (subject, workspace), requested in sends.items():
-        for bundle in _bundles(requested):
-            rows.append(_bundle_row(subject, workspace, bundle, now))
+        for sends_bundle in _bundles(requested, SENDS_PER_MESSAGE):
+            sent = bus_pb2.SendRequests(id=_bundle_id("sends", sends_bundle), sends=sends_bundle)
+            rows.append(_row(subject, workspace, sent, occurred_at, now))
+    for (subject, workspace), happened in events.items():
+        for events_bundle in _bundles(happened, EVENTS_PER_MESSAGE):
+            bundle_id = _bundle_id("journeys", events_bundle)
+            announced = bus_pb2.JourneyEvents(id=bundle_id, events=events_bundle)
+            rows.append(_row(subject, workspace, announced, occurred_at, now))
     return rows
 
 
-def _bundles(sends: list[bus_pb2.SendRequested]) -> Iterator[list[bus_pb2.SendRequested]]:
-    bundle: list[bus_pb2.SendRequested] = []
+def _bundles(payloads: list[Payload], most: int) -> Iterator[list[Payload]]:
+    bundle: list[Payload] = []
     size = 0
-    for send in sends:
-        send_size = send.ByteSize()
-        if bundle and (
-            len(bundle) == SENDS_PER_MESSAGE or size + send_size > SEND_BYTES_PER_MESSAGE
-        ):
+    for payload in payloads:
+        payload_size = payload.ByteSize()
+        full = len(bundle) == most or size + payload_size > BYTES_PER_MESSAGE
+        if bundle and full:
             yield bundle
             bundle, size = [], 0
-        bundle.append(send)
-        size += send_size
+        bundle.append(payload)
+        size += payload_size
     if bundle:
         yield bundle
 
 
-def _bundle_row(
-    subject: str, workspace: str, sends: list[bus_pb2.SendRequested], now: datetime
+def _bundle_id(kind: str, bundle: Sequence[Payload]) -> str:
+    """Named by the ids it holds, so two bundles of different payloads never share the name
+    (JetStream's dedupe would drop the second)."""
+    digest = hashlib.sha256("\n".join(payload.id for payload in bundle).encode()).hexdigest()
+    return f"{kind}:{digest[:32]}"
+
+
+def _row(
+    subject: str,
+    workspace: str,
+    bundle: bus_pb2.SendRequests | bus_pb2.JourneyEvents,
+    occurred_at: Timestamp,
+    now: datetime,
 ) -> dict[str, Any]:
-    occurred_at = Timestamp()
-    occurred_at.FromDatetime(now)
-    # Named by the keys it holds, so two bundles of different sends never share the name
-    # (JetStream's dedupe would drop the second).
-    digest = hashlib.sha256("\n".join(send.id for send in sends).encode()).hexdigest()[:32]
-    bundle_id = f"sends:{digest}"
-    payload = bus_pb2.SendRequests(
-        id=bundle_id, occurred_at=occurred_at, workspace=workspace, sends=sends
-    )
-    return outbox_row(subject, workspace, payload, bundle_id, now)
+    bundle.workspace = workspace
+    bundle.occurred_at.CopyFrom(occurred_at)
+    return outbox_row(subject, workspace, bundle, bundle.id, now)

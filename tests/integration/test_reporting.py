@@ -68,7 +68,9 @@ async def journey_event(bus: Bus, kind: "bus_pb2.JourneyEvent.Kind", event_id: s
         journey_version=1,
         enrollment_id="e1",
     )
-    await bus.publish(subjects.journeys(WORKSPACE), event, uuid.uuid4().hex, WORKSPACE)
+    # In a bundle of its own, past JetStream's dedupe: a repeat is the same event again.
+    bundle = bus_pb2.JourneyEvents(id=uuid.uuid4().hex, workspace=WORKSPACE, events=[event])
+    await bus.publish(subjects.journeys(WORKSPACE), bundle, bundle.id, WORKSPACE)
 
 
 async def journey_report(

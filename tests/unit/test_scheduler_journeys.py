@@ -355,7 +355,7 @@ def test_a_trigger_enrolls_each_profile_once_and_announces_every_step() -> None:
     kinds = [
         (m.payload.kind, m.payload.step_id)
         if isinstance(m.payload, bus_pb2.JourneyEvent)
-        else m.msg_id
+        else m.payload.id
         for m in outcome.messages
     ]
     key = f"welcome:v1:{enrollment.enrollment_id}"
