@@ -115,13 +115,12 @@ PUBLISH_STREAM = "BENCH_PUBLISH"
 SERVICES = ("scheduler", "segments", "ingest")
 TIMEOUT = 600.0
 # Rows a step of the timer journey writes, as the scheduler's code stands (enrollment_store.save,
-# ledger.record_sends, the outbox relay). Entering: the enrollment, its timer, the send's ledger
-# row and 3 outbox rows (enrolled, step, step), each written and deleted once published; sends
-# share an outbox row, up to 500 of them (outgoing.SENDS_PER_MESSAGE), so theirs is left out.
-ROWS_PER_ENROLLMENT = 1 + 1 + 1 + 2 * 3
-# Firing: the enrollment updated, its timer deleted, a ledger row, 2 outbox rows (step, exited)
-# written and deleted.
-ROWS_PER_TIMER = 1 + 1 + 1 + 2 * 2
+# ledger.record_sends). Entering: the enrollment, its timer and the send's ledger row. Firing:
+# the enrollment updated, its timer deleted, a ledger row. The bus messages (a transaction's
+# sends and journey events, bundled by outgoing.outbox_rows) share outbox rows, a few per
+# thousand steps, and are left out.
+ROWS_PER_ENROLLMENT = 1 + 1 + 1
+ROWS_PER_TIMER = 1 + 1 + 1
 # A recipient queued (campaign_store.record_chunk): its recipient row and its ledger row
 # (besides the campaign's row, once per 1,000 members, and the bundled sends' outbox rows).
 ROWS_PER_RECIPIENT = 1 + 1
