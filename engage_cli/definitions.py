@@ -10,8 +10,8 @@ shorthands a person would write:
 - templates and segments by id (`template: welcome`, `segment: buyers`), or by full name;
 - `goal: payment_completed` for `goal: {event: payment_completed}`; `trigger: {event: name}`
   and `trigger: {segment: id, change: exited}` (`change` defaults to entered);
-- `trigger: {event: name, where: [{property: route, equals: NRT-HNL}]}`: conditions on the
-  event's properties as segment rules write them (engage_cli/rules_yaml.py).
+- `trigger: {event: name, where: [{property: route, equals: NRT-HNL}]}`, and a branch path's
+  `rule:`, as segment rules write them (engage_cli/rules_yaml.py).
 A mistake is named by file, line and key; so is one the service finds (it answers with the
 field's path, which mirrors the keys).
 """
@@ -31,8 +31,8 @@ from engage.errors import InvalidArgument
 from engage.v1 import campaign_pb2, campaign_pb2_grpc, journey_pb2, journey_pb2_grpc
 from engage_cli.client import Client, field_violation
 from engage_cli.documents import Document, FileError, KeyPath, check_keys
-from engage_cli.rule_paths import parse_fields
-from engage_cli.rules_yaml import property_condition
+from engage_cli.rule_paths import parse_fields, rule_keys
+from engage_cli.rules_yaml import from_data, property_condition
 
 # What the service answers but a file does not decide.
 OUTPUT_ONLY = (
@@ -143,6 +143,16 @@ def _where(document: Document, conditions: Any) -> list[dict[str, Any]]:
         raise _file_error(document, error.field, error.description) from None
 
 
+def _rule(document: Document, path: KeyPath, data: dict[str, Any]) -> dict[str, Any]:
+    """A branch path's rule, written as segment rules are (engage_cli/rules_yaml.py)."""
+    try:
+        rule = from_data(data, "rule")
+    except InvalidArgument as error:
+        fields = parse_fields(error.field)[1:]
+        raise document.error((*path, *rule_keys(data, fields)), error.description) from None
+    return json_format.MessageToDict(rule, preserving_proto_field_name=True)
+
+
 def _mapping(document: Document, keys: tuple[str, ...], id_key: str) -> dict[str, Any]:
     data: Any = document.data
     check_keys(document, data, (), keys)
@@ -161,6 +171,8 @@ def _parse_into(document: Document, body: dict[str, Any], into: Message, workspa
 
 def _expand(document: Document, value: Any, path: KeyPath, workspace: str) -> Any:
     """The contract's JSON form of what the file wrote (the shorthands above expanded)."""
+    if isinstance(value, dict) and path and path[-1] == "rule":
+        return _rule(document, path, value)
     if isinstance(value, dict):
         return {
             key: _expand(document, item, (*path, key), workspace) for key, item in value.items()

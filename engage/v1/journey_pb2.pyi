@@ -163,14 +163,16 @@ class BranchStep(_message.Message):
     def __init__(self, paths: _Optional[_Iterable[_Union[BranchPath, _Mapping]]] = ..., otherwise: _Optional[str] = ...) -> None: ...
 
 class BranchPath(_message.Message):
-    __slots__ = ("segment", "member", "next")
+    __slots__ = ("segment", "member", "next", "rule")
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     NEXT_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
     segment: str
     member: bool
     next: str
-    def __init__(self, segment: _Optional[str] = ..., member: _Optional[bool] = ..., next: _Optional[str] = ...) -> None: ...
+    rule: _segment_pb2.Rule
+    def __init__(self, segment: _Optional[str] = ..., member: _Optional[bool] = ..., next: _Optional[str] = ..., rule: _Optional[_Union[_segment_pb2.Rule, _Mapping]] = ...) -> None: ...
 
 class WaitStep(_message.Message):
     __slots__ = ("duration", "event", "time_of_day", "trait_date")

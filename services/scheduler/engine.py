@@ -7,11 +7,14 @@ hand stops the run there, not entered yet: the caller fetches the profile and ru
 that step."""
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from engage.dates import profile_zone
 from engage.profiles import ProfileView
+from engage.rules.evaluate import Facts, evaluate
 from services.scheduler import decisions, moments
 from services.scheduler.decisions import QuietHours
 from services.scheduler.graph import (
@@ -47,6 +50,15 @@ class Waiting:
     attempts: int = 0
 
 
+@dataclass(frozen=True)
+class Trigger:
+    """The event that enrolled the profile, as a branch's rule reads it."""
+
+    event: str
+    at: datetime
+    properties: Mapping[str, Any]
+
+
 @dataclass
 class Progress:
     """What one advance did."""
@@ -68,11 +80,12 @@ def advance(
     profile_key: str,
     profile: ProfileView | None = None,
     quiet_hours: QuietHours | None = None,
+    trigger: Trigger | None = None,
 ) -> Progress:
     """Run from `step_id` ("" ends at once) until a wait holds the enrollment or it ends.
     With `quiet_hours`, a marketing send reads the profile's zone and, within them, holds the
-    enrollment there until they end. Journeys are acyclic (graph validation), so this always
-    stops."""
+    enrollment there until they end; a branch's rule reads the `trigger` too. Journeys are
+    acyclic (graph validation), so this always stops."""
     progress = Progress()
     while step_id:
         step = definition.step(step_id)
@@ -96,7 +109,7 @@ def advance(
             continue
         if isinstance(action, Branch):
             assert profile is not None
-            step_id = branch_path(action, profile)
+            step_id = branch_path(action, profile, trigger, now)
             continue
         if isinstance(action, Send):
             progress.sends.append(step)
@@ -139,12 +152,30 @@ def resume_on_event(definition: Definition, waiting_step: str) -> str:
     return definition.step(waiting_step).next
 
 
-def branch_path(branch: Branch, profile: ProfileView) -> str:
-    """The first path whose segment condition the profile meets, else `otherwise`."""
-    for segment, member, next_id in branch.paths:
-        if (segment in profile.segments) == member:
-            return next_id
+def branch_path(
+    branch: Branch, profile: ProfileView, trigger: Trigger | None, now: datetime
+) -> str:
+    """The first path whose condition holds, else `otherwise`."""
+    for path in branch.paths:
+        if path.rule is None:
+            holds = (path.segment in profile.segments) == path.member
+        else:
+            holds = evaluate(path.rule, _facts(profile, trigger), now)
+        if holds:
+            return path.next
     return branch.otherwise
+
+
+def _facts(profile: ProfileView, trigger: Trigger | None) -> Facts:
+    """What a branch's rule reads: the profile as it is and the one event that enrolled it."""
+    events = {trigger.event: [(trigger.at, trigger.properties)]} if trigger else {}
+    return Facts(
+        traits=profile.traits,
+        events=events,
+        memberships=frozenset(name.rsplit("/", 1)[-1] for name in profile.segments),
+        profile_id=profile.name.rsplit("/", 1)[-1],
+        zone=profile_zone(profile.calendar_time_zone),
+    )
 
 
 def split_path(split: Split, step_id: str, profile_key: str) -> str:

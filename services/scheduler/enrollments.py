@@ -296,6 +296,15 @@ def _enter(plan: BatchPlan, entry: Entry, outcome: Outcome) -> None:
 # --- moving on ----------------------------------------------------------------------------------
 
 
+def _trigger_of(enrollment: Enrollment) -> engine.Trigger | None:
+    """The event that enrolled the profile, when a branch's rule is to read it."""
+    definition = enrollment.definition
+    if not (definition.branches_on_rules and definition.trigger_event):
+        return None
+    properties = json.loads(enrollment.context).get("event", {})
+    return engine.Trigger(definition.trigger_event, enrollment.enrolled_at, properties)
+
+
 def run(
     enrollment: Enrollment,
     step_id: str,
@@ -308,7 +317,13 @@ def run(
     is skipped as `decisions` decides."""
     policy = decisions.policies.get(enrollment.workspace, Policy())
     progress = engine.advance(
-        enrollment.definition, step_id, now, enrollment.profile_key, profile, policy.quiet_hours
+        enrollment.definition,
+        step_id,
+        now,
+        enrollment.profile_key,
+        profile,
+        policy.quiet_hours,
+        _trigger_of(enrollment),
     )
     outcome.touch(enrollment)
     enrollment.timer = progress.waiting

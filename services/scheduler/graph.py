@@ -1,6 +1,7 @@
 """What a journey version does, as a graph of steps: its parts, how they are validated from the
 contract, and their storage form (the contract's own JSON). Pure."""
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from google.protobuf.duration_pb2 import Duration
 
 from engage import resources
 from engage.errors import InvalidArgument
-from engage.rules.language import PropertyCondition, validate_where
+from engage.rules.language import PropertyCondition, Rule, validate_where
+from engage.rules.proto import from_proto as rule_from_proto
+from engage.rules.proto import to_proto as rule_to_proto
 from engage.rules.proto import where_from_proto, where_to_proto
 from engage.v1 import common_pb2, journey_pb2, segment_pb2
 
@@ -76,9 +79,20 @@ class WaitUntilTraitDate:
 
 
 @dataclass(frozen=True)
+class BranchPath:
+    """Taken on a segment's membership (`segment` a name, `member` or not), or when `rule`
+    holds (over the profile and the event that enrolled it)."""
+
+    next: str
+    segment: str = ""
+    member: bool = True
+    rule: Rule | None = None
+
+
+@dataclass(frozen=True)
 class Branch:
-    # (segment name, member?, next step id or "" to end), tried in order.
-    paths: tuple[tuple[str, bool, str], ...]
+    # Tried in order; the first that holds is taken.
+    paths: tuple[BranchPath, ...]
     otherwise: str = ""
 
 
@@ -132,6 +146,14 @@ class Definition:
 
     def step(self, step_id: str) -> Step:
         return self._by_id()[step_id]
+
+    @functools.cached_property
+    def branches_on_rules(self) -> bool:
+        """Whether a branch reads a rule (and so the event that enrolled the profile)."""
+        return any(
+            isinstance(step.action, Branch) and any(p.rule for p in step.action.paths)
+            for step in self.steps
+        )
 
     def _by_id(self) -> dict[str, Step]:
         return {step.id: step for step in self.steps}
@@ -347,14 +369,22 @@ def _parse_branch(
     if len(branch.paths) > MAX_BRANCH_PATHS:
         raise InvalidArgument(f"{field}.paths", f"at most {MAX_BRANCH_PATHS} paths")
     paths = tuple(
-        (
-            _parse_segment(f"{field}.paths[{i}].segment", path.segment, workspace),
-            path.member,
-            _parse_next(f"{field}.paths[{i}].next", path.next, ids),
-        )
+        _parse_branch_path(f"{field}.paths[{i}]", path, ids, workspace)
         for i, path in enumerate(branch.paths)
     )
     return Branch(paths, _parse_next(f"{field}.otherwise", branch.otherwise, ids))
+
+
+def _parse_branch_path(
+    field: str, path: journey_pb2.BranchPath, ids: Sequence[str], workspace: str
+) -> BranchPath:
+    next_id = _parse_next(f"{field}.next", path.next, ids)
+    if not path.HasField("rule"):
+        segment = _parse_segment(f"{field}.segment", path.segment, workspace)
+        return BranchPath(next_id, segment, path.member)
+    if path.segment:
+        raise InvalidArgument(f"{field}.segment", "a path tests a segment or a rule, not both")
+    return BranchPath(next_id, rule=rule_from_proto(path.rule, f"{field}.rule", workspace))
 
 
 def _parse_split(field: str, split: journey_pb2.SplitStep, ids: Sequence[str]) -> Split:
@@ -379,7 +409,7 @@ def successors(step: Step) -> list[str]:
     if isinstance(action, Split):
         return [next_id for _, next_id in action.paths if next_id]
     if isinstance(action, Branch):
-        return [n for n in (*(path[2] for path in action.paths), action.otherwise) if n]
+        return [n for n in (*(path.next for path in action.paths), action.otherwise) if n]
     found = [step.next] if step.next else []
     if isinstance(action, WaitFor) and action.on_timeout:
         found.append(action.on_timeout)
@@ -474,10 +504,7 @@ def _step_to_proto(step: Step, definition: Definition) -> journey_pb2.JourneySte
             date.at.hours, date.at.minutes = action.at
     elif isinstance(action, Branch):
         proto.branch.otherwise = action.otherwise
-        proto.branch.paths.extend(
-            journey_pb2.BranchPath(segment=segment, member=member, next=next_id)
-            for segment, member, next_id in action.paths
-        )
+        proto.branch.paths.extend(_branch_path_to_proto(path) for path in action.paths)
     else:
         proto.split.paths.extend(
             journey_pb2.SplitPath(percent=percent, next=next_id)
@@ -497,3 +524,9 @@ def from_json(text: str, workspace: str) -> Definition:
     """A stored definition (validated when it was saved)."""
     journey = json_format.Parse(text, journey_pb2.Journey())
     return parse_definition(journey, "journey", workspace)
+
+
+def _branch_path_to_proto(path: BranchPath) -> journey_pb2.BranchPath:
+    if path.rule is None:
+        return journey_pb2.BranchPath(segment=path.segment, member=path.member, next=path.next)
+    return journey_pb2.BranchPath(rule=rule_to_proto(path.rule), next=path.next)

@@ -1,6 +1,6 @@
 """Journeys and segments together: entering (or leaving) a segment enrolls a profile, and a
-branch sends each profile down the path of the segments it is in, read with the triggering
-event applied."""
+branch sends each profile down the path of the segments it is in (or of a rule it meets), read
+with the triggering event applied."""
 
 import asyncio
 from collections.abc import AsyncIterator
@@ -115,6 +115,39 @@ async def test_a_branch_reads_the_segments_with_the_trigger_applied(
     await eventually(partial(steps_sent, bus, "bo"), timeout=30)
     assert await steps_sent(bus, "ana") == ["gold-offer"]
     assert await steps_sent(bus, "bo") == ["standard-offer"]
+
+
+async def test_a_branch_rule_reads_the_profile_with_the_trigger_applied_and_its_properties(
+    bus: Bus,
+    stubs: tuple[journey_pb2_grpc.JourneyServiceStub, segment_pb2_grpc.SegmentServiceStub],
+) -> None:
+    journeys, _ = stubs
+    rule = """
+    all:
+      - {trait: plan, equals: gold}
+      - {event: visited, where: [{property: page, equals: pricing}]}
+    """
+    branch = journey_pb2.JourneyStep(
+        id="by-rule",
+        branch=journey_pb2.BranchStep(
+            paths=[journey_pb2.BranchPath(rule=to_proto(from_yaml(rule)), next="gold-pricing")],
+            otherwise="standard-offer",
+        ),
+    )
+    steps = [branch, send("gold-pricing", next="done"), send("standard-offer"), exit_step("done")]
+    await create(journeys, "pricing", a_journey(event="visited", graph=steps))
+
+    visits = {"ana": ("gold", "pricing"), "bo": ("gold", "home"), "cy": ("free", "pricing")}
+    for user_id, (plan, page) in visits.items():
+        visit = track_event(user_id, "visited")
+        visit.properties.update({"page": page})
+        # The identify travels in the same batch as the trigger, just before it.
+        await publish(bus, user_id, identify_event(user_id, plan=plan), visit)
+    for user_id in visits:
+        await eventually(partial(steps_sent, bus, user_id), timeout=30)
+    assert await steps_sent(bus, "ana") == ["gold-pricing"]
+    assert await steps_sent(bus, "bo") == ["standard-offer"]
+    assert await steps_sent(bus, "cy") == ["standard-offer"]
 
 
 async def _has(bus: Bus, user_id: str, count: int) -> bool:

@@ -78,6 +78,43 @@ def test_a_trigger_where_is_written_as_segment_rules_write_it(tmp_path: Path) ->
     )
 
 
+BRANCHING = """\
+journey_id: pricing
+trigger: {event: visited}
+steps:
+  - id: by-plan
+    branch:
+      paths:
+        - rule:
+            all:
+              - {trait: plan, equals: gold}
+              - {event: visited, where: [{property: page, equals: pricing}]}
+          next: gold-offer
+      otherwise: standard-offer
+  - id: gold-offer
+    send: {channel: email, template: gold}
+  - id: standard-offer
+    send: {channel: email, template: standard}
+"""
+
+
+def test_a_branch_rule_is_written_as_segment_rules_write_it(tmp_path: Path) -> None:
+    _, (journey,) = read_files([written(tmp_path, BRANCHING)], "acme")
+    assert isinstance(journey.message, journey_pb2.Journey)
+    [path] = journey.message.steps[0].branch.paths
+    plan, visited = path.rule.all.rules
+    assert (plan.trait.trait, plan.trait.value.string_value) == ("plan", "gold")
+    assert visited.event.where[0].value.string_value == "pricing"
+    assert path.next == "gold-offer"
+
+    broken = BRANCHING.replace("{trait: plan, equals: gold}", "{trait: plan, equal: gold}")
+    with pytest.raises(FileError) as raised:
+        read_files([written(tmp_path, broken)], "acme")
+    assert ":9: steps[0].branch.paths[0].rule.all[0].equal: is not a field here" in str(
+        raised.value
+    )
+
+
 @pytest.mark.parametrize(
     ("broken", "where"),
     [

@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from engage.errors import InvalidArgument
 from engage.profiles import ProfileView
 from engage.v1 import bus_pb2, common_pb2, journey_pb2, segment_pb2
+from engage_cli import rules_yaml
 from services.scheduler import decisions as decisions_module
 from services.scheduler import engine, enrollments, graph, journeys, moments, simulation
 from services.scheduler.decisions import Cap, Decisions, Intended, Policy
@@ -311,6 +312,38 @@ def test_a_trigger_where_survives_storage_and_reads_back_as_written() -> None:
     assert list(graph.to_proto(definition).trigger.event.where) == list(conditions)
 
 
+def rule_branch(rule_yaml: str, next_id: str, otherwise: str) -> journey_pb2.JourneyStep:
+    path = journey_pb2.BranchPath(rule=rules_yaml.from_yaml(rule_yaml), next=next_id)
+    return journey_pb2.JourneyStep(
+        id="by-rule", branch=journey_pb2.BranchStep(paths=[path], otherwise=otherwise)
+    )
+
+
+def test_a_branch_path_tests_a_segment_or_a_rule_and_names_its_faulty_field() -> None:
+    both = rule_branch("{trait: plan, equals: gold}", "a", "a")
+    both.branch.paths[0].segment = f"workspaces/{WS}/segments/gold"
+    assert invalid_field(journey(steps=[both, send("a")])) == (
+        "journey.steps[0].branch.paths[0].segment"
+    )
+    bad_operand = rule_branch("{trait: visits, greater_than: 3}", "a", "a")
+    bad_operand.branch.paths[0].rule.trait.value.string_value = "many"
+    assert invalid_field(journey(steps=[bad_operand, send("a")])).startswith(
+        "journey.steps[0].branch.paths[0].rule.trait"
+    )
+
+
+def test_a_rule_branch_survives_storage() -> None:
+    rule = """
+    all:
+      - {trait: plan, equals: gold}
+      - {event: visited, where: [{property: page, equals: pricing}]}
+    """
+    made = journey(steps=[rule_branch(rule, "offer", ""), send("offer")])
+    definition = journeys.parse_journey(made, WS).definition
+    assert graph.from_json(graph.to_json(definition), WS) == definition
+    assert graph.to_proto(definition).steps[0] == made.steps[0]
+
+
 # --- what events do to enrollments ----------------------------------------------------------------
 
 
@@ -390,6 +423,36 @@ def test_only_an_event_whose_properties_pass_the_where_enrolls() -> None:
     outcome = enrollments.handle_events(plan(sale), events)
 
     assert sorted(e.profile_key for e in outcome.enrollments) == ["u1", "u2"]
+
+
+def test_a_rule_branch_reads_the_profile_as_it_is_and_the_event_that_enrolled_it() -> None:
+    rule = """
+    all:
+      - {trait: plan, equals: gold}
+      - {in_segment: buyers}
+      - {event: visited, where: [{property: page, equals: pricing}]}
+    """
+    made = definition(
+        rule_branch(rule, "gold-pricing", "standard"),
+        send("gold-pricing", next="done"),
+        send("standard"),
+        exit_step("done"),
+    )
+    buyers = frozenset({f"workspaces/{WS}/segments/buyers"})
+
+    def sent(plan: str, segments: frozenset[str], trigger: engine.Trigger | None) -> list[str]:
+        profile = ProfileView(f"workspaces/{WS}/profiles/p1", "u1", {"plan": plan}, "UTC", segments)
+        progress = engine.advance(made, "by-rule", NOW, "u1", profile, None, trigger)
+        return [step.id for step in progress.sends]
+
+    pricing = engine.Trigger("visited", NOW, {"page": "pricing"})
+    assert sent("gold", buyers, pricing) == ["gold-pricing"]
+    assert sent("free", buyers, pricing) == ["standard"]
+    assert sent("gold", frozenset(), pricing) == ["standard"]
+    home = engine.Trigger("visited", NOW, {"page": "home"})
+    assert sent("gold", buyers, home) == ["standard"]
+    # Enrolled by a segment change: no event to read.
+    assert sent("gold", buyers, None) == ["standard"]
 
 
 def test_the_goal_converts_with_the_last_send_and_stops_the_rest() -> None:
