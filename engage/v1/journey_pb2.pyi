@@ -5,6 +5,7 @@ from engage.v1 import segment_pb2 as _segment_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -137,13 +138,14 @@ class EventTrigger(_message.Message):
     def __init__(self, event: _Optional[str] = ..., where: _Optional[_Iterable[_Union[_segment_pb2.PropertyCondition, _Mapping]]] = ...) -> None: ...
 
 class JourneyStep(_message.Message):
-    __slots__ = ("id", "send", "exit", "wait", "split", "branch", "next")
+    __slots__ = ("id", "send", "exit", "wait", "split", "branch", "update_trait", "next")
     ID_FIELD_NUMBER: _ClassVar[int]
     SEND_FIELD_NUMBER: _ClassVar[int]
     EXIT_FIELD_NUMBER: _ClassVar[int]
     WAIT_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     BRANCH_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TRAIT_FIELD_NUMBER: _ClassVar[int]
     NEXT_FIELD_NUMBER: _ClassVar[int]
     id: str
     send: SendStep
@@ -151,8 +153,17 @@ class JourneyStep(_message.Message):
     wait: WaitStep
     split: SplitStep
     branch: BranchStep
+    update_trait: UpdateTraitStep
     next: str
-    def __init__(self, id: _Optional[str] = ..., send: _Optional[_Union[SendStep, _Mapping]] = ..., exit: _Optional[_Union[ExitStep, _Mapping]] = ..., wait: _Optional[_Union[WaitStep, _Mapping]] = ..., split: _Optional[_Union[SplitStep, _Mapping]] = ..., branch: _Optional[_Union[BranchStep, _Mapping]] = ..., next: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., send: _Optional[_Union[SendStep, _Mapping]] = ..., exit: _Optional[_Union[ExitStep, _Mapping]] = ..., wait: _Optional[_Union[WaitStep, _Mapping]] = ..., split: _Optional[_Union[SplitStep, _Mapping]] = ..., branch: _Optional[_Union[BranchStep, _Mapping]] = ..., update_trait: _Optional[_Union[UpdateTraitStep, _Mapping]] = ..., next: _Optional[str] = ...) -> None: ...
+
+class UpdateTraitStep(_message.Message):
+    __slots__ = ("trait", "value")
+    TRAIT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    trait: str
+    value: _struct_pb2.Value
+    def __init__(self, trait: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class BranchStep(_message.Message):
     __slots__ = ("paths", "otherwise")

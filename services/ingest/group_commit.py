@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 from opentelemetry import context as otel_context
 
-from engage import subjects
 from engage.clock import Clock, utc_now
 from engage.errors import Unavailable
+from engage.events import subject_of
 from engage.v1 import common_pb2
 from services.ingest.limits import MAX_REQUEST_BYTES
-from services.ingest.publisher import EventPublisher, bus_unavailable, profile_key
+from services.ingest.publisher import EventPublisher, bus_unavailable
 
 MAX_GROUP_EVENTS = 500
 MAX_GROUP_BYTES = MAX_REQUEST_BYTES
@@ -110,7 +110,7 @@ class GroupCommit:
         id was already stored. Raises Unavailable when it could not be stored (or queued)."""
         if self.waiting >= self.max_waiting:
             raise Unavailable("ingest is busy: too many events waiting for the bus; retry")
-        subject = subjects.events(workspace, profile_key(event), self.publisher.partitions)
+        subject = subject_of(workspace, event, self.publisher.partitions)
         partition = self._partitions.get(subject)
         if partition is None:
             partition = self._partitions[subject] = _Partition(workspace)

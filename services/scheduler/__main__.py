@@ -51,9 +51,17 @@ async def serve(settings: SchedulerSettings) -> None:
     # The workspace's settings are served by the segments process, beside its profiles.
     policies = WorkspacePolicies(profiles_channel, settings.service_api_key)
     timers = TimerWorker(
-        sessions, relay.notify, profiles, policies, clock, settings.timer_poll_seconds
+        sessions,
+        relay.notify,
+        profiles,
+        policies,
+        clock,
+        settings.event_partitions,
+        settings.timer_poll_seconds,
     )
-    batches = JourneyBatches(sessions, relay, timers.wake, policies, clock)
+    batches = JourneyBatches(
+        sessions, relay, timers.wake, policies, settings.event_partitions, clock
+    )
     audience = Audience(profiles_channel, settings.service_api_key)
     broadcasts = BroadcastWorker(
         sessions, relay.notify, audience, policies, clock, settings.timer_poll_seconds

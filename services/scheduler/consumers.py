@@ -64,10 +64,13 @@ class JourneyBatches:
         relay: OutboxRelay,
         timers_set: Callable[[], None],
         policies: WorkspacePolicies,
+        event_partitions: int,
         clock: Clock = utc_now,
     ) -> None:
         self.sessions = sessions
         self.relay = relay
+        # EVENTS' partitions, for the identifies of update-trait steps.
+        self.event_partitions = event_partitions
         self.policies = policies
         # Wakes the timer worker: a step that reads the profile is a timer due at once.
         self.timers_set = timers_set
@@ -82,7 +85,7 @@ class JourneyBatches:
                 now = self.clock()
                 async with transaction(self.sessions, workspace) as session:
                     outcome = await apply(session, now, policy)
-                    await enrollment_store.save(session, outcome, now)
+                    await enrollment_store.save(session, outcome, now, self.event_partitions)
                 break
             except EnrollmentConflict:
                 # Another replica entered one of these profiles at the same moment: read again.

@@ -26,6 +26,7 @@ from services.scheduler.graph import (
     Send,
     Split,
     Step,
+    UpdateTrait,
     WaitFor,
     WaitUntilTime,
     WaitUntilTraitDate,
@@ -66,6 +67,7 @@ class Progress:
     # Every step entered, in order (wait steps included).
     entered: list[str] = field(default_factory=list)
     sends: list[Step] = field(default_factory=list)
+    trait_updates: list[Step] = field(default_factory=list)
     # Set when a wait holds the enrollment; else `ended` says why it left.
     waiting: Waiting | None = None
     ended: str = ""
@@ -115,7 +117,11 @@ def advance(
             progress.sends.append(step)
             step_id = step.next
             continue
-        assert not isinstance(action, (Send, Exit, Split, Branch))
+        if isinstance(action, UpdateTrait):
+            progress.trait_updates.append(step)
+            step_id = step.next
+            continue
+        assert not isinstance(action, (Send, Exit, Split, Branch, UpdateTrait))
         waiting, step_id = _wait(step, action, now, profile)
         if waiting is not None:
             progress.waiting = waiting

@@ -29,7 +29,7 @@ from services.scheduler.enrollments import (
     Outcome,
 )
 from services.scheduler.models import EnrollmentRow, JourneyVersionRow, TimerRow
-from services.scheduler.outgoing import outbox_rows
+from services.scheduler.outgoing import identify_rows, outbox_rows
 from services.scheduler.store import definition_of
 
 
@@ -182,7 +182,9 @@ async def _stored_ids(session: AsyncSession, candidates: Iterable[str]) -> set[s
     return set((await session.exec(statement)).all())
 
 
-async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
+async def save(
+    session: AsyncSession, outcome: Outcome, now: datetime, event_partitions: int
+) -> None:
     """Write what changed: enrollments, their timers (any old one goes), the bus messages."""
     changed = outcome.enrollments
     if not changed:
@@ -199,6 +201,7 @@ async def save(session: AsyncSession, outcome: Outcome, now: datetime) -> None:
         await db.insert_many(session, sa.insert(db.table_of(TimerRow)), timers)
     await ledger.record_sends(session, outcome.sent)
     messages = outbox_rows(outcome.messages, now)
+    messages += identify_rows(outcome.trait_updates, now, event_partitions)
     await db.insert_many(session, sa.insert(db.table_of(OutboxMessage)), messages)
     for enrollment in changed:
         enrollment.is_new, enrollment.changed = False, False

@@ -20,8 +20,8 @@ from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import engine
 from services.scheduler.decisions import QUIET_HOURS, Decisions, Intended, Policy, Sent
 from services.scheduler.engine import Waiting
-from services.scheduler.graph import AFTER_COOLDOWN, ONCE, Definition, Send, Step
-from services.scheduler.outgoing import OutgoingMessage
+from services.scheduler.graph import AFTER_COOLDOWN, ONCE, Definition, Send, Step, UpdateTrait
+from services.scheduler.outgoing import OutgoingMessage, TraitUpdate
 
 # How an enrollment stands: in the journey, through to its end, left early, converted.
 ACTIVE = 1
@@ -97,6 +97,8 @@ class Outcome:
     messages: list[OutgoingMessage] = field(default_factory=list)
     # The marketing sends made, for the frequency ledger.
     sent: list[Sent] = field(default_factory=list)
+    # The identifies of update-trait steps, for the EVENTS stream.
+    trait_updates: list[TraitUpdate] = field(default_factory=list)
 
     def touch(self, enrollment: Enrollment) -> None:
         """Mark the enrollment as changed: it is written back, at the next position."""
@@ -329,6 +331,7 @@ def run(
     enrollment.timer = progress.waiting
     enrollment.awaiting_event = progress.waiting.event if progress.waiting else ""
     sends = {step.id: step for step in progress.sends}
+    updates = {step.id: step for step in progress.trait_updates}
     for entered in progress.entered:
         enrollment.step_id = entered
         outcome.messages.append(_journey_event(enrollment, "step", now, step_id=entered))
@@ -336,6 +339,8 @@ def run(
             outcome.messages.append(
                 _send_or_skip(enrollment, sends[entered], now, decisions, outcome)
             )
+        if entered in updates:
+            outcome.trait_updates.append(_trait_update(enrollment, updates[entered], now))
     if progress.deferred:
         outcome.messages.append(
             _journey_event(
@@ -438,6 +443,24 @@ def _send_or_skip(
     if reason:
         return _journey_event(enrollment, "send_skipped", now, step_id=step.id, reason=reason)
     return _send(enrollment, step, key, now)
+
+
+def _trait_update(enrollment: Enrollment, step: Step, now: datetime) -> TraitUpdate:
+    """The identify that sets the step's trait, under an id of the enrollment and step: a
+    replayed step is the same identify again, which EVENTS and segments take once."""
+    action = step.action
+    assert isinstance(action, UpdateTrait)
+    identify = common_pb2.Event(
+        message_id=f"{enrollment.journey_id}:v{enrollment.version}:"
+        f"{enrollment.enrollment_id}:{step.id}:update_trait",
+        type=common_pb2.EVENT_TYPE_IDENTIFY,
+        user_id=enrollment.user_id,
+        anonymous_id=enrollment.anonymous_id,
+    )
+    identify.traits.update({action.trait: json.loads(action.value)})
+    identify.timestamp.FromDatetime(now)
+    identify.received_at.FromDatetime(now)
+    return TraitUpdate(enrollment.workspace, identify)
 
 
 def _send(enrollment: Enrollment, step: Step, key: str, now: datetime) -> OutgoingMessage:

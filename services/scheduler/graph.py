@@ -2,6 +2,7 @@
 contract, and their storage form (the contract's own JSON). Pure."""
 
 import functools
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -97,17 +98,27 @@ class Branch:
 
 
 @dataclass(frozen=True)
+class UpdateTrait:
+    trait: str
+    # The new value as JSON text (kept as text: a definition is frozen).
+    value: str
+
+
+@dataclass(frozen=True)
 class Split:
     # (percent, next step id or "" to end), in the order given; percents add up to 100.
     paths: tuple[tuple[int, str], ...]
 
 
-Action = Send | Exit | WaitFor | WaitUntilTime | WaitUntilTraitDate | Split | Branch
+Action = Send | Exit | WaitFor | WaitUntilTime | WaitUntilTraitDate | Split | Branch | UpdateTrait
 # The steps that read the profile (its zone, its traits, its segments) to decide.
 PROFILE_STEPS = (WaitUntilTime, WaitUntilTraitDate, Branch)
 MAX_BRANCH_PATHS = 20
 MAX_TRAIT_MONTHS = 120
 MAX_TRAIT_DAYS = 3660
+MAX_TRAIT_KEY = 128
+# A trait a journey sets is a flag or a short value, not a document.
+MAX_TRAIT_VALUE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -301,7 +312,30 @@ def _parse_action(
         return _parse_split(f"{path}.split", step.split, ids)
     if kind == "branch":
         return _parse_branch(f"{path}.branch", step.branch, ids, workspace)
-    raise InvalidArgument(path, "must be a send, wait, branch, split or exit step")
+    if kind == "update_trait":
+        return _parse_update_trait(f"{path}.update_trait", step.update_trait)
+    raise InvalidArgument(path, "must be a send, wait, branch, split, update_trait or exit step")
+
+
+def _parse_update_trait(field: str, update: journey_pb2.UpdateTraitStep) -> UpdateTrait:
+    trait = update.trait
+    if not trait.strip() or trait != trait.strip() or len(trait) > MAX_TRAIT_KEY:
+        raise InvalidArgument(
+            f"{field}.trait", f"must be 1-{MAX_TRAIT_KEY} characters, without spaces around"
+        )
+    if not update.HasField("value"):
+        raise InvalidArgument(f"{field}.value", "a value is required")
+    try:
+        value = json.dumps(
+            json_format.MessageToDict(update.value), ensure_ascii=False, sort_keys=True
+        )
+    except (ValueError, json_format.SerializeToJsonError) as error:
+        raise InvalidArgument(f"{field}.value", f"must be a JSON value: {error}") from None
+    if "\\u0000" in value or len(value.encode()) > MAX_TRAIT_VALUE_BYTES:
+        raise InvalidArgument(
+            f"{field}.value", f"must be at most {MAX_TRAIT_VALUE_BYTES} bytes, without NUL"
+        )
+    return UpdateTrait(trait, value)
 
 
 def _parse_send(field: str, send: journey_pb2.SendStep, workspace: str) -> Send:
@@ -505,6 +539,9 @@ def _step_to_proto(step: Step, definition: Definition) -> journey_pb2.JourneySte
     elif isinstance(action, Branch):
         proto.branch.otherwise = action.otherwise
         proto.branch.paths.extend(_branch_path_to_proto(path) for path in action.paths)
+    elif isinstance(action, UpdateTrait):
+        proto.update_trait.trait = action.trait
+        json_format.ParseDict(json.loads(action.value), proto.update_trait.value)
     else:
         proto.split.paths.extend(
             journey_pb2.SplitPath(percent=percent, next=next_id)

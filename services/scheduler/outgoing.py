@@ -1,4 +1,5 @@
-"""What the scheduler publishes, as outbox rows: sends and journey events, bundled.
+"""What the scheduler publishes, as outbox rows: sends and journey events, bundled; and the
+identifies of update-trait steps, on EVENTS as ingest publishes events.
 
 A transaction's sends go out as `SendRequests`, one message per channel and workspace for up to
 SENDS_PER_MESSAGE of them, and its journey events as `JourneyEvents`, one message per workspace
@@ -17,8 +18,9 @@ from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from engage import events
 from engage.outbox import outbox_row
-from engage.v1 import bus_pb2
+from engage.v1 import bus_pb2, common_pb2
 
 SENDS_PER_MESSAGE = 500
 EVENTS_PER_MESSAGE = 1_000
@@ -26,7 +28,10 @@ EVENTS_PER_MESSAGE = 1_000
 # (32 KiB at ingest), so a bundle that reaches this closes with room to spare.
 BYTES_PER_MESSAGE = 256 * 1024
 
-Payload = TypeVar("Payload", bus_pb2.SendRequested, bus_pb2.JourneyEvent)
+# An update-trait step's identifies: as many per EVENTS message as ingest's Batch call takes.
+IDENTIFIES_PER_MESSAGE = 500
+
+Payload = TypeVar("Payload", bus_pb2.SendRequested, bus_pb2.JourneyEvent, common_pb2.Event)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,31 @@ def outbox_rows(messages: Sequence[OutgoingMessage], now: datetime) -> list[dict
     return rows
 
 
+@dataclass(frozen=True)
+class TraitUpdate:
+    """An identify an update-trait step makes."""
+
+    workspace: str
+    identify: common_pb2.Event
+
+
+def identify_rows(
+    updates: Sequence[TraitUpdate], now: datetime, partitions: int
+) -> list[dict[str, Any]]:
+    """The rows that publish `updates` on EVENTS: one batch per workspace and partition, as
+    ingest makes them, so segments applies them in order with the profile's other events."""
+    grouped: dict[tuple[str, str], list[common_pb2.Event]] = {}
+    for update in updates:
+        subject = events.subject_of(update.workspace, update.identify, partitions)
+        grouped.setdefault((subject, update.workspace), []).append(update.identify)
+    rows = []
+    for (subject, workspace), identifies in grouped.items():
+        for bundle in _bundles(identifies, IDENTIFIES_PER_MESSAGE):
+            made = events.batch(workspace, bundle, now)
+            rows.append(outbox_row(subject, workspace, made, events.msg_id(made), now))
+    return rows
+
+
 def _bundles(payloads: list[Payload], most: int) -> Iterator[list[Payload]]:
     bundle: list[Payload] = []
     size = 0
@@ -76,7 +106,9 @@ def _bundles(payloads: list[Payload], most: int) -> Iterator[list[Payload]]:
         yield bundle
 
 
-def _bundle_id(kind: str, bundle: Sequence[Payload]) -> str:
+def _bundle_id(
+    kind: str, bundle: Sequence[bus_pb2.SendRequested] | Sequence[bus_pb2.JourneyEvent]
+) -> str:
     """Named by the ids it holds, so two bundles of different payloads never share the name
     (JetStream's dedupe would drop the second)."""
     digest = hashlib.sha256("\n".join(payload.id for payload in bundle).encode()).hexdigest()

@@ -61,9 +61,12 @@ class TimerWorker:
         profiles: ProfileDirectory,
         policies: WorkspacePolicies,
         clock: Clock,
+        event_partitions: int,
         poll_seconds: float = 0.5,
     ) -> None:
         self.sessions = sessions
+        # EVENTS' partitions, for the identifies of update-trait steps.
+        self.event_partitions = event_partitions
         # Wakes the outbox relay once fired timers have committed their messages.
         self.published = published
         self.profiles = profiles
@@ -100,7 +103,7 @@ class TimerWorker:
                 session, policies, {(e.workspace, e.profile_key) for e in locked}, now
             )
             outcome = _fire(locked, due, now, fetched, decisions)
-            await enrollment_store.save(session, outcome, now)
+            await enrollment_store.save(session, outcome, now, self.event_partitions)
         if outcome.messages:
             self.published()
             log.info("timers fired", extra={"fired": len(outcome.enrollments), "due": len(due)})

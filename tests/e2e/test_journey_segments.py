@@ -4,6 +4,7 @@ with the triggering event applied."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
@@ -148,6 +149,34 @@ async def test_a_branch_rule_reads_the_profile_with_the_trigger_applied_and_its_
     assert await steps_sent(bus, "ana") == ["gold-pricing"]
     assert await steps_sent(bus, "bo") == ["standard-offer"]
     assert await steps_sent(bus, "cy") == ["standard-offer"]
+
+
+async def test_an_update_trait_step_changes_the_profile_and_its_segments(
+    bus: Bus,
+    stubs: tuple[journey_pb2_grpc.JourneyServiceStub, segment_pb2_grpc.SegmentServiceStub],
+) -> None:
+    journeys, segments = stubs
+    await gold_segment(segments)
+    upgrade = journey_pb2.JourneyStep(id="upgrade")
+    upgrade.update_trait.trait = "plan"
+    upgrade.update_trait.value.string_value = "gold"
+    await create(journeys, "trial-upgrade", a_journey(event="trial_ended", graph=[upgrade]))
+    welcome = a_journey(steps=("welcome-gold",))
+    welcome.trigger.CopyFrom(
+        journey_pb2.JourneyTrigger(segment=journey_pb2.SegmentTrigger(segment=GOLD))
+    )
+    await create(journeys, "gold-welcome", welcome)
+
+    # Stamped as a client stamps them, a moment before the journey runs: the trait the journey
+    # sets is the later one.
+    events = [identify_event("ana", plan="trial"), track_event("ana", "trial_ended")]
+    for event in events:
+        event.timestamp.FromDatetime(datetime.now(UTC) - timedelta(seconds=1))
+    await publish(bus, "ana", *events)
+
+    # The trait set by the first journey puts ana in the segment that triggers the second.
+    await eventually(partial(steps_sent, bus, "ana"), timeout=30)
+    assert await steps_sent(bus, "ana") == ["welcome-gold"]
 
 
 async def _has(bus: Bus, user_id: str, count: int) -> bool:

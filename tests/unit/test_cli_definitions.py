@@ -5,6 +5,7 @@ written, whether the CLI finds it or the service names it by a field path."""
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 
 from engage.v1 import common_pb2, journey_pb2, segment_pb2
 from engage_cli.apply import read_files
@@ -92,6 +93,8 @@ steps:
           next: gold-offer
       otherwise: standard-offer
   - id: gold-offer
+    update_trait: {trait: offer, value: {plan: gold, months: 3}}
+  - id: gold-send
     send: {channel: email, template: gold}
   - id: standard-offer
     send: {channel: email, template: standard}
@@ -106,6 +109,11 @@ def test_a_branch_rule_is_written_as_segment_rules_write_it(tmp_path: Path) -> N
     assert (plan.trait.trait, plan.trait.value.string_value) == ("plan", "gold")
     assert visited.event.where[0].value.string_value == "pricing"
     assert path.next == "gold-offer"
+    update = journey.message.steps[1].update_trait
+    assert (update.trait, json_format.MessageToDict(update.value)) == (
+        "offer",
+        {"plan": "gold", "months": 3},
+    )
 
     broken = BRANCHING.replace("{trait: plan, equals: gold}", "{trait: plan, equal: gold}")
     with pytest.raises(FileError) as raised:

@@ -344,6 +344,38 @@ def test_a_rule_branch_survives_storage() -> None:
     assert graph.to_proto(definition).steps[0] == made.steps[0]
 
 
+def update_trait(step_id: str, trait: str, value: Any) -> journey_pb2.JourneyStep:
+    step = journey_pb2.JourneyStep(
+        id=step_id, update_trait=journey_pb2.UpdateTraitStep(trait=trait)
+    )
+    if value is not None:
+        step.update_trait.value.CopyFrom(json_format.ParseDict(value, struct_pb2.Value()))
+    return step
+
+
+def test_an_update_trait_step_names_its_faulty_field() -> None:
+    field = "journey.steps[0].update_trait"
+    assert invalid_field(journey(steps=[update_trait("a", " plan", "gold")])) == f"{field}.trait"
+    assert invalid_field(journey(steps=[update_trait("a", "x" * 129, 1)])) == f"{field}.trait"
+    assert invalid_field(journey(steps=[update_trait("a", "plan", None)])) == f"{field}.value"
+    assert invalid_field(journey(steps=[update_trait("a", "notes", "x" * 5000)])) == (
+        f"{field}.value"
+    )
+    assert invalid_field(journey(steps=[update_trait("a", "notes", "a\u0000b")])) == (
+        f"{field}.value"
+    )
+
+
+def test_an_update_trait_step_survives_storage() -> None:
+    value = {"stage": "reminded", "count": 2, "tags": ["renewal", None]}
+    made = journey(steps=[update_trait("mark", "renewal", value), send("welcome")])
+    definition = journeys.parse_journey(made, WS).definition
+    assert graph.from_json(graph.to_json(definition), WS) == definition
+    assert graph.to_proto(definition).steps[0] == journey_pb2.JourneyStep(
+        id="mark", update_trait=made.steps[0].update_trait, next="welcome"
+    )
+
+
 # --- what events do to enrollments ----------------------------------------------------------------
 
 
@@ -453,6 +485,23 @@ def test_a_rule_branch_reads_the_profile_as_it_is_and_the_event_that_enrolled_it
     assert sent("gold", buyers, home) == ["standard"]
     # Enrolled by a segment change: no event to read.
     assert sent("gold", buyers, None) == ["standard"]
+
+
+def test_an_update_trait_step_makes_one_identify_of_the_profile_per_enrollment() -> None:
+    made = definition(update_trait("mark", "welcomed", True), send("welcome"))
+    outcome = enrollments.handle_events(
+        plan(active_journey(made)), [tracked("signed_up", "u1"), tracked("signed_up", "u2")]
+    )
+
+    updates = outcome.trait_updates
+    assert [(u.workspace, u.identify.user_id) for u in updates] == [(WS, "u1"), (WS, "u2")]
+    identify = updates[0].identify
+    assert identify.type == common_pb2.EVENT_TYPE_IDENTIFY
+    assert json_format.MessageToDict(identify.traits) == {"welcomed": True}
+    enrollment = outcome.enrollments[0]
+    assert identify.message_id == f"welcome:v1:{enrollment.enrollment_id}:mark:update_trait"
+    sent = [m.payload for m in outcome.messages if isinstance(m.payload, bus_pb2.SendRequested)]
+    assert [send.step_id for send in sent] == ["welcome", "welcome"]
 
 
 def test_the_goal_converts_with_the_last_send_and_stops_the_rest() -> None:
