@@ -4,7 +4,7 @@ message ids it holds and published under `<workspace>:<batch id>`."""
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from engage import subjects
 from engage.v1 import bus_pb2, common_pb2
@@ -33,6 +33,15 @@ def batch(workspace: str, events: Sequence[common_pb2.Event], now: datetime) -> 
     made.events.extend(events)
     made.occurred_at.FromDatetime(now)
     return made
+
+
+def event_time(event: common_pb2.Event, fallback: datetime) -> datetime:
+    """When the event happened: the client's timestamp, else when ingest received it."""
+    if event.HasField("timestamp"):
+        return event.timestamp.ToDatetime(tzinfo=UTC)
+    if event.HasField("received_at"):
+        return event.received_at.ToDatetime(tzinfo=UTC)
+    return fallback
 
 
 def msg_id(made: bus_pb2.EventBatch) -> str:

@@ -3,12 +3,13 @@
 The keys are the contract's fields (protos/engage/v1/journey.proto, campaign.proto), with the
 shorthands a person would write:
 - durations as `30s`, `15m`, `1h`, `7d` (`wait.duration`, `wait.event.timeout`,
-  `reentry.cooldown`, `winner_rule.after`);
+  `reentry.cooldown`, `winner_rule.after`, `goal.within`);
 - times of day as `"09:00"` (`wait.time_of_day`, `wait.trait_date.at`, `local_send_time`);
 - lower-case enum words: `channel: email`, `state: active`, `reentry.mode: one_at_a_time`,
   `trigger.segment.change: exited`, `winner_rule.metric: click_rate`;
 - templates and segments by id (`template: welcome`, `segment: buyers`), or by full name;
-- `goal: payment_completed` for `goal: {event: payment_completed}`; `trigger: {event: name}`
+- `goal: payment_completed` for `goal: {event: payment_completed}` (a journey's or a
+  campaign's); `trigger: {event: name}`
   and `trigger: {segment: id, change: exited}` (`change` defaults to entered);
 - `trigger: {event: name, where: [{property: route, equals: NRT-HNL}]}`, and a branch path's
   `rule:`, as segment rules write them (engage_cli/rules_yaml.py).
@@ -58,7 +59,7 @@ CAMPAIGN_KEYS = ("campaign_id", *CAMPAIGN_FIELDS)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
-_DURATION_KEYS = frozenset({"duration", "timeout", "cooldown", "after"})
+_DURATION_KEYS = frozenset({"duration", "timeout", "cooldown", "after", "within"})
 _TIME_KEYS = frozenset({"time_of_day", "at", "local_send_time"})
 _ENUM_PREFIXES = {
     "channel": "CHANNEL_",
@@ -103,6 +104,8 @@ def journey_from_document(document: Document, workspace: str) -> Definition:
 def campaign_from_document(document: Document, workspace: str) -> Definition:
     data = _mapping(document, CAMPAIGN_KEYS, "campaign_id")
     body = {k: v for k, v in data.items() if k != "campaign_id"}
+    if isinstance(body.get("goal"), str):
+        body["goal"] = {"event": body["goal"]}
     campaign = campaign_pb2.Campaign()
     _parse_into(document, body, campaign, workspace)
     campaign.name = resources.name_of("campaigns", data["campaign_id"], workspace)

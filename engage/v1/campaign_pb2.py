@@ -29,7 +29,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65ngage/v1/campaign.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x05\n\x08\x43\x61mpaign\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.engage.v1.Campaign.State\x12\x0f\n\x07segment\x18\x04 \x01(\t\x12#\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x10\n\x08template\x18\x06 \x01(\t\x12-\n\tsend_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fholdout_percent\x18\x08 \x01(\x01\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08variants\x18\x0b \x03(\x0b\x32\x1a.engage.v1.CampaignVariant\x12\x1c\n\x14max_sends_per_minute\x18\x0c \x01(\x05\x12-\n\x08progress\x18\r \x01(\x0b\x32\x1b.engage.v1.CampaignProgress\x12\x12\n\nrecurrence\x18\x0e \x01(\t\x12\x0c\n\x04runs\x18\x0f \x01(\x03\x12*\n\x0bwinner_rule\x18\x10 \x01(\x0b\x32\x15.engage.v1.WinnerRule\x12\x0e\n\x06winner\x18\x11 \x01(\t\x12-\n\x0flocal_send_time\x18\x12 \x01(\x0b\x32\x14.engage.v1.LocalTime\"\x81\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_DRAFT\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x11\n\rSTATE_SENDING\x10\x03\x12\x13\n\x0fSTATE_COMPLETED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\"\xc9\x01\n\nWinnerRule\x12,\n\x06metric\x18\x01 \x01(\x0e\x32\x1c.engage.v1.WinnerRule.Metric\x12\x14\n\x0ctest_percent\x18\x02 \x01(\x05\x12(\n\x05\x61\x66ter\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"M\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x15\n\x11METRIC_CLICK_RATE\x10\x01\x12\x14\n\x10METRIC_OPEN_RATE\x10\x02\"?\n\x0f\x43\x61mpaignVariant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x05\"\xe5\x01\n\x10\x43\x61mpaignProgress\x12\x10\n\x08targeted\x18\x01 \x01(\x03\x12\x0e\n\x06queued\x18\x02 \x01(\x03\x12\x39\n\x07skipped\x18\x03 \x03(\x0b\x32(.engage.v1.CampaignProgress.SkippedEntry\x12\x0f\n\x07pending\x18\x07 \x01(\x03\x12\x0c\n\x04sent\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x15\n\raudience_done\x18\x06 \x01(\x08\x1a.\n\x0cSkippedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"z\n\x15\x43reateCampaignRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12%\n\x08\x63\x61mpaign\x18\x03 \x01(\x0b\x32\x13.engage.v1.Campaign\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"\"\n\x12GetCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"M\n\x14ListCampaignsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x15ListCampaignsResponse\x12&\n\tcampaigns\x18\x01 \x03(\x0b\x32\x13.engage.v1.Campaign\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x01\n\x15UpdateCampaignRequest\x12%\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x13.engage.v1.Campaign\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"%\n\x15\x44\x65leteCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x43\x61ncelCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xcf\x03\n\x0f\x43\x61mpaignService\x12G\n\x0e\x43reateCampaign\x12 .engage.v1.CreateCampaignRequest\x1a\x13.engage.v1.Campaign\x12\x41\n\x0bGetCampaign\x12\x1d.engage.v1.GetCampaignRequest\x1a\x13.engage.v1.Campaign\x12R\n\rListCampaigns\x12\x1f.engage.v1.ListCampaignsRequest\x1a .engage.v1.ListCampaignsResponse\x12G\n\x0eUpdateCampaign\x12 .engage.v1.UpdateCampaignRequest\x1a\x13.engage.v1.Campaign\x12J\n\x0e\x44\x65leteCampaign\x12 .engage.v1.DeleteCampaignRequest\x1a\x16.google.protobuf.Empty\x12G\n\x0e\x43\x61ncelCampaign\x12 .engage.v1.CancelCampaignRequest\x1a\x13.engage.v1.Campaignb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65ngage/v1/campaign.proto\x12\tengage.v1\x1a\x16\x65ngage/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfd\x05\n\x08\x43\x61mpaign\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.engage.v1.Campaign.State\x12\x0f\n\x07segment\x18\x04 \x01(\t\x12#\n\x07\x63hannel\x18\x05 \x01(\x0e\x32\x12.engage.v1.Channel\x12\x10\n\x08template\x18\x06 \x01(\t\x12-\n\tsend_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fholdout_percent\x18\x08 \x01(\x01\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08variants\x18\x0b \x03(\x0b\x32\x1a.engage.v1.CampaignVariant\x12\x1c\n\x14max_sends_per_minute\x18\x0c \x01(\x05\x12-\n\x08progress\x18\r \x01(\x0b\x32\x1b.engage.v1.CampaignProgress\x12\x12\n\nrecurrence\x18\x0e \x01(\t\x12\x0c\n\x04runs\x18\x0f \x01(\x03\x12*\n\x0bwinner_rule\x18\x10 \x01(\x0b\x32\x15.engage.v1.WinnerRule\x12\x0e\n\x06winner\x18\x11 \x01(\t\x12-\n\x0flocal_send_time\x18\x12 \x01(\x0b\x32\x14.engage.v1.LocalTime\x12%\n\x04goal\x18\x13 \x01(\x0b\x32\x17.engage.v1.CampaignGoal\"\x81\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSTATE_DRAFT\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x11\n\rSTATE_SENDING\x10\x03\x12\x13\n\x0fSTATE_COMPLETED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\"H\n\x0c\x43\x61mpaignGoal\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12)\n\x06within\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe5\x01\n\nWinnerRule\x12,\n\x06metric\x18\x01 \x01(\x0e\x32\x1c.engage.v1.WinnerRule.Metric\x12\x14\n\x0ctest_percent\x18\x02 \x01(\x05\x12(\n\x05\x61\x66ter\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"i\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x15\n\x11METRIC_CLICK_RATE\x10\x01\x12\x14\n\x10METRIC_OPEN_RATE\x10\x02\x12\x1a\n\x16METRIC_CONVERSION_RATE\x10\x03\"?\n\x0f\x43\x61mpaignVariant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x05\"\xe5\x01\n\x10\x43\x61mpaignProgress\x12\x10\n\x08targeted\x18\x01 \x01(\x03\x12\x0e\n\x06queued\x18\x02 \x01(\x03\x12\x39\n\x07skipped\x18\x03 \x03(\x0b\x32(.engage.v1.CampaignProgress.SkippedEntry\x12\x0f\n\x07pending\x18\x07 \x01(\x03\x12\x0c\n\x04sent\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x15\n\raudience_done\x18\x06 \x01(\x08\x1a.\n\x0cSkippedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"z\n\x15\x43reateCampaignRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x13\n\x0b\x63\x61mpaign_id\x18\x02 \x01(\t\x12%\n\x08\x63\x61mpaign\x18\x03 \x01(\x0b\x32\x13.engage.v1.Campaign\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\"\"\n\x12GetCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"M\n\x14ListCampaignsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x15ListCampaignsResponse\x12&\n\tcampaigns\x18\x01 \x03(\x0b\x32\x13.engage.v1.Campaign\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x86\x01\n\x15UpdateCampaignRequest\x12%\n\x08\x63\x61mpaign\x18\x01 \x01(\x0b\x32\x13.engage.v1.Campaign\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x15\n\rvalidate_only\x18\x03 \x01(\x08\"%\n\x15\x44\x65leteCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"%\n\x15\x43\x61ncelCampaignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t2\xcf\x03\n\x0f\x43\x61mpaignService\x12G\n\x0e\x43reateCampaign\x12 .engage.v1.CreateCampaignRequest\x1a\x13.engage.v1.Campaign\x12\x41\n\x0bGetCampaign\x12\x1d.engage.v1.GetCampaignRequest\x1a\x13.engage.v1.Campaign\x12R\n\rListCampaigns\x12\x1f.engage.v1.ListCampaignsRequest\x1a .engage.v1.ListCampaignsResponse\x12G\n\x0eUpdateCampaign\x12 .engage.v1.UpdateCampaignRequest\x1a\x13.engage.v1.Campaign\x12J\n\x0e\x44\x65leteCampaign\x12 .engage.v1.DeleteCampaignRequest\x1a\x16.google.protobuf.Empty\x12G\n\x0e\x43\x61ncelCampaign\x12 .engage.v1.CancelCampaignRequest\x1a\x13.engage.v1.Campaignb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,33 +39,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._loaded_options = None
   _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_options = b'8\001'
   _globals['_CAMPAIGN']._serialized_start=192
-  _globals['_CAMPAIGN']._serialized_end=918
-  _globals['_CAMPAIGN_STATE']._serialized_start=789
-  _globals['_CAMPAIGN_STATE']._serialized_end=918
-  _globals['_WINNERRULE']._serialized_start=921
-  _globals['_WINNERRULE']._serialized_end=1122
-  _globals['_WINNERRULE_METRIC']._serialized_start=1045
-  _globals['_WINNERRULE_METRIC']._serialized_end=1122
-  _globals['_CAMPAIGNVARIANT']._serialized_start=1124
-  _globals['_CAMPAIGNVARIANT']._serialized_end=1187
-  _globals['_CAMPAIGNPROGRESS']._serialized_start=1190
-  _globals['_CAMPAIGNPROGRESS']._serialized_end=1419
-  _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_start=1373
-  _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_end=1419
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=1421
-  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=1543
-  _globals['_GETCAMPAIGNREQUEST']._serialized_start=1545
-  _globals['_GETCAMPAIGNREQUEST']._serialized_end=1579
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=1581
-  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=1658
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=1660
-  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=1748
-  _globals['_UPDATECAMPAIGNREQUEST']._serialized_start=1751
-  _globals['_UPDATECAMPAIGNREQUEST']._serialized_end=1885
-  _globals['_DELETECAMPAIGNREQUEST']._serialized_start=1887
-  _globals['_DELETECAMPAIGNREQUEST']._serialized_end=1924
-  _globals['_CANCELCAMPAIGNREQUEST']._serialized_start=1926
-  _globals['_CANCELCAMPAIGNREQUEST']._serialized_end=1963
-  _globals['_CAMPAIGNSERVICE']._serialized_start=1966
-  _globals['_CAMPAIGNSERVICE']._serialized_end=2429
+  _globals['_CAMPAIGN']._serialized_end=957
+  _globals['_CAMPAIGN_STATE']._serialized_start=828
+  _globals['_CAMPAIGN_STATE']._serialized_end=957
+  _globals['_CAMPAIGNGOAL']._serialized_start=959
+  _globals['_CAMPAIGNGOAL']._serialized_end=1031
+  _globals['_WINNERRULE']._serialized_start=1034
+  _globals['_WINNERRULE']._serialized_end=1263
+  _globals['_WINNERRULE_METRIC']._serialized_start=1158
+  _globals['_WINNERRULE_METRIC']._serialized_end=1263
+  _globals['_CAMPAIGNVARIANT']._serialized_start=1265
+  _globals['_CAMPAIGNVARIANT']._serialized_end=1328
+  _globals['_CAMPAIGNPROGRESS']._serialized_start=1331
+  _globals['_CAMPAIGNPROGRESS']._serialized_end=1560
+  _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_start=1514
+  _globals['_CAMPAIGNPROGRESS_SKIPPEDENTRY']._serialized_end=1560
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_start=1562
+  _globals['_CREATECAMPAIGNREQUEST']._serialized_end=1684
+  _globals['_GETCAMPAIGNREQUEST']._serialized_start=1686
+  _globals['_GETCAMPAIGNREQUEST']._serialized_end=1720
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_start=1722
+  _globals['_LISTCAMPAIGNSREQUEST']._serialized_end=1799
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_start=1801
+  _globals['_LISTCAMPAIGNSRESPONSE']._serialized_end=1889
+  _globals['_UPDATECAMPAIGNREQUEST']._serialized_start=1892
+  _globals['_UPDATECAMPAIGNREQUEST']._serialized_end=2026
+  _globals['_DELETECAMPAIGNREQUEST']._serialized_start=2028
+  _globals['_DELETECAMPAIGNREQUEST']._serialized_end=2065
+  _globals['_CANCELCAMPAIGNREQUEST']._serialized_start=2067
+  _globals['_CANCELCAMPAIGNREQUEST']._serialized_end=2104
+  _globals['_CAMPAIGNSERVICE']._serialized_start=2107
+  _globals['_CAMPAIGNSERVICE']._serialized_end=2570
 # @@protoc_insertion_point(module_scope)

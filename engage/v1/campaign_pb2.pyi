@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Campaign(_message.Message):
-    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress", "recurrence", "runs", "winner_rule", "winner", "local_send_time")
+    __slots__ = ("name", "display_name", "state", "segment", "channel", "template", "send_time", "holdout_percent", "create_time", "update_time", "variants", "max_sends_per_minute", "progress", "recurrence", "runs", "winner_rule", "winner", "local_send_time", "goal")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Campaign.State]
@@ -48,6 +48,7 @@ class Campaign(_message.Message):
     WINNER_RULE_FIELD_NUMBER: _ClassVar[int]
     WINNER_FIELD_NUMBER: _ClassVar[int]
     LOCAL_SEND_TIME_FIELD_NUMBER: _ClassVar[int]
+    GOAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Campaign.State
@@ -66,7 +67,16 @@ class Campaign(_message.Message):
     winner_rule: WinnerRule
     winner: str
     local_send_time: _common_pb2.LocalTime
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ..., recurrence: _Optional[str] = ..., runs: _Optional[int] = ..., winner_rule: _Optional[_Union[WinnerRule, _Mapping]] = ..., winner: _Optional[str] = ..., local_send_time: _Optional[_Union[_common_pb2.LocalTime, _Mapping]] = ...) -> None: ...
+    goal: CampaignGoal
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Campaign.State, str]] = ..., segment: _Optional[str] = ..., channel: _Optional[_Union[_common_pb2.Channel, str]] = ..., template: _Optional[str] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variants: _Optional[_Iterable[_Union[CampaignVariant, _Mapping]]] = ..., max_sends_per_minute: _Optional[int] = ..., progress: _Optional[_Union[CampaignProgress, _Mapping]] = ..., recurrence: _Optional[str] = ..., runs: _Optional[int] = ..., winner_rule: _Optional[_Union[WinnerRule, _Mapping]] = ..., winner: _Optional[str] = ..., local_send_time: _Optional[_Union[_common_pb2.LocalTime, _Mapping]] = ..., goal: _Optional[_Union[CampaignGoal, _Mapping]] = ...) -> None: ...
+
+class CampaignGoal(_message.Message):
+    __slots__ = ("event", "within")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    WITHIN_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    within: _duration_pb2.Duration
+    def __init__(self, event: _Optional[str] = ..., within: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class WinnerRule(_message.Message):
     __slots__ = ("metric", "test_percent", "after")
@@ -75,9 +85,11 @@ class WinnerRule(_message.Message):
         METRIC_UNSPECIFIED: _ClassVar[WinnerRule.Metric]
         METRIC_CLICK_RATE: _ClassVar[WinnerRule.Metric]
         METRIC_OPEN_RATE: _ClassVar[WinnerRule.Metric]
+        METRIC_CONVERSION_RATE: _ClassVar[WinnerRule.Metric]
     METRIC_UNSPECIFIED: WinnerRule.Metric
     METRIC_CLICK_RATE: WinnerRule.Metric
     METRIC_OPEN_RATE: WinnerRule.Metric
+    METRIC_CONVERSION_RATE: WinnerRule.Metric
     METRIC_FIELD_NUMBER: _ClassVar[int]
     TEST_PERCENT_FIELD_NUMBER: _ClassVar[int]
     AFTER_FIELD_NUMBER: _ClassVar[int]

@@ -90,6 +90,7 @@ async def create(
         state=spec.state,
         definition=_definition(spec),
         send_time=spec.send_time,
+        goal_event=spec.goal.event if spec.goal else "",
         create_time=now,
         update_time=now,
     )
@@ -106,6 +107,7 @@ async def update(
 ) -> CampaignRow:
     row.display_name, row.state = spec.display_name, spec.state
     row.definition, row.send_time = _definition(spec), spec.send_time
+    row.goal_event = spec.goal.event if spec.goal else ""
     row.update_time = now
     session.add(row)
     await session.flush()
@@ -291,16 +293,66 @@ async def _queue(
     return len(queued)
 
 
-async def variant_stats(session: AsyncSession, row: CampaignRow) -> dict[str, Stats]:
-    """Per variant of the current run: recipients sent, opened and clicked."""
-    recipients = RecipientRow
-    statement = (
-        select(
-            recipients.variant,
-            sa.func.count(),
-            sa.func.sum(sa.cast(col(recipients.opened), sa.Integer)),
-            sa.func.sum(sa.cast(col(recipients.clicked), sa.Integer)),
+async def record_conversions(
+    session: AsyncSession, workspace: str, done: Sequence[tuple[str, str, datetime]]
+) -> None:
+    """Mark converted the recipients who did their campaign's goal event (user id, event,
+    when) within its window after their send. Only campaigns whose A/B test still waits for its
+    winner read conversions: reporting counts them for the reports."""
+    if not done:
+        return
+    names = {event for _, event, _ in done}
+    testing = (
+        await session.exec(
+            select(CampaignRow).where(
+                col(CampaignRow.state) == campaigns.SENDING,
+                col(CampaignRow.goal_event).in_(names),
+                col(CampaignRow.winner) == "",
+            )
         )
+    ).all()
+    for row in testing:
+        goal = spec_of(row).goal
+        assert goal is not None
+        params = [
+            {
+                "p_workspace": workspace,
+                "p_campaign": row.campaign_id,
+                "p_run": row.runs,
+                "p_profile": user_id,
+                "p_at": at,
+                "p_since": at - goal.within,
+            }
+            for user_id, event, at in done
+            if event == goal.event
+        ]
+        await session.exec(_CONVERT, params=params)
+
+
+_CONVERT = (
+    sa.update(_RECIPIENTS)
+    .where(
+        _RECIPIENTS.c.workspace == sa.bindparam("p_workspace"),
+        _RECIPIENTS.c.campaign_id == sa.bindparam("p_campaign"),
+        _RECIPIENTS.c.run == sa.bindparam("p_run"),
+        _RECIPIENTS.c.profile_key == sa.bindparam("p_profile"),
+        _RECIPIENTS.c.status == SENT,
+        _RECIPIENTS.c.sent_at <= sa.bindparam("p_at"),
+        _RECIPIENTS.c.sent_at >= sa.bindparam("p_since"),
+    )
+    .values(converted=True)
+)
+
+
+async def variant_stats(session: AsyncSession, row: CampaignRow) -> dict[str, Stats]:
+    """Per variant of the current run: recipients sent, opened, clicked and converted."""
+    recipients = RecipientRow
+    counted = [
+        sa.func.sum(sa.cast(col(column), sa.Integer))
+        for column in (recipients.opened, recipients.clicked, recipients.converted)
+    ]
+    statement = (
+        select(col(recipients.variant), sa.func.count(), *counted)
         .where(
             col(recipients.campaign_id) == row.campaign_id,
             col(recipients.run) == row.runs,
@@ -308,10 +360,9 @@ async def variant_stats(session: AsyncSession, row: CampaignRow) -> dict[str, St
         )
         .group_by(col(recipients.variant))
     )
-    rows = (await session.exec(statement)).all()
+    rows: Sequence[Sequence[Any]] = (await session.exec(statement)).all()
     return {
-        variant: Stats(int(sent), int(opened or 0), int(clicked or 0))
-        for variant, sent, opened, clicked in rows
+        str(variant): Stats(*(int(count or 0) for count in counts)) for variant, *counts in rows
     }
 
 
@@ -371,7 +422,7 @@ async def record_outcomes(
                 col(RecipientRow.send_key).in_(keys),
                 col(RecipientRow.status) == QUEUED,
             )
-            .values(status=status)
+            .values(status=status, sent_at=now if status == SENT else None)
         )
         counted = int(result.rowcount or 0)
         if status == SENT:

@@ -39,11 +39,15 @@ UPDATABLE_PATHS = (
     "recurrence",
     "winner_rule",
     "local_send_time",
+    "goal",
 )
 MAX_VARIANTS = 26
 MAX_WINNER_WAIT = timedelta(days=30)
 METRIC_CLICK_RATE = campaign_pb2.WinnerRule.METRIC_CLICK_RATE
 METRIC_OPEN_RATE = campaign_pb2.WinnerRule.METRIC_OPEN_RATE
+METRIC_CONVERSION_RATE = campaign_pb2.WinnerRule.METRIC_CONVERSION_RATE
+DEFAULT_GOAL_WINDOW = timedelta(days=3)
+MAX_GOAL_WINDOW = timedelta(days=90)
 MAX_DISPLAY_NAME = 200
 ANONYMOUS = "anonymous"
 
@@ -65,6 +69,14 @@ class WinnerRule:
 
 
 @dataclass(frozen=True)
+class Goal:
+    """A recipient converts by doing `event` within `within` after its send."""
+
+    event: str
+    within: timedelta = DEFAULT_GOAL_WINDOW
+
+
+@dataclass(frozen=True)
 class CampaignSpec:
     display_name: str
     state: int
@@ -80,6 +92,7 @@ class CampaignSpec:
     winner_rule: WinnerRule | None = None
     # (hours, minutes) on each recipient's calendar; None: at once.
     local_send_time: tuple[int, int] | None = None
+    goal: Goal | None = None
 
 
 @dataclass(frozen=True)
@@ -146,10 +159,26 @@ def parse_campaign(campaign: campaign_pb2.Campaign, workspace: str) -> CampaignS
             if campaign.HasField("local_send_time")
             else None
         ),
+        goal=_parse_goal(campaign.goal) if campaign.HasField("goal") else None,
     )
     if spec.recurrence:
         recurrence.parse("campaign.recurrence", spec.recurrence)
+    rule = spec.winner_rule
+    if rule is not None and rule.metric == METRIC_CONVERSION_RATE and spec.goal is None:
+        raise InvalidArgument("campaign.goal", "a winner by conversion rate needs a goal")
     return spec
+
+
+def _parse_goal(goal: campaign_pb2.CampaignGoal) -> Goal:
+    event = goal.event
+    if not event.strip() or event != event.strip():
+        raise InvalidArgument("campaign.goal.event", "an event name, without spaces around")
+    if not goal.HasField("within"):
+        return Goal(event)
+    within = goal.within.ToTimedelta()
+    if not timedelta() < within <= MAX_GOAL_WINDOW:
+        raise InvalidArgument("campaign.goal.within", "must be more than 0 and at most 90 days")
+    return Goal(event, within)
 
 
 def _parse_local_time(time: common_pb2.LocalTime) -> tuple[int, int]:
@@ -165,8 +194,11 @@ def _parse_winner_rule(campaign: campaign_pb2.Campaign) -> WinnerRule:
         raise InvalidArgument(f"{field}", "a winner needs at least two variants")
     if campaign.recurrence:
         raise InvalidArgument(f"{field}", "a recurring campaign has no winner")
-    if rule.metric not in (METRIC_CLICK_RATE, METRIC_OPEN_RATE):
-        raise InvalidArgument(f"{field}.metric", "METRIC_CLICK_RATE or METRIC_OPEN_RATE")
+    if rule.metric not in (METRIC_CLICK_RATE, METRIC_OPEN_RATE, METRIC_CONVERSION_RATE):
+        raise InvalidArgument(
+            f"{field}.metric",
+            "METRIC_CLICK_RATE, METRIC_OPEN_RATE or METRIC_CONVERSION_RATE",
+        )
     if not 1 <= rule.test_percent <= 99:
         raise InvalidArgument(f"{field}.test_percent", "must be from 1 to 99")
     after = rule.after.ToTimedelta()
@@ -191,11 +223,12 @@ def apply_update(
     merged = to_proto(current)
     for path in paths:
         merged.ClearField(path)
-        if path == "variants":
-            merged.variants.extend(patch.variants)
-        elif path == "send_time":
-            if patch.HasField("send_time"):
-                merged.send_time.CopyFrom(patch.send_time)
+        field = merged.DESCRIPTOR.fields_by_name[path]
+        if field.is_repeated:
+            getattr(merged, path).extend(getattr(patch, path))
+        elif field.message_type is not None:
+            if patch.HasField(path):
+                getattr(merged, path).CopyFrom(getattr(patch, path))
         else:
             setattr(merged, path, getattr(patch, path))
     if "template" in paths and "variants" not in paths and patch.template:
@@ -295,6 +328,9 @@ def to_proto(spec: CampaignSpec) -> campaign_pb2.Campaign:
         campaign.winner_rule.metric = cast(campaign_pb2.WinnerRule.Metric, rule.metric)
         campaign.winner_rule.test_percent = rule.test_percent
         campaign.winner_rule.after.FromTimedelta(rule.after)
+    if spec.goal is not None:
+        campaign.goal.event = spec.goal.event
+        campaign.goal.within.FromTimedelta(spec.goal.within)
     if len(spec.variants) == 1 and spec.variants[0].id == "default":
         campaign.template = spec.variants[0].template
     else:
@@ -400,6 +436,7 @@ class Stats:
     sent: int = 0
     opened: int = 0
     clicked: int = 0
+    converted: int = 0
 
 
 def choose_winner(rule: WinnerRule, variants: Sequence[Variant], stats: dict[str, Stats]) -> str:
@@ -407,8 +444,12 @@ def choose_winner(rule: WinnerRule, variants: Sequence[Variant], stats: dict[str
 
     def rate(variant: Variant) -> float:
         found = stats.get(variant.id, Stats())
-        hits = found.clicked if rule.metric == METRIC_CLICK_RATE else found.opened
-        return hits / found.sent if found.sent else 0.0
+        hits: dict[int, int] = {
+            METRIC_CLICK_RATE: found.clicked,
+            METRIC_OPEN_RATE: found.opened,
+            METRIC_CONVERSION_RATE: found.converted,
+        }
+        return hits[rule.metric] / found.sent if found.sent else 0.0
 
     return max(variants, key=rate).id
 

@@ -16,6 +16,7 @@ from engage.bus import ConsumerSpec, receive
 from engage.clock import Clock, utc_now
 from engage.db import transaction
 from engage.erasure import Erasure
+from engage.events import event_time
 from engage.outbox import OutboxRelay
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import campaign_store, campaigns, enrollment_store, enrollments, store
@@ -126,6 +127,12 @@ class EventConsumer:
             await self._handle_events(workspace, batches)
 
     async def _handle_events(self, workspace: str, batches: list[bus_pb2.EventBatch]) -> None:
+        tracks = [
+            event
+            for batch in batches
+            for event in batch.events
+            if event.type == common_pb2.EVENT_TYPE_TRACK and event.event
+        ]
         tracked = [
             TrackedEvent(
                 event.message_id,
@@ -134,9 +141,7 @@ class EventConsumer:
                 event.anonymous_id,
                 json_format.MessageToJson(event.properties, indent=None),
             )
-            for batch in batches
-            for event in batch.events
-            if event.type == common_pb2.EVENT_TYPE_TRACK and event.event
+            for event in tracks
         ]
         if not tracked:
             return
@@ -152,6 +157,8 @@ class EventConsumer:
             plan = await enrollment_store.load_plan(
                 session, workspace, journeys, entries, keys, now, policy
             )
+            done = [(e.user_id, e.event, event_time(e, now)) for e in tracks if e.user_id]
+            await campaign_store.record_conversions(session, workspace, done)
             return enrollments.handle_events(plan, tracked)
 
         await self.batches.run(workspace, [batch.id for batch in batches], apply)

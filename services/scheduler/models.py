@@ -165,6 +165,8 @@ class CampaignRow(SQLModel, table=True):
     pending: int = 0
     test_done_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
     winner: str = ""
+    # The event that converts a recipient (from the definition, kept apart to find it by).
+    goal_event: str = ""
     create_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
     update_time: datetime = Field(sa_type=sa.DateTime(timezone=True))
 
@@ -200,3 +202,6 @@ class RecipientRow(SQLModel, table=True):
     zone: str = "UTC"
     opened: bool = False
     clicked: bool = False
+    # When channels reported it sent; whether it did the campaign's goal within its window.
+    sent_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    converted: bool = False

@@ -22,6 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from engage.clock import Clock, as_utc, utc_now
 from engage.db import as_arrays, is_postgresql, table_of, unnested, upsert_into
+from engage.events import event_time
 from engage.outbox import OutboxMessage
 from engage.rules.language import TIME_ZONE_KEY
 from engage.v1 import bus_pb2, common_pb2
@@ -49,15 +50,6 @@ from services.segments.traits import (
 DATE_COLUMNS = ("trait_dates", "trait_local_times")
 
 log = logging.getLogger(__name__)
-
-
-def event_time(event: common_pb2.Event, fallback: datetime) -> datetime:
-    """When the event happened: the client's timestamp, else when ingest received it."""
-    if event.HasField("timestamp"):
-        return event.timestamp.ToDatetime(tzinfo=UTC)
-    if event.HasField("received_at"):
-        return event.received_at.ToDatetime(tzinfo=UTC)
-    return fallback
 
 
 @dataclass

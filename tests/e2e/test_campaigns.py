@@ -41,6 +41,7 @@ from tests.journeys import (
     now_on,
     report,
     start_scheduler,
+    track,
     with_moving_clock,
 )
 from tests.rules import from_yaml
@@ -353,6 +354,42 @@ async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
         return (await get(stub, made.name)).state == Campaign.STATE_COMPLETED
 
     await eventually(completed)
+
+
+async def test_an_ab_test_by_conversion_rate_keeps_the_variant_whose_recipients_did_the_goal(
+    bare_suite: Suite, bus: Bus, stub: campaign_pb2_grpc.CampaignServiceStub
+) -> None:
+    clock_file = with_moving_clock(bare_suite)
+    await buyers(bare_suite, bus, 120)
+    tap = WireTap()
+    await tap.start(bus)
+    rule = campaign_pb2.WinnerRule(
+        metric=campaign_pb2.WinnerRule.METRIC_CONVERSION_RATE, test_percent=40
+    )
+    rule.after.FromTimedelta(timedelta(hours=4))
+    goal = campaign_pb2.CampaignGoal(event="purchase")
+    made = await create(stub, "ab-goal", a_campaign(winner_rule=rule, goal=goal))
+
+    async def tested() -> campaign_pb2.Campaign | None:
+        campaign = await get(stub, made.name)
+        return campaign if campaign.progress.audience_done else None
+
+    in_test = (await eventually(tested)).progress.queued
+    await eventually(lambda: len(tap.seen) == in_test)
+    test_sends = tap.requests()
+    await report(bus, test_sends, SENT)
+    await eventually(lambda: _sent_count(stub, made.name, in_test))
+    # Variant b (OTHER_TEMPLATE) is bought from by everyone it reached, a only clicked: by
+    # clicks (or with no conversion counted, on a tie) a would win.
+    buyers_of_b = [s.user_id for s in test_sends if s.template == OTHER_TEMPLATE]
+    await track(bus, "purchase", buyers_of_b[0], "", *buyers_of_b[1:])
+    await report(bus, [s for s in test_sends if s.template == TEMPLATE], CLICKED)
+
+    move(clock_file, timedelta(hours=4, minutes=1))
+    await eventually(lambda: len(tap.seen) == 120)
+    rest = [s for s in tap.requests() if s.id not in {t.id for t in test_sends}]
+    assert {s.template for s in rest} == {OTHER_TEMPLATE}
+    assert (await get(stub, made.name)).winner == "b"
 
 
 async def test_a_local_send_time_reaches_each_recipient_at_that_hour_in_their_zone(

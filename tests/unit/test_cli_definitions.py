@@ -34,7 +34,8 @@ channel: email
 variants:
   - {id: a, template: spring-a, weight: 50}
   - {id: b, template: spring-b, weight: 50}
-winner_rule: {metric: click_rate, test_percent: 20, after: 4h}
+winner_rule: {metric: conversion_rate, test_percent: 20, after: 4h}
+goal: {event: purchase, within: 2d}
 recurrence: ""
 """
 
@@ -62,6 +63,7 @@ def test_shorthands_become_the_contracts_fields(tmp_path: Path) -> None:
     assert made.steps[1].send.template == "workspaces/acme/templates/cart-reminder"
     assert campaign.message.segment == "workspaces/acme/segments/buyers"  # type: ignore[attr-defined]
     assert campaign.message.winner_rule.after.ToSeconds() == 4 * 3600  # type: ignore[attr-defined]
+    assert campaign.message.goal.within.ToSeconds() == 2 * 86400  # type: ignore[attr-defined]
 
 
 def test_a_trigger_where_is_written_as_segment_rules_write_it(tmp_path: Path) -> None:

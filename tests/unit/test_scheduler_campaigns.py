@@ -2,7 +2,7 @@
 decides for each member, and validation."""
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -112,3 +112,63 @@ def test_a_local_send_time_or_quiet_hours_leave_a_member_pending_until_its_momen
     at_once = campaigns.Broadcast(WS, "sale", "uid", 1, spec(), NOW)
     quiet = campaigns.decide_member(at_once, Member("p3", "u3", "America/New_York"), decisions, NOW)
     assert quiet.due_at == datetime(2025, 3, 1, 13, 0, tzinfo=UTC)
+
+
+def ab_test(metric: "campaign_pb2.WinnerRule.Metric", **fields: object) -> campaigns.CampaignSpec:
+    rule = campaign_pb2.WinnerRule(metric=metric, test_percent=20)
+    rule.after.FromTimedelta(timedelta(hours=4))
+    variants = [
+        campaign_pb2.CampaignVariant(id=v, template=TEMPLATE, weight=50) for v in ("a", "b")
+    ]
+    campaign = campaign_pb2.Campaign(
+        segment=f"workspaces/{WS}/segments/buyers",
+        channel=common_pb2.CHANNEL_EMAIL,
+        variants=variants,
+        winner_rule=rule,
+        **fields,  # type: ignore[arg-type]
+    )
+    return campaigns.parse_campaign(campaign, WS)
+
+
+def test_a_winner_by_conversion_rate_needs_a_goal_within_its_limits() -> None:
+    conversion = campaign_pb2.WinnerRule.METRIC_CONVERSION_RATE
+    with pytest.raises(InvalidArgument) as raised:
+        ab_test(conversion)
+    assert raised.value.field == "campaign.goal"
+    too_long = campaign_pb2.CampaignGoal(event="purchase")
+    too_long.within.FromTimedelta(timedelta(days=91))
+    with pytest.raises(InvalidArgument) as raised:
+        ab_test(conversion, goal=too_long)
+    assert raised.value.field == "campaign.goal.within"
+    with pytest.raises(InvalidArgument) as raised:
+        ab_test(conversion, goal=campaign_pb2.CampaignGoal(event=" purchase"))
+    assert raised.value.field == "campaign.goal.event"
+
+    made = ab_test(conversion, goal=campaign_pb2.CampaignGoal(event="purchase"))
+    assert made.goal == campaigns.Goal("purchase", timedelta(days=3))
+    assert campaigns.parse_campaign(campaigns.to_proto(made), WS) == made
+
+
+def test_the_winner_has_the_best_rate_of_its_metric() -> None:
+    variants = ab_test(campaign_pb2.WinnerRule.METRIC_CLICK_RATE).variants
+    stats = {
+        "a": campaigns.Stats(sent=100, opened=60, clicked=10, converted=2),
+        "b": campaigns.Stats(sent=50, opened=20, clicked=8, converted=4),
+    }
+    rules = {
+        campaign_pb2.WinnerRule.METRIC_OPEN_RATE: "a",
+        campaign_pb2.WinnerRule.METRIC_CLICK_RATE: "b",
+        campaign_pb2.WinnerRule.METRIC_CONVERSION_RATE: "b",
+    }
+    for metric, winner in rules.items():
+        rule = campaigns.WinnerRule(metric, 20, timedelta(hours=4))
+        assert campaigns.choose_winner(rule, variants, stats) == winner
+
+
+def test_an_update_replaces_a_message_field_as_sent() -> None:
+    draft = spec()
+    patch = campaign_pb2.Campaign(local_send_time=common_pb2.LocalTime(hours=9, minutes=30))
+    updated = campaigns.apply_update(draft, patch, ["local_send_time"], WS)
+    assert updated.local_send_time == (9, 30)
+    cleared = campaigns.apply_update(updated, campaign_pb2.Campaign(), ["local_send_time"], WS)
+    assert cleared.local_send_time is None
