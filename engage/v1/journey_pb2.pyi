@@ -17,7 +17,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Journey(_message.Message):
-    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time", "goal", "exit_events", "reentry", "holdout_percent", "counts")
+    __slots__ = ("name", "display_name", "state", "version", "trigger", "steps", "create_time", "update_time", "goal", "exit_events", "reentry", "holdout_percent", "counts", "priority")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Journey.State]
@@ -43,6 +43,7 @@ class Journey(_message.Message):
     REENTRY_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_PERCENT_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: Journey.State
@@ -56,7 +57,8 @@ class Journey(_message.Message):
     reentry: ReentryPolicy
     holdout_percent: float
     counts: JourneyCounts
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., goal: _Optional[_Union[JourneyGoal, _Mapping]] = ..., exit_events: _Optional[_Iterable[str]] = ..., reentry: _Optional[_Union[ReentryPolicy, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., counts: _Optional[_Union[JourneyCounts, _Mapping]] = ...) -> None: ...
+    priority: int
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[Journey.State, str]] = ..., version: _Optional[int] = ..., trigger: _Optional[_Union[JourneyTrigger, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[JourneyStep, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., goal: _Optional[_Union[JourneyGoal, _Mapping]] = ..., exit_events: _Optional[_Iterable[str]] = ..., reentry: _Optional[_Union[ReentryPolicy, _Mapping]] = ..., holdout_percent: _Optional[float] = ..., counts: _Optional[_Union[JourneyCounts, _Mapping]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class JourneyCounts(_message.Message):
     __slots__ = ("enrolled", "active", "completed", "exited", "converted", "active_at_step")

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -170,7 +170,7 @@ def event_entries(journeys: Sequence[ActiveJourney], event: TrackedEvent) -> lis
         return []
     triggered = [
         j
-        for j in journeys
+        for j in by_priority(journeys)
         if not j.definition.trigger_segment and j.definition.trigger_event == event.event
     ]
     if any(j.definition.trigger_where for j in triggered):
@@ -194,11 +194,28 @@ def membership_entries(journeys: Sequence[ActiveJourney], change: MembershipChan
     # Anonymous profiles have no user id to reach them by; their segment changes enroll nobody.
     return [
         Entry(j, change.user_id, change.user_id, "", change.change_id, "")
-        for j in journeys
+        for j in by_priority(journeys)
         if change.user_id
         and j.definition.trigger_segment == change.segment
         and j.definition.trigger_on_exit != change.entered
     ]
+
+
+class Prioritized(Protocol):
+    @property
+    def journey_id(self) -> str: ...
+
+    @property
+    def definition(self) -> Definition: ...
+
+
+PrioritizedT = TypeVar("PrioritizedT", bound=Prioritized)
+
+
+def by_priority(items: Iterable[PrioritizedT]) -> list[PrioritizedT]:
+    """Journeys (or their enrollments) in the order their sends are decided when they compete
+    for a frequency cap at one moment: higher priority first, then by journey id."""
+    return sorted(items, key=lambda item: (-item.definition.priority, item.journey_id))
 
 
 @dataclass
@@ -229,7 +246,7 @@ def handle_events(plan: BatchPlan, events: Iterable[TrackedEvent]) -> Outcome:
     trigger starts, and an event after a trigger in the same batch reaches the new enrollment."""
     outcome = Outcome()
     for event in events:
-        for enrollment in plan.by_profile.get(event.profile_key, []):
+        for enrollment in by_priority(plan.by_profile.get(event.profile_key, [])):
             meant = not event.enrollment_id or event.enrollment_id == enrollment.enrollment_id
             if enrollment.status == ACTIVE and meant:
                 _on_event(enrollment, event, plan, outcome)

@@ -117,6 +117,7 @@ MAX_BRANCH_PATHS = 20
 MAX_TRAIT_MONTHS = 120
 MAX_TRAIT_DAYS = 3660
 MAX_TRAIT_KEY = 128
+MAX_PRIORITY = 100
 # A trait a journey sets is a flag or a short value, not a document.
 MAX_TRAIT_VALUE_BYTES = 4096
 
@@ -150,6 +151,8 @@ class Definition:
     # Conditions on the trigger event's properties, every one to pass.
     trigger_where: tuple[PropertyCondition, ...] = ()
     holdout_percent: float = 0.0
+    # Higher is decided first among sends competing for a frequency cap at one moment.
+    priority: int = 0
 
     @property
     def first_step(self) -> str:
@@ -192,7 +195,14 @@ def parse_definition(journey: journey_pb2.Journey, field: str, workspace: str) -
         exit_events=_parse_exit_events(f"{field}.exit_events", journey.exit_events),
         reentry=_parse_reentry(f"{field}.reentry", journey.reentry),
         holdout_percent=_parse_percent(f"{field}.holdout_percent", journey.holdout_percent),
+        priority=_parse_priority(f"{field}.priority", journey.priority),
     )
+
+
+def _parse_priority(field: str, priority: int) -> int:
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise InvalidArgument(field, f"must be from 0 to {MAX_PRIORITY}")
+    return priority
 
 
 def _parse_percent(field: str, percent: float) -> float:
@@ -487,6 +497,7 @@ def to_proto(definition: Definition) -> journey_pb2.Journey:
         steps=[_step_to_proto(step, definition) for step in definition.steps],
         exit_events=definition.exit_events,
         holdout_percent=definition.holdout_percent,
+        priority=definition.priority,
     )
     if definition.goal_event:
         journey.goal.event = definition.goal_event

@@ -16,7 +16,15 @@ PAUSED = journey_pb2.Journey.STATE_PAUSED
 CREATABLE_STATES = frozenset({DRAFT, ACTIVE})
 UPDATABLE_STATES = frozenset({DRAFT, ACTIVE, PAUSED, journey_pb2.Journey.STATE_ARCHIVED})
 # What a journey does: a change to any of these saves a new version.
-DEFINITION_PATHS = ("trigger", "steps", "goal", "exit_events", "reentry", "holdout_percent")
+DEFINITION_PATHS = (
+    "trigger",
+    "steps",
+    "goal",
+    "exit_events",
+    "reentry",
+    "holdout_percent",
+    "priority",
+)
 UPDATABLE_PATHS = ("display_name", "state", *DEFINITION_PATHS)
 MAX_DISPLAY_NAME = 200
 
@@ -79,8 +87,8 @@ def apply_update(
                     merged.exit_events.extend(patch.exit_events)
                 elif path == "steps":
                     merged.steps.extend(patch.steps)
-                elif path == "holdout_percent":
-                    merged.holdout_percent = patch.holdout_percent
+                elif path in ("holdout_percent", "priority"):
+                    setattr(merged, path, getattr(patch, path))
                 elif patch.HasField(path):
                     getattr(merged, path).CopyFrom(getattr(patch, path))
         definition = graph.parse_definition(merged, "journey", workspace)

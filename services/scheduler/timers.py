@@ -189,7 +189,7 @@ def _fire(
     """Move each locked enrollment on from its timer, where the timer is still its current one."""
     timers = {(t.workspace, t.enrollment_id): t for t in due}
     outcome = Outcome()
-    for enrollment in locked:
+    for enrollment in enrollments.by_priority(locked):
         key = (enrollment.workspace, enrollment.enrollment_id)
         timer = timers[key]
         if timer.position != enrollment.position:

@@ -777,3 +777,30 @@ def test_a_simulation_assumes_awaited_events_never_come_and_stops_at_the_horizon
     assert followed.outcome == simulation.WAITING
     whole = simulation.simulate(journey, WS, profile(), Decisions({}), NOW, 30 * DAY)
     assert (whole.steps[-1].step_id, whole.outcome) == ("done", engine.EXIT_STEP)
+
+
+def test_the_higher_priority_journey_wins_a_capped_moment() -> None:
+    cap = Cap(EMAIL, max_sends=1, window=timedelta(days=1))
+    promo = active_journey(definition(send("promo")), "a-promo")
+    service = active_journey(definition(send("service"), priority=50), "z-service")
+
+    for journeys_ in ([promo, service], [service, promo]):
+        decided = BatchPlan(WS, journeys_, [], {}, set(), NOW, Decisions({WS: Policy(caps=(cap,))}))
+        outcome = enrollments.handle_events(decided, [tracked("signed_up", "u1")])
+        sent = [m.payload for m in outcome.messages if isinstance(m.payload, bus_pb2.SendRequested)]
+        assert [send.step_id for send in sent] == ["service"]
+        skipped = [
+            m.payload.step_id
+            for m in outcome.messages
+            if isinstance(m.payload, bus_pb2.JourneyEvent)
+            and m.payload.reason == decisions_module.FREQUENCY_CAP
+        ]
+        assert skipped == ["promo"]
+
+
+def test_a_priority_is_from_0_to_100() -> None:
+    assert invalid_field(journey(priority=101)) == "journey.priority"
+    assert invalid_field(journey(priority=-1)) == "journey.priority"
+    made = journey(priority=100)
+    definition_ = journeys.parse_journey(made, WS).definition
+    assert graph.to_proto(definition_).priority == 100
