@@ -8,8 +8,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from engage import resources, subjects
 from engage.dates import profile_zone
 from engage.errors import FailedPrecondition, InvalidArgument
@@ -353,6 +351,8 @@ def is_due(state: int, send_time: datetime | None, now: datetime) -> bool:
 def variant_of(campaign_uid: str, profile_key: str, variants: Sequence[Variant]) -> Variant:
     """A recipient's variant: by a hash of the campaign and the profile, so the same profile
     always gets the same variant of a campaign, in proportion to the weights."""
+    if len(variants) == 1:
+        return variants[0]
     total = sum(v.weight for v in variants)
     digest = hashlib.sha256(f"{campaign_uid}/variant/{profile_key}".encode()).digest()
     bucket = int.from_bytes(digest[:8], "big") % total
@@ -417,15 +417,17 @@ def _due(
 ) -> datetime | None:
     """When the member's send may go, if later than now: its local send time on its calendar,
     then the end of the quiet hours it falls in."""
-    zone = profile_zone(member.zone)
     local_time = broadcast.spec.local_send_time
+    quiet = decisions.policies.get(broadcast.workspace, Policy()).quiet_hours
+    if local_time is None and quiet is None:
+        return None
+    zone = profile_zone(member.zone)
     if local_time is not None:
         # The first such moment from the run's start on.
         since = broadcast.started - timedelta(microseconds=1)
         due = moments.next_time_of_day(since, zone, *local_time)
         if due > now:
             return due
-    quiet = decisions.policies.get(broadcast.workspace, Policy()).quiet_hours
     return quiet_until(quiet, zone, now) if quiet else None
 
 
@@ -462,27 +464,24 @@ def send_messages(
     now: datetime,
 ) -> list[OutgoingMessage]:
     """The sends of queued recipients, as the bus carries them."""
-    occurred_at = Timestamp()
-    occurred_at.FromDatetime(now)
+    common = bus_pb2.SendRequested(
+        workspace=workspace,
+        channel=cast(common_pb2.Channel, spec.channel),
+        campaign=campaign_name(workspace, campaign_id),
+    )
+    common.occurred_at.FromDatetime(now)
     templates = {variant.id: variant.template for variant in spec.variants}
     subject = subjects.sends(spec.channel)
-    campaign = campaign_name(workspace, campaign_id)
-    channel = cast(common_pb2.Channel, spec.channel)
-    return [
-        OutgoingMessage(
-            subject,
-            bus_pb2.SendRequested(
-                id=r.send_key,
-                occurred_at=occurred_at,
-                workspace=workspace,
-                channel=channel,
-                template=templates[r.variant],
-                user_id=r.profile_key,
-                campaign=campaign,
-            ),
-        )
-        for r in recipients
-    ]
+    messages = []
+    for recipient in recipients:
+        # A copy of what every send shares is cheaper than building each (a broadcast's
+        # thousands a second).
+        send = bus_pb2.SendRequested()
+        send.CopyFrom(common)
+        send.id, send.user_id = recipient.send_key, recipient.profile_key
+        send.template = templates[recipient.variant]
+        messages.append(OutgoingMessage(subject, send))
+    return messages
 
 
 def campaign_name(workspace: str, campaign_id: str) -> str:
