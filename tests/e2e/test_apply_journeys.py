@@ -71,6 +71,48 @@ async def test_journeys_apply_once_show_a_dry_run_diff_and_name_a_refused_key(
     assert line.startswith(f"engage apply: {broken}:17: steps[2].wait.trait_date.months:")
 
 
+PRICING = """\
+journey_id: pricing-follow-up
+state: active
+trigger:
+  event: page_viewed
+  where: [{property: page, equals: pricing}]
+priority: 20
+steps:
+  - id: by-plan
+    branch:
+      paths:
+        - rule:
+            all:
+              - {trait: plan, equals: gold}
+              - {event: page_viewed, where: [{property: referrer, exists: true}]}
+          next: mark
+      otherwise: standard
+  - id: mark
+    update_trait: {trait: pricing_offer, value: {plan: gold, months: 3}}
+  - id: gold-offer
+    send: {channel: email, template: gold-pricing}
+    next: done
+  - id: standard
+    send: {channel: email, template: pricing}
+  - id: done
+    exit: {}
+"""
+
+
+async def test_a_journey_with_a_where_a_rule_branch_and_a_trait_update_applies_once(
+    bare_suite: Suite, bus_for_reading: Bus, tmp_path: Path
+) -> None:
+    written = tmp_path / "pricing.yaml"
+    written.write_text(PRICING)
+    first = await engage_apply(bare_suite, str(written))
+    assert first.returncode == 0, first.stderr
+    again = await engage_apply(bare_suite, str(written))
+    assert again.returncode == 0, again.stderr
+    [line] = again.stdout.splitlines()
+    assert line.startswith(f"unchanged workspaces/{WORKSPACE}/journeys/pricing-follow-up ")
+
+
 async def test_journeys_and_campaigns_read_back_with_their_counts(
     bare_suite: Suite, bus_for_reading: Bus
 ) -> None:
