@@ -13,7 +13,7 @@ from engage.dates import profile_zone
 from engage.errors import FailedPrecondition, InvalidArgument
 from engage.v1 import bus_pb2, campaign_pb2, common_pb2
 from services.scheduler import moments, recurrence
-from services.scheduler.decisions import Decisions, Intended, Policy, Sent, in_share, quiet_until
+from services.scheduler.decisions import Decisions, Intended, Sent, in_share, quiet_until
 from services.scheduler.graph import CHANNELS
 from services.scheduler.outgoing import OutgoingMessage
 
@@ -418,7 +418,7 @@ def _due(
     """When the member's send may go, if later than now: its local send time on its calendar,
     then the end of the quiet hours it falls in."""
     local_time = broadcast.spec.local_send_time
-    quiet = decisions.policies.get(broadcast.workspace, Policy()).quiet_hours
+    quiet = decisions.policy_of(broadcast.workspace).quiet_hours
     if local_time is None and quiet is None:
         return None
     zone = profile_zone(member.zone)

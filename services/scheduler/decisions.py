@@ -52,6 +52,9 @@ class Policy:
         return max((cap.window for cap in self.caps), default=timedelta())
 
 
+NO_POLICY = Policy()
+
+
 @dataclass(frozen=True)
 class Intended:
     """One send about to be decided."""
@@ -84,10 +87,14 @@ class Decisions:
     policies: dict[str, Policy]
     recent: dict[tuple[str, str], list[Sent]] = field(default_factory=dict)
 
+    def policy_of(self, workspace: str) -> Policy:
+        """The workspace's policy (none read: nothing capped, no control group)."""
+        return self.policies.get(workspace, NO_POLICY)
+
     def decide(self, intended: Intended, now: datetime, send_key: str) -> tuple[str, Sent | None]:
         """The reason the send is not made ("" when it goes out), and the marketing send to
         count when it does."""
-        reason = refusal(intended, self.policies.get(intended.workspace, Policy()), self, now)
+        reason = refusal(intended, self.policy_of(intended.workspace), self, now)
         if reason or intended.transactional:
             return reason, None
         sent = Sent(intended.workspace, intended.profile_key, intended.channel, now, send_key)

@@ -18,7 +18,7 @@ from engage.rules.evaluate import where_test
 from engage.rules.language import PropertyCondition
 from engage.v1 import bus_pb2, common_pb2
 from services.scheduler import engine
-from services.scheduler.decisions import QUIET_HOURS, Decisions, Intended, Policy, Sent
+from services.scheduler.decisions import QUIET_HOURS, Decisions, Intended, Sent
 from services.scheduler.engine import Waiting
 from services.scheduler.graph import AFTER_COOLDOWN, ONCE, Definition, Send, Step, UpdateTrait
 from services.scheduler.outgoing import OutgoingMessage, TraitUpdate
@@ -334,7 +334,7 @@ def run(
 ) -> None:
     """Advance the enrollment from `step_id` and announce what it did; each send goes out or
     is skipped as `decisions` decides."""
-    policy = decisions.policies.get(enrollment.workspace, Policy())
+    policy = decisions.policy_of(enrollment.workspace)
     progress = engine.advance(
         enrollment.definition,
         step_id,
