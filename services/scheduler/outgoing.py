@@ -43,14 +43,14 @@ class OutgoingMessage:
 def outbox_rows(messages: Sequence[OutgoingMessage], now: datetime) -> list[dict[str, Any]]:
     """The rows to write for `messages`, keeping their order within each subject."""
     sends: dict[tuple[str, str], list[bus_pb2.SendRequested]] = {}
-    events: dict[tuple[str, str], list[bus_pb2.JourneyEvent]] = {}
+    announced: dict[tuple[str, str], list[bus_pb2.JourneyEvent]] = {}
     for message in messages:
         payload = message.payload
         key = (message.subject, payload.workspace)
         if isinstance(payload, bus_pb2.SendRequested):
             sends.setdefault(key, []).append(payload)
         else:
-            events.setdefault(key, []).append(payload)
+            announced.setdefault(key, []).append(payload)
     occurred_at = Timestamp()
     occurred_at.FromDatetime(now)
     rows = []
@@ -58,11 +58,11 @@ def outbox_rows(messages: Sequence[OutgoingMessage], now: datetime) -> list[dict
         for sends_bundle in _bundles(requested, SENDS_PER_MESSAGE):
             sent = bus_pb2.SendRequests(id=_bundle_id("sends", sends_bundle), sends=sends_bundle)
             rows.append(_row(subject, workspace, sent, occurred_at, now))
-    for (subject, workspace), happened in events.items():
+    for (subject, workspace), happened in announced.items():
         for events_bundle in _bundles(happened, EVENTS_PER_MESSAGE):
             bundle_id = _bundle_id("journeys", events_bundle)
-            announced = bus_pb2.JourneyEvents(id=bundle_id, events=events_bundle)
-            rows.append(_row(subject, workspace, announced, occurred_at, now))
+            bundle = bus_pb2.JourneyEvents(id=bundle_id, events=events_bundle)
+            rows.append(_row(subject, workspace, bundle, occurred_at, now))
     return rows
 
 
