@@ -25,8 +25,9 @@ def sends_consumer(ack_wait_seconds: float) -> ConsumerSpec:
         stream="SENDS",
         filter_subjects=[subjects.SENDS],
         ack_wait_seconds=ack_wait_seconds,
-        # Messages are independent of each other: overlap several (a journey's lone send is not
-        # held up behind a broadcast's bundle); SENDS_AT_ONCE bounds the sends they make.
+        # Messages are independent of each other: overlap several; SENDS_AT_ONCE bounds the
+        # sends they make together, first come first served (a journey's send that arrives
+        # behind a broadcast's bundle waits for it: no priority between them yet).
         fetch_batch=16,
         concurrency=8,
     )
