@@ -156,6 +156,28 @@ async def get(stub: campaign_pb2_grpc.CampaignServiceStub, name: str) -> campaig
     return got
 
 
+async def audience_done(
+    stub: campaign_pb2_grpc.CampaignServiceStub, name: str
+) -> campaign_pb2.Campaign:
+    """The campaign once its broadcast has gone through the whole audience."""
+
+    async def done() -> campaign_pb2.Campaign | None:
+        campaign = await get(stub, name)
+        return campaign if campaign.progress.audience_done else None
+
+    found: campaign_pb2.Campaign = await eventually(done, timeout=30)
+    return found
+
+
+def winner_rule(
+    metric: "campaign_pb2.WinnerRule.Metric", test_percent: int
+) -> campaign_pb2.WinnerRule:
+    """A winner chosen by `metric` four hours after its test share was sent."""
+    rule = campaign_pb2.WinnerRule(metric=metric, test_percent=test_percent)
+    rule.after.FromTimedelta(timedelta(hours=4))
+    return rule
+
+
 async def test_a_broadcast_sends_each_member_once_and_completes_only_when_all_are_reported(
     bare_suite: Suite, bus: Bus, stub: campaign_pb2_grpc.CampaignServiceStub
 ) -> None:
@@ -164,11 +186,7 @@ async def test_a_broadcast_sends_each_member_once_and_completes_only_when_all_ar
     await tap.start(bus)
     made = await create(stub, "spring", a_campaign(holdout_percent=10))
 
-    async def audience_done() -> campaign_pb2.Campaign | None:
-        campaign = await get(stub, made.name)
-        return campaign if campaign.progress.audience_done else None
-
-    campaign = await eventually(audience_done, timeout=30)
+    campaign = await audience_done(stub, made.name)
     progress = campaign.progress
     held_out = progress.skipped["holdout"]
     assert 10 < held_out < 60
@@ -212,10 +230,10 @@ async def test_a_scheduler_killed_mid_broadcast_goes_on_and_sends_nobody_twice(
     async with bare_suite.channel("scheduler") as channel:
         restarted = campaign_pb2_grpc.CampaignServiceStub(channel)
 
-        async def audience_done() -> bool:
+        async def gone_through() -> bool:
             return (await get(restarted, made.name)).progress.audience_done
 
-        await eventually(audience_done, timeout=60)
+        await eventually(gone_through, timeout=60)
         await eventually(lambda: len(tap.seen) >= 1_000)
         assert len(tap.seen) == 1_000
         assert tap.fired_twice() == []
@@ -319,17 +337,10 @@ async def test_an_ab_test_sends_the_winner_to_the_rest_once_the_wait_is_over(
     await buyers(bare_suite, bus, 200)
     tap = WireTap()
     await tap.start(bus)
-    rule = campaign_pb2.WinnerRule(
-        metric=campaign_pb2.WinnerRule.METRIC_CLICK_RATE, test_percent=30
-    )
-    rule.after.FromTimedelta(timedelta(hours=4))
+    rule = winner_rule(campaign_pb2.WinnerRule.METRIC_CLICK_RATE, test_percent=30)
     made = await create(stub, "ab", a_campaign(winner_rule=rule))
 
-    async def tested() -> campaign_pb2.Campaign | None:
-        campaign = await get(stub, made.name)
-        return campaign if campaign.progress.audience_done else None
-
-    campaign = await eventually(tested)
+    campaign = await audience_done(stub, made.name)
     in_test = campaign.progress.queued
     assert 30 < in_test < 90
     assert campaign.progress.pending == 200 - in_test
@@ -363,18 +374,11 @@ async def test_an_ab_test_by_conversion_rate_keeps_the_variant_whose_recipients_
     await buyers(bare_suite, bus, 120)
     tap = WireTap()
     await tap.start(bus)
-    rule = campaign_pb2.WinnerRule(
-        metric=campaign_pb2.WinnerRule.METRIC_CONVERSION_RATE, test_percent=40
-    )
-    rule.after.FromTimedelta(timedelta(hours=4))
+    rule = winner_rule(campaign_pb2.WinnerRule.METRIC_CONVERSION_RATE, test_percent=40)
     goal = campaign_pb2.CampaignGoal(event="purchase")
     made = await create(stub, "ab-goal", a_campaign(winner_rule=rule, goal=goal))
 
-    async def tested() -> campaign_pb2.Campaign | None:
-        campaign = await get(stub, made.name)
-        return campaign if campaign.progress.audience_done else None
-
-    in_test = (await eventually(tested)).progress.queued
+    in_test = (await audience_done(stub, made.name)).progress.queued
     await eventually(lambda: len(tap.seen) == in_test)
     test_sends = tap.requests()
     await report(bus, test_sends, SENT)
