@@ -18,6 +18,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from nats.js import api
+from nats.js.errors import NotFoundError
 from sqlalchemy.engine import make_url
 
 import engage.v1
@@ -191,6 +192,18 @@ async def publish_sends(bus: Bus, *sends: bus_pb2.SendRequested, msg_id: str = "
     a `msg_id` other than the first key's gets a repeat past JetStream's dedupe."""
     requests = bus_pb2.SendRequests(id=msg_id or sends[0].id, workspace=WORKSPACE, sends=sends)
     await bus.publish(subjects.sends(sends[0].channel), requests, requests.id, WORKSPACE)
+
+
+async def sends_settled(bus: Bus) -> bool:
+    """Every send published so far was handled and acknowledged by channels (the work queue
+    is empty and nothing is in flight); not before channels has made its consumer."""
+    if (await bus.js.stream_info("SENDS")).state.messages:
+        return False
+    try:
+        consumer = await bus.js.consumer_info("SENDS", "channels-sends")
+    except NotFoundError:
+        return False
+    return int(consumer.num_ack_pending or 0) == 0
 
 
 async def dead_letters(bus: Bus, durable: str = "") -> list[api.RawStreamMsg]:

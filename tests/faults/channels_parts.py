@@ -118,13 +118,6 @@ async def outcome_of(bus: Bus, key: str) -> bus_pb2.DeliveryEvent:
     return await eventually(announced, timeout=60)
 
 
-async def sends_settled(bus: Bus) -> bool:
-    """Every send published so far was handled and acknowledged (the work queue is empty)."""
-    stream = await bus.js.stream_info("SENDS")
-    consumer = await bus.js.consumer_info("SENDS", "channels-sends")
-    return stream.state.messages == 0 and consumer.num_ack_pending == 0
-
-
 @asynccontextmanager
 async def second_channels(suite: Suite) -> AsyncIterator[ServiceProcess]:
     """Another channels process on the same database and durable consumer, as a second replica

@@ -23,10 +23,9 @@ from tests.faults.channels_parts import (
     logged,
     outcome_of,
     send_request,
-    sends_settled,
     start,
 )
-from tests.harness import Suite, auth, eventually, publish_sends
+from tests.harness import Suite, auth, eventually, publish_sends, sends_settled
 
 # Small, so that redeliveries come within seconds; the SMTP timeout bounds how long a claim
 # can be a handoff still under way (plus a margin), so the interrupted one is settled soon.

@@ -14,10 +14,9 @@ from tests.faults.channels_parts import (
     outcome_of,
     second_channels,
     send_request,
-    sends_settled,
     start,
 )
-from tests.harness import Suite, eventually, publish_sends
+from tests.harness import Suite, eventually, publish_sends, sends_settled
 
 ACK_WAIT_SECONDS = 1.0
 # Three ack waits: without in-progress heartbeats JetStream would deliver the send again twice.

@@ -27,7 +27,15 @@ from engage.v1 import (
     template_pb2_grpc,
 )
 from services.channels.sandboxes.smtp_sink import SmtpSink
-from tests.harness import SUPPORT_KEY, Suite, auth, dead_letters, eventually, publish_sends
+from tests.harness import (
+    SUPPORT_KEY,
+    Suite,
+    auth,
+    dead_letters,
+    eventually,
+    publish_sends,
+    sends_settled,
+)
 
 WORKSPACE = "acme"
 PARENT = f"workspaces/{WORKSPACE}"
@@ -131,13 +139,6 @@ def send_request(key: str, template: str, user_id: str = "u1") -> bus_pb2.SendRe
 
 def message_name(key: str) -> str:
     return f"{PARENT}/messages/{hashlib.sha256(key.encode()).hexdigest()[:32]}"
-
-
-async def sends_settled(bus: Bus) -> bool:
-    """Every send published so far has been handled and acknowledged (work queue is empty)."""
-    stream = await bus.js.stream_info("SENDS")
-    consumer = await bus.js.consumer_info("SENDS", "channels-sends")
-    return stream.state.messages == 0 and consumer.num_ack_pending == 0
 
 
 async def next_delivery(subscription: JetStreamContext.PushSubscription) -> bus_pb2.DeliveryEvent:
