@@ -14,6 +14,7 @@ from typing import Any
 
 from engage.dates import profile_zone
 from engage.profiles import ProfileView
+from engage.resources import read_name
 from engage.rules.evaluate import Facts, evaluate
 from services.scheduler import decisions, moments
 from services.scheduler.decisions import QuietHours
@@ -162,11 +163,13 @@ def branch_path(
     branch: Branch, profile: ProfileView, trigger: Trigger | None, now: datetime
 ) -> str:
     """The first path whose condition holds, else `otherwise`."""
+    facts: Facts | None = None
     for path in branch.paths:
         if path.rule is None:
             holds = (path.segment in profile.segments) == path.member
         else:
-            holds = evaluate(path.rule, _facts(profile, trigger), now)
+            facts = facts or _facts(profile, trigger)
+            holds = evaluate(path.rule, facts, now)
         if holds:
             return path.next
     return branch.otherwise
@@ -175,11 +178,13 @@ def branch_path(
 def _facts(profile: ProfileView, trigger: Trigger | None) -> Facts:
     """What a branch's rule reads: the profile as it is and the one event that enrolled it."""
     events = {trigger.event: [(trigger.at, trigger.properties)]} if trigger else {}
+    segments = (read_name(name, "segments") for name in profile.segments)
+    profile_name = read_name(profile.name, "profiles")
     return Facts(
         traits=profile.traits,
         events=events,
-        memberships=frozenset(name.rsplit("/", 1)[-1] for name in profile.segments),
-        profile_id=profile.name.rsplit("/", 1)[-1],
+        memberships=frozenset(segment.id for segment in segments if segment),
+        profile_id=profile_name.id if profile_name else "",
         zone=profile_zone(profile.calendar_time_zone),
     )
 
